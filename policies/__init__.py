@@ -1,0 +1,1 @@
+"""Planners on trajectory fields (imported as traceany_ros.policies)."""

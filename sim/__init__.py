@@ -1,0 +1,1 @@
+"""PyBullet simulation: scenes, cameras, ground-truth trajectories, episodes, tasks (imported as traceany_ros.sim)."""

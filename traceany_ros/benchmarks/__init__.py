@@ -1,0 +1,1 @@
+"""Benchmark targets of ``traceany bench``; one module each (see commands/bench.py)."""

@@ -1,0 +1,1 @@
+"""Subcommands of ``traceany``: one module each, auto-discovered by cli.py."""

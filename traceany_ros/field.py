@@ -62,9 +62,6 @@ def _bernstein(u, order: int, xp):
         cols = [6 * one, -12 * one + 6 * u, 6 * one - 12 * u, 6 * u]
     else:
         raise ValueError(f"derivative order must be 0, 1 or 2, got {order}")
-    if order == 2:
-        # affine in u: broadcast the constants to u's shape
-        cols = [c + 0 * u for c in cols]
     return xp.stack(cols, -1)
 
 
@@ -207,7 +204,12 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
         return hi
     q = np.round((v - lo) / (hi - lo) * (bins - 1)).astype(np.uint8)[None, :]
     thr, _ = cv2.threshold(q, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return lo + (thr + 0.5) / (bins - 1) * (hi - lo)
+    # Every threshold inside the empty gap around Otsu's answer splits the data
+    # the same way; OpenCV returns the gap's lower end, take its middle.
+    below, above = q[q <= thr], q[q > thr]
+    if below.size and above.size:
+        thr = 0.5 * (float(below.max()) + float(above.min()))
+    return lo + thr / (bins - 1) * (hi - lo)
 
 
 @dataclass

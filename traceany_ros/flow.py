@@ -1,0 +1,183 @@
+"""The ``flow`` baseline: dense 2D optical flow chained over a clip, lifted to 3D.
+
+For every frame ``f`` and every field pixel (a grid at ``stride``), the pixel is
+followed frame to frame forward (``f -> f+1 -> ...``) and backward
+(``f -> f-1 -> ...``) with OpenCV's DIS (or Farneback) flow. At each step the
+forward-backward check (the flow back from the new position must return to
+the old one) decides whether the track is still alive. Alive positions are
+lifted to the world with that frame's depth, intrinsics and camera pose; lost
+frames hold the last alive world position at a small weight (a "stays put"
+prior). The samples are fitted with the project's one B-spline
+(:func:`traceany_ros.field.fit_trajectory`).
+
+Confidence of a field pixel: valid depth at its own frame times the fraction
+of frames its track stayed alive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from traceany_ros.episode import FrameWindow
+from traceany_ros.field import TrajectoryField, fit_trajectory
+
+METHODS = ("dis_fast", "dis_medium", "dis_ultrafast", "farneback")
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Options of the flow baseline.
+
+    method: "dis_medium" | "dis_fast" | "dis_ultrafast" | "farneback".
+    stride: field pixel spacing (the field has H/stride x W/stride curves per frame).
+    num_control_points: K of the fitted B-spline.
+    fb_threshold_px: forward-backward error (px) above which a track is lost,
+        plus ``fb_relative`` times the flow magnitude.
+    lost_weight: fit weight of the held position at frames where the track is lost.
+    """
+
+    method: str = "dis_medium"
+    stride: int = 4
+    num_control_points: int = 10
+    fb_threshold_px: float = 1.0
+    fb_relative: float = 0.05
+    lost_weight: float = 0.05
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"flow method must be one of {METHODS}, got {self.method!r}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def dense_flow(img0: np.ndarray, img1: np.ndarray, method: str = "dis_medium") -> np.ndarray:
+    """Optical flow from img0 to img1 (both [H,W] uint8 grey): [H,W,2] float32 (dx=col, dy=row)."""
+    import cv2
+
+    if method == "farneback":
+        return cv2.calcOpticalFlowFarneback(img0, img1, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+    preset = {"dis_ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "dis_fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+              "dis_medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[method]
+    dis = cv2.DISOpticalFlow_create(preset)
+    return dis.calc(img0, img1, None)
+
+
+def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear lookup with edge clamping: img [H,W,C], x (cols) [M], y (rows) [M] -> [M,C]."""
+    h, w = img.shape[:2]
+    x = np.clip(x, 0, w - 1)
+    y = np.clip(y, 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(x.shape, np.int64)
+    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(y.shape, np.int64)
+    ax = (x - x0)[:, None]
+    ay = (y - y0)[:, None]
+    x1 = np.minimum(x0 + 1, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)
+    return ((img[y0, x0] * (1 - ax) + img[y0, x1] * ax) * (1 - ay)
+            + (img[y1, x0] * (1 - ax) + img[y1, x1] * ax) * ay)
+
+
+def _lift(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, x: np.ndarray, y: np.ndarray):
+    """World points of sub-pixel positions (nearest-pixel depth): -> points [M,3], valid [M]."""
+    h, w = depth.shape
+    r = np.clip(np.rint(y).astype(np.int64), 0, h - 1)
+    c = np.clip(np.rint(x).astype(np.int64), 0, w - 1)
+    z = depth[r, c].astype(np.float64)
+    valid = np.isfinite(z) & (z > 0)
+    z = np.where(valid, z, 0.0)
+    pc = np.stack([(x - K[0, 2]) / K[0, 0] * z, (y - K[1, 2]) / K[1, 1] * z, z], -1)
+    return pc @ c2w[:3, :3].T + c2w[:3, 3], valid
+
+
+def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
+    """Chain flow from every grid pixel of every frame through the whole window.
+
+    Returns:
+        points [T, h, w, T, 3] float64 world positions (source frame, grid, target frame),
+        weights [T, h, w, T] float64 fit weights (1 alive with depth, ``lost_weight`` held, 0 none),
+        alive [T, h, w, T] bool, own_valid [T, h, w] bool (valid depth at the own frame).
+    """
+    from traceany_ros.backends import check_window, grid_points_world
+
+    T, H, W = check_window(window)
+    s = config.stride
+    off = s // 2
+    K = np.asarray(window.intrinsics, np.float64)
+    c2w = np.asarray(window.cam_to_world, np.float64)
+    depth = np.asarray(window.depth, np.float32)
+    own_pts, own_valid = grid_points_world(window, s, off)  # [T,h,w,3]
+    h, w = own_pts.shape[1:3]
+    n = h * w
+    gy, gx = np.meshgrid(off + s * np.arange(h), off + s * np.arange(w), indexing="ij")
+    gx, gy = gx.reshape(-1).astype(np.float64), gy.reshape(-1).astype(np.float64)
+
+    gray = [_gray(window.rgb[i]) for i in range(T)]
+    fwd = [dense_flow(gray[i], gray[i + 1], config.method) for i in range(T - 1)]
+    bwd = [dense_flow(gray[i + 1], gray[i], config.method) for i in range(T - 1)]
+
+    points = np.zeros((T, n, T, 3))
+    alive = np.zeros((T, n, T), bool)
+    weights = np.zeros((T, n, T))
+    for f in range(T):
+        points[f, :, f] = own_pts[f].reshape(n, 3)
+        alive[f, :, f] = own_valid[f].reshape(n)
+        weights[f, :, f] = 1.0
+
+    # direction +1: sources f <= t step from t to t+1 with fwd[t]; direction -1: sources f >= t step to t-1
+    for direction in (+1, -1):
+        x = np.tile(gx, (T, 1))  # [T_src, n] current positions
+        y = np.tile(gy, (T, 1))
+        live = alive[np.arange(T), :, np.arange(T)].copy()  # [T_src, n]
+        held = points[np.arange(T), :, np.arange(T)].copy()  # [T_src, n, 3] last alive world position
+        steps = range(T - 1) if direction > 0 else range(T - 1, 0, -1)
+        for t in steps:
+            nxt = t + direction
+            src = np.arange(0, t + 1) if direction > 0 else np.arange(t, T)
+            xs, ys = x[src].reshape(-1), y[src].reshape(-1)
+            flow_a = fwd[t] if direction > 0 else bwd[t - 1]  # t -> nxt
+            flow_b = bwd[t] if direction > 0 else fwd[t - 1]  # nxt -> t
+            d = sample_bilinear(flow_a, xs, ys)
+            xn, yn = xs + d[:, 0], ys + d[:, 1]
+            db = sample_bilinear(flow_b, xn, yn)
+            fb = np.hypot(d[:, 0] + db[:, 0], d[:, 1] + db[:, 1])
+            ok = (fb < config.fb_threshold_px + config.fb_relative * np.hypot(d[:, 0], d[:, 1]))
+            ok &= (xn >= 0) & (xn <= W - 1) & (yn >= 0) & (yn <= H - 1)
+            pts, has_depth = _lift(depth[nxt], K, c2w[nxt], xn, yn)
+            lv = live[src].reshape(-1) & ok
+            good = lv & has_depth
+            shape = (len(src), n)
+            lv, good = lv.reshape(shape), good.reshape(shape)
+            pts = pts.reshape(*shape, 3)
+            held_src = np.where(good[..., None], pts, held[src])
+            held[src] = held_src
+            points[src, :, nxt] = held_src
+            alive[src, :, nxt] = good
+            weights[src, :, nxt] = np.where(good, 1.0, config.lost_weight)
+            live[src] = lv
+            x[src], y[src] = xn.reshape(shape), yn.reshape(shape)
+    return (points.reshape(T, h, w, T, 3), weights.reshape(T, h, w, T), alive.reshape(T, h, w, T),
+            own_valid)
+
+
+def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> TrajectoryField:
+    """The flow baseline's trajectory field of a window (world frame, stride ``config.stride``)."""
+    points, weights, alive, own_valid = track_window(window, config)
+    T, h, w = points.shape[:3]
+    times = np.asarray(window.times, np.float64)
+    span = (float(times[0]), float(times[-1]))
+    s = (times - span[0]) / max(span[1] - span[0], 1e-9) if T > 1 else np.zeros(1)
+    if T == 1:
+        cp = np.repeat(points[:, :, :, :1], config.num_control_points, axis=3)
+    else:
+        cp = fit_trajectory(s, points, config.num_control_points, weights=weights)
+    conf = own_valid * alive.mean(axis=-1)
+    return TrajectoryField(cp.astype(np.float32), conf.astype(np.float32), times, stride=config.stride,
+                           pixel_offset=config.stride // 2, image_size=tuple(window.depth.shape[1:3]),
+                           time_span=span, meta={"backend": "flow", "method": config.method})

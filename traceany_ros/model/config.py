@@ -1,0 +1,69 @@
+"""Model configuration and presets."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of :class:`~traceany_ros.model.network.TraceModel`.
+
+    patch_size: encoder patch size p (image H, W are padded up to a multiple of it).
+    dim, heads, mlp_ratio: transformer width, attention heads, MLP expansion.
+    encoder_layers: per-frame self-attention layers (tokens of one frame).
+    decoder_layers: global self-attention layers over all frames' tokens, with time embedding.
+    out_stride: the dense head predicts one curve per ``out_stride`` x ``out_stride`` pixel cell.
+    head_channels: channels of the dense head (token features fused with a pixel stem).
+    num_control_points: K = 3m + 1 of each curve.
+    use_depth: feed the unprojected points (depth + pose) to the network; when False it sees RGB
+        only (the ablation), while curves are still anchored at each pixel's unprojection.
+    """
+
+    name: str = "tiny"
+    patch_size: int = 16
+    dim: int = 96
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    out_stride: int = 4
+    head_channels: int = 32
+    num_control_points: int = 10
+    use_depth: bool = True
+
+    def __post_init__(self):
+        from traceany_ros.field import num_segments
+
+        num_segments(self.num_control_points)
+        if self.patch_size % self.out_stride:
+            raise ValueError(f"patch_size {self.patch_size} must be a multiple of out_stride {self.out_stride}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+
+    @property
+    def in_channels(self) -> int:
+        """RGB (3) + camera-0 points (3) + valid-depth mask (1) with depth, else RGB only."""
+        return 7 if self.use_depth else 3
+
+    @staticmethod
+    def preset(name: str, **overrides) -> "ModelConfig":
+        """``tiny`` (CPU real time) or ``base`` (GPU), with optional field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+        return ModelConfig(**{**asdict(PRESETS[name]), **overrides})
+
+    @staticmethod
+    def from_dict(d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(ModelConfig)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"model config has unknown fields {unknown}; the checkpoint is from a different "
+                             f"version of traceany_ros")
+        return ModelConfig(**d)
+
+
+PRESETS = {
+    "tiny": ModelConfig(name="tiny"),
+    "base": ModelConfig(name="base", dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
+                        head_channels=64),
+}

@@ -1,0 +1,145 @@
+"""The trajectory-field network (a small Fast3R / Trace Anything style model).
+
+    image [B,T,C,H,W] --patch embed (per frame)--> tokens [B,T,h*w,D]
+      + 2-D sin/cos position + time embedding (sin/cos of each frame's spline parameter)
+      --encoder: per-frame self-attention--> --decoder: global attention over all T*h*w tokens-->
+      --dense head: tokens pixel-shuffled to stride ``out_stride`` + a conv stem on the pixels-->
+    offsets [B,T,H/s,W/s,K,3]  control points relative to each cell's own point (normalised camera-0 frame)
+    confidence [B,T,H/s,W/s]   1 + exp(raw)
+    time [B,T]                 predicted spline parameter of each frame (timestamp head)
+
+The offsets are *anchored*: a constant is subtracted from each curve's control
+points so that the curve passes exactly through the cell's own point at its
+own frame's time (``offset(s_f) = 0``). A static scene is then all-zero
+offsets, and the outputs stay metric once added to the unprojected points.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from traceany_ros.field import TrajectoryField, bspline_basis
+from traceany_ros.model.config import ModelConfig
+
+CONF_RAW_MIN, CONF_RAW_MAX = -10.0, 8.0
+
+
+def sincos_1d(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sin/cos features of positions x [...] -> [..., dim] (dim even)."""
+    half = dim // 2
+    freq = torch.exp(-math.log(1000.0) * torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    ang = x.float()[..., None] * freq * math.pi
+    return torch.cat([ang.sin(), ang.cos()], -1)
+
+
+def sincos_2d(h: int, w: int, dim: int, device) -> torch.Tensor:
+    """[h*w, dim] 2-D sin/cos position embedding (half the channels per axis)."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    return torch.cat([sincos_1d(ys.reshape(-1).float(), dim // 2), sincos_1d(xs.reshape(-1).float(), dim // 2)], -1)
+
+
+def anchor_offsets(offsets: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Shift each curve so that it is zero at its own frame's time.
+
+    offsets [B,T,h,w,K,3], s [B,T] -> [B,T,h,w,K,3] with ``evaluate(out[b,f], s[b,f]) == 0``.
+    (B-spline basis rows sum to one, so subtracting a constant moves the curve by it.)
+    """
+    B, T = s.shape
+    K = offsets.shape[-2]
+    basis = bspline_basis(s.reshape(-1).to(offsets.dtype), K).reshape(B, T, K)
+    at_own = torch.einsum("btk,bthwkd->bthwd", basis, offsets)
+    return offsets - at_own[..., None, :]
+
+
+class TraceModel(nn.Module):
+    """Per-pixel trajectory fields from a window of RGB-D frames (see module docstring)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = c = config
+        D, hc = c.dim, c.head_channels
+        self.patch_embed = nn.Conv2d(c.in_channels, D, c.patch_size, c.patch_size)
+        self.time_embed = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, D))
+
+        def block():
+            return nn.TransformerEncoderLayer(D, c.heads, int(D * c.mlp_ratio), dropout=0.0, activation="gelu",
+                                              batch_first=True, norm_first=True)
+
+        self.encoder = nn.ModuleList([block() for _ in range(c.encoder_layers)])
+        self.decoder = nn.ModuleList([block() for _ in range(c.decoder_layers)])
+        self.norm = nn.LayerNorm(D)
+        r = c.patch_size // c.out_stride
+        self.token_up = nn.Linear(D, hc * r * r)
+        self.stem = nn.Sequential(nn.Conv2d(c.in_channels, hc, c.out_stride, c.out_stride), nn.GELU(),
+                                  nn.Conv2d(hc, hc, 3, padding=1))
+        self.fuse = nn.Sequential(nn.Conv2d(2 * hc, hc, 1), nn.GELU(), nn.Conv2d(hc, hc, 3, padding=1), nn.GELU())
+        self.out = nn.Conv2d(hc, c.num_control_points * 3 + 1, 1)
+        self.time_head = nn.Linear(D, 1)
+        nn.init.zeros_(self.out.weight)  # start as the static predictor with confidence 1 + e^0
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, image: torch.Tensor, s: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image [B,T,C,H,W] (H, W multiples of patch_size), s [B,T] spline parameters ->
+        dict(offsets [B,T,H/s,W/s,K,3] anchored, confidence [B,T,H/s,W/s] >= 1, time [B,T])."""
+        c = self.config
+        B, T, C, H, W = image.shape
+        if C != c.in_channels:
+            raise ValueError(f"model expects {c.in_channels} input channels (use_depth={c.use_depth}), got {C}")
+        if H % c.patch_size or W % c.patch_size:
+            raise ValueError(f"image size {H}x{W} must be a multiple of the patch size {c.patch_size}; "
+                             f"pad it (prepare_window does)")
+        x = image.reshape(B * T, C, H, W)
+        h, w = H // c.patch_size, W // c.patch_size
+        tok = self.patch_embed(x).flatten(2).transpose(1, 2)  # [BT, hw, D]
+        tok = tok + sincos_2d(h, w, c.dim, tok.device)[None].to(tok.dtype)
+        temb = self.time_embed(sincos_1d(s.reshape(-1), c.dim).to(tok.dtype))  # [BT, D]
+        tok = tok + temb[:, None, :]
+        for blk in self.encoder:
+            tok = blk(tok)
+        tok = tok.reshape(B, T * h * w, c.dim)
+        for blk in self.decoder:
+            tok = blk(tok)
+        tok = self.norm(tok).reshape(B * T, h * w, c.dim)
+        time = self.time_head(tok.mean(1)).reshape(B, T)
+        r = c.patch_size // c.out_stride
+        up = self.token_up(tok).transpose(1, 2).reshape(B * T, -1, h, w)
+        up = F.pixel_shuffle(up, r)  # [BT, hc, H/s, W/s]
+        feat = self.fuse(torch.cat([up, self.stem(x)], 1))
+        out = self.out(feat)  # [BT, 3K+1, H/s, W/s]
+        hs, ws = out.shape[-2:]
+        K = c.num_control_points
+        offsets = out[:, : 3 * K].reshape(B, T, K, 3, hs, ws).permute(0, 1, 4, 5, 2, 3)
+        offsets = anchor_offsets(offsets, s)
+        conf = 1.0 + torch.exp(out[:, 3 * K].clamp(CONF_RAW_MIN, CONF_RAW_MAX)).reshape(B, T, hs, ws)
+        return {"offsets": offsets, "confidence": conf, "time": time}
+
+    @torch.no_grad()
+    def predict_field(self, window, device: str | torch.device = "cpu") -> TrajectoryField:
+        """Trajectory field of a FrameWindow in the world frame (stride ``out_stride``).
+
+        Returns TrajectoryField with control_points [T, ceil(H/s), ceil(W/s), K, 3] (metres, world),
+        confidence [T, ...] (0 where the cell's depth is invalid), time_span (times[0], times[-1]).
+        """
+        from traceany_ros.backends import grid_points_world
+        from traceany_ros.model.inputs import prepare_window
+
+        c = self.config
+        inp = prepare_window(window, c.use_depth, c.patch_size)
+        was_training = self.training
+        self.eval()
+        out = self(inp.image[None].to(device), inp.s[None].to(device))
+        self.train(was_training)
+        stride, off = c.out_stride, c.out_stride // 2
+        base, valid = grid_points_world(window, stride, off)  # [T,h,w,3]
+        h, w = base.shape[1:3]
+        offsets = out["offsets"][0, :, :h, :w].double().cpu().numpy()  # [T,h,w,K,3]
+        conf = out["confidence"][0, :, :h, :w].float().cpu().numpy()
+        cp = base[:, :, :, None, :] + inp.norm_to_world_vectors(offsets)
+        times = np.asarray(window.times, np.float64)
+        return TrajectoryField(cp.astype(np.float32), (conf * valid).astype(np.float32), times, stride=stride,
+                               pixel_offset=off, image_size=inp.size, time_span=(float(times[0]), float(times[-1])),
+                               meta={"backend": "model", "preset": c.name})

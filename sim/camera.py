@@ -143,7 +143,10 @@ def measure_sample_offset(cfg: CameraConfig = CameraConfig(width=128, height=96)
     A_all, b_all = [], []
     for normal in ([0.45, 0.05, 1.0], [-0.05, 0.45, 1.0]):
         normal = np.asarray(normal) / np.linalg.norm(normal)
-        client = bullet_client.BulletClient(connection_mode=pb.DIRECT)
+        from traceany_ros.sim.scene import quiet_stdout
+
+        with quiet_stdout():
+            client = bullet_client.BulletClient(connection_mode=pb.DIRECT)
         try:
             half = [3.0, 3.0, 0.01]
             vis = client.createVisualShape(pb.GEOM_BOX, halfExtents=half, rgbaColor=[0.7, 0.7, 0.7, 1])

@@ -22,7 +22,9 @@ episode seed, drawn in a fixed order; the physics is deterministic for the same 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -141,6 +143,21 @@ def _write_png_atomic(path: Path, img: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def quiet_stdout():
+    """Silence C-level stdout (pybullet prints ``argv[0]=`` on connect) so ``--json`` output stays clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _smoothstep(s):
     s = np.clip(s, 0.0, 1.0)
     return s * s * (3 - 2 * s)
@@ -175,7 +192,8 @@ class TabletopScene:
         self.family = family
         self.seed = int(seed)
         self.rng = np.random.default_rng([self.seed, FAMILIES.index(family)])
-        self.client = bullet_client.BulletClient(connection_mode=pb.DIRECT)
+        with quiet_stdout():
+            self.client = bullet_client.BulletClient(connection_mode=pb.DIRECT)
         self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
         self.client.setGravity(0, 0, -9.81)
         self.client.setPhysicsEngineParameter(fixedTimeStep=1.0 / cfg.physics_hz, deterministicOverlappingPairs=1)

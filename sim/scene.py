@@ -606,54 +606,73 @@ class TabletopScene:
     # ------------------------------------------------------------------ run
     def link_table(self) -> list[tuple[int, int, str]]:
         """Every rigid link in the scene: (body uid, link index (-1 = base), name), in a fixed order."""
-        out = []
-        for uid, name in self.bodies:
-            out.append((uid, -1, name))
-            for j in range(self.client.getNumJoints(uid)):
-                out.append((uid, j, f"{name}/{self.client.getJointInfo(uid, j)[12].decode()}"))
-        return out
-
-    def _capture_poses(self, links) -> np.ndarray:
-        c = self.client
-        out = np.empty((len(links), 4, 4))
-        for i, (uid, link, _) in enumerate(links):
-            if link < 0:
-                p, q = c.getBasePositionAndOrientation(uid)
-            else:
-                st = c.getLinkState(uid, link, computeForwardKinematics=1)
-                p, q = st[4], st[5]
-            out[i] = _pose_matrix(p, q)
-        return out
+        return link_table(self.client, self.bodies)
 
     def simulate(self) -> Clip:
         """Run the clip: render every frame, log every link's pose. Returns a ``Clip``."""
-        cfg, c = self.cfg, self.client
-        links = self.link_table()
-        lut = {(u, l): i for i, (u, l, _) in enumerate(links)}
-        T, H, W = self.num_frames, cfg.height, cfg.width
-        rgb = np.empty((T, H, W, 3), np.uint8)
-        depth = np.empty((T, H, W), np.float32)
-        labels = np.full((T, H, W), -1, np.int16)
-        poses = np.empty((len(links), T, 4, 4))
-        stamps = np.empty(T)
-        step = 0
-        for k in range(T):
-            if k > 0:
-                for _ in range(self.substeps):
-                    tau = step / cfg.physics_hz
-                    for s in self.scripts:
-                        s(tau)
-                    c.stepSimulation()
-                    step += 1
-            tau = step / cfg.physics_hz
-            for s in self.scripts:  # scripted bodies exactly on their path at frame times
-                s(tau)
-            stamps[k] = self.t0 + tau
-            poses[:, k] = self._capture_poses(links)
-            rgb[k], depth[k], body, link = render(c, self.cam_poses[k], self.cam_cfg, self.light)
-            lab = labels[k]
-            for (u, l), i in lut.items():
-                lab[(body == u) & (link == l)] = i
-        self.desc["links"] = [name for _, _, name in links]
-        return Clip(rgb=rgb, depth=depth, labels=labels, cam_to_world=self.cam_poses.copy(), timestamps=stamps,
-                    K=self.K.copy(), poses=poses, links=links, description=self.desc)
+        clip = record_clip(self.client, self.bodies, self.scripts, self.cam_poses, self.cam_cfg, self.light,
+                           substeps=self.substeps, physics_hz=self.cfg.physics_hz, t0=self.t0)
+        self.desc["links"] = [name for _, _, name in clip.links]
+        clip.description = self.desc
+        return clip
+
+
+def link_table(client, bodies) -> list[tuple[int, int, str]]:
+    """Every rigid link of ``bodies`` [(uid, name)]: (body uid, link index (-1 = base), name), in a fixed order."""
+    out = []
+    for uid, name in bodies:
+        out.append((uid, -1, name))
+        for j in range(client.getNumJoints(uid)):
+            out.append((uid, j, f"{name}/{client.getJointInfo(uid, j)[12].decode()}"))
+    return out
+
+
+def capture_poses(client, links) -> np.ndarray:
+    """World <- link poses [L,4,4] of a link table (base: PyBullet's base frame; links: URDF link frame)."""
+    out = np.empty((len(links), 4, 4))
+    for i, (uid, link, _) in enumerate(links):
+        if link < 0:
+            p, q = client.getBasePositionAndOrientation(uid)
+        else:
+            st = client.getLinkState(uid, link, computeForwardKinematics=1)
+            p, q = st[4], st[5]
+        out[i] = _pose_matrix(p, q)
+    return out
+
+
+def record_clip(client, bodies, scripts, cam_poses: np.ndarray, cam_cfg: CameraConfig, light: Lighting = Lighting(),
+                substeps: int = 16, physics_hz: float = 240.0, t0: float = 0.0) -> Clip:
+    """Step, render and log a clip of ``len(cam_poses)`` frames.
+
+    bodies [(uid, name)]: what is tracked; scripts: callables ``f(tau)`` applied before every
+    physics step and at each frame time (tau = clip time in s); cam_poses [T,4,4] OpenCV
+    cam_to_world per frame. Frame k is taken at tau = k * substeps / physics_hz; its
+    timestamp is ``t0 + tau`` (the sim clock).
+    """
+    links = link_table(client, bodies)
+    lut = {(u, l): i for i, (u, l, _) in enumerate(links)}
+    T, H, W = len(cam_poses), cam_cfg.height, cam_cfg.width
+    rgb = np.empty((T, H, W, 3), np.uint8)
+    depth = np.empty((T, H, W), np.float32)
+    labels = np.full((T, H, W), -1, np.int16)
+    poses = np.empty((len(links), T, 4, 4))
+    stamps = np.empty(T)
+    step = 0
+    for k in range(T):
+        if k > 0:
+            for _ in range(substeps):
+                for s in scripts:
+                    s(step / physics_hz)
+                client.stepSimulation()
+                step += 1
+        tau = step / physics_hz
+        for s in scripts:  # scripted bodies exactly on their path at frame times
+            s(tau)
+        stamps[k] = t0 + tau
+        poses[:, k] = capture_poses(client, links)
+        rgb[k], depth[k], body, link = render(client, cam_poses[k], cam_cfg, light)
+        lab = labels[k]
+        for (u, l), i in lut.items():
+            lab[(body == u) & (link == l)] = i
+    return Clip(rgb=rgb, depth=depth, labels=labels, cam_to_world=np.asarray(cam_poses, dtype=np.float64).copy(),
+                timestamps=stamps, K=intrinsics(cam_cfg), poses=poses, links=links, description={})

@@ -1,0 +1,169 @@
+"""Table-top environment shared by the tasks: its own BulletClient, a plane, a Panda, a camera.
+
+Ravens-style split: the environment (this file) owns the physics client and
+the robot and executes plans; a task (``pick_place.py``, ``intercept.py``)
+builds a scene, says what success is, and gives its oracle the ground truth.
+
+World: z up, the table is the plane z = 0, the Panda base at the origin, the
+workspace in front of it (x 0.35..0.70 m, y -0.30..0.30 m). The camera
+(``traceany_ros.sim.camera``) looks at the workspace from the front and renders
+RGB-D 256x192 in the OpenCV optical convention.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from traceany_ros.sim import camera as cam
+from traceany_ros.sim.panda import Panda, PandaConfig
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Physics and camera settings of a table-top environment.
+
+    time_step: physics step in seconds.
+    camera: image size and field of view; eye/target: camera placement (world, m).
+    record_every: with recording on, keep one video frame every this many physics steps.
+    """
+
+    time_step: float = 1.0 / 240.0
+    camera: cam.CameraConfig = cam.CameraConfig(width=256, height=192, fov_deg=55.0)
+    eye: tuple[float, float, float] = (0.88, 0.0, 0.50)
+    target: tuple[float, float, float] = (0.50, 0.0, 0.0)
+    panda: PandaConfig = PandaConfig()
+    record_every: int = 16
+    table_friction: float = 0.8
+
+
+@dataclass
+class Observation:
+    """One RGB-D view. rgb [H,W,3] uint8, depth [H,W] float32 metres (z-depth, 0 = none),
+    intrinsics [3,3], cam_to_world [4,4] (world <- OpenCV camera), time (s of simulation)."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    intrinsics: np.ndarray
+    cam_to_world: np.ndarray
+    time: float
+    body: np.ndarray | None = field(default=None, repr=False)  # segmentation: ground truth, tasks/oracle only
+
+
+def frame_window(observations: list[Observation]):
+    """Stack observations into a ``traceany_ros.backends.FrameWindow`` (no ground truth)."""
+    from traceany_ros.episode import FrameWindow
+
+    return FrameWindow(rgb=np.stack([o.rgb for o in observations]),
+                       depth=np.stack([o.depth for o in observations]).astype(np.float32),
+                       intrinsics=np.asarray(observations[0].intrinsics, np.float32),
+                       cam_to_world=np.stack([o.cam_to_world for o in observations]).astype(np.float32),
+                       times=np.array([o.time for o in observations], np.float64))
+
+
+class TableEnv:
+    """A DIRECT-mode PyBullet world with a table plane, a Panda and a fixed camera."""
+
+    def __init__(self, config: EnvConfig = EnvConfig()):
+        import pybullet as pb
+        import pybullet_data
+        from pybullet_utils import bullet_client
+
+        self.config = config
+        self.client = bullet_client.BulletClient(connection_mode=pb.DIRECT)
+        c = self.client
+        c.setAdditionalSearchPath(pybullet_data.getDataPath())
+        c.setGravity(0, 0, -9.81)
+        c.setTimeStep(config.time_step)
+        c.setPhysicsEngineParameter(numSolverIterations=50, deterministicOverlappingPairs=1)
+        self.plane = c.loadURDF("plane.urdf", [0, 0, 0])
+        c.changeDynamics(self.plane, -1, lateralFriction=config.table_friction)
+        self.panda = Panda(c, config.panda)
+        self.cam_to_world = cam.look_at(config.eye, config.target)
+        self.intrinsics = cam.intrinsics(config.camera)
+        self.steps = 0
+        self.recording = False
+        self.frames: list[np.ndarray] = []
+        self._step_hooks = []
+
+    @property
+    def time(self) -> float:
+        return self.steps * self.config.time_step
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    # ------------------------------------------------------------------ scene
+    def add_box(self, half_extents, position, yaw: float = 0.0, rgba=(0.8, 0.2, 0.2, 1.0), mass: float = 0.1,
+                friction: float = 1.0) -> int:
+        """A box resting at ``position`` [3] (its centre), turned by ``yaw`` about z. Returns the body id."""
+        c = self.client
+        he = [float(v) for v in half_extents]
+        col = c.createCollisionShape(c.GEOM_BOX, halfExtents=he)
+        vis = c.createVisualShape(c.GEOM_BOX, halfExtents=he, rgbaColor=list(rgba))
+        body = c.createMultiBody(mass, col, vis, basePosition=list(map(float, position)),
+                                 baseOrientation=c.getQuaternionFromEuler([0, 0, float(yaw)]))
+        c.changeDynamics(body, -1, lateralFriction=friction, spinningFriction=0.001, rollingFriction=0.0)
+        return body
+
+    def pose(self, body: int) -> np.ndarray:
+        """[4,4] world pose of a body's base."""
+        pos, q = self.client.getBasePositionAndOrientation(body)
+        T = np.eye(4)
+        T[:3, :3] = np.array(self.client.getMatrixFromQuaternion(q)).reshape(3, 3)
+        T[:3, 3] = pos
+        return T
+
+    def set_pose(self, body: int, T: np.ndarray) -> None:
+        from scipy.spatial.transform import Rotation
+
+        self.client.resetBasePositionAndOrientation(body, list(map(float, T[:3, 3])),
+                                                    Rotation.from_matrix(T[:3, :3]).as_quat().tolist())
+        self.client.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0])
+
+    # ------------------------------------------------------------------ time
+    def add_step_hook(self, fn) -> None:
+        """Call ``fn()`` before every physics step (e.g. a conveyor force)."""
+        self._step_hooks.append(fn)
+
+    def step(self) -> None:
+        for fn in self._step_hooks:
+            fn()
+        self.client.stepSimulation()
+        self.steps += 1
+        if self.recording and self.steps % self.config.record_every == 0:
+            self.frames.append(self.render(with_seg=False).rgb)
+
+    def wait(self, seconds: float) -> None:
+        for _ in range(int(round(seconds / self.config.time_step))):
+            self.step()
+
+    def render(self, with_seg: bool = True) -> Observation:
+        rgb, depth, body, _ = cam.render(self.client, self.cam_to_world, self.config.camera)
+        return Observation(rgb=rgb, depth=depth, intrinsics=self.intrinsics.copy(),
+                           cam_to_world=self.cam_to_world.copy(), time=self.time,
+                           body=body if with_seg else None)
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, plan, on_waypoint=None) -> dict:
+        """Follow a :class:`traceany_ros.policies.plan.Plan` with the Panda.
+
+        ``on_waypoint(label)`` is called after each waypoint (and its gripper action).
+        Returns {"tracking_error_m": max end-effector error at the waypoints}.
+        """
+        err = 0.0
+        for wp in plan.waypoints:
+            err = max(err, self.panda.move_to(wp.position, wp.quaternion, self.step, speed=wp.speed))
+            if abs(wp.gripper - self.panda._width) > 1e-4:
+                self.panda.gripper_to(wp.gripper, self.step)
+            if on_waypoint is not None:
+                on_waypoint(wp.label)
+        return {"tracking_error_m": err}

@@ -1,0 +1,265 @@
+"""Goal-image tasks: ``pick-place-goal`` and ``stack-goal``.
+
+Both show the robot the current view and a goal image of the same scene with
+one box moved (the goal is rendered at reset by teleporting the box to its goal
+pose and back). Success: the box rests within ``pos_tol`` (xy) and ``yaw_tol``
+of its goal pose (a uniformly coloured box looks the same after a half turn, so
+yaw is compared modulo 180 degrees), upright, and the gripper has let go.
+Grasp success: the box rose at least 3 cm when the plan's ``lift`` waypoint was reached.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from traceany_ros.sim.tasks.env import EnvConfig, Observation, TableEnv
+
+PALETTE = ((0.85, 0.15, 0.15, 1), (0.15, 0.65, 0.2, 1), (0.15, 0.3, 0.85, 1), (0.9, 0.75, 0.1, 1),
+           (0.6, 0.2, 0.7, 1), (0.95, 0.5, 0.1, 1))
+
+
+@dataclass(frozen=True)
+class GoalTaskConfig:
+    """Scene sampling and success tolerances of the goal-image tasks (metres, degrees)."""
+
+    workspace_x: tuple[float, float] = (0.38, 0.66)
+    workspace_y: tuple[float, float] = (-0.22, 0.22)
+    size_long: tuple[float, float] = (0.045, 0.06)   # box footprint, long side
+    size_short: tuple[float, float] = (0.03, 0.04)   # short side (the grasp width)
+    height: tuple[float, float] = (0.035, 0.05)
+    num_distractors: int = 2
+    min_move: float = 0.10          # goal at least this far from the start (xy)
+    max_yaw_change_deg: float = 60.0
+    min_clearance: float = 0.09     # between box centres
+    pos_tol: float = 0.03
+    yaw_tol_deg: float = 15.0
+    lift_min: float = 0.03
+
+
+def _yaw(T: np.ndarray) -> float:
+    return float(np.arctan2(T[1, 0], T[0, 0]))
+
+
+def yaw_error_deg(T_a: np.ndarray, T_b: np.ndarray, symmetry_deg: float = 180.0) -> float:
+    """Smallest yaw difference between two poses modulo the object's symmetry, degrees."""
+    d = np.rad2deg(_yaw(T_a) - _yaw(T_b))
+    d = (d + symmetry_deg / 2) % symmetry_deg - symmetry_deg / 2
+    return float(abs(d))
+
+
+class GoalImageTask:
+    """Base of the goal-image tasks: move ``self.target`` to ``self.goal_pose``.
+
+    Use::
+
+        task = make_task("pick-place-goal", seed=3)
+        obs, goal = task.render(), task.goal_observation
+        plan = plan_pick_place(frame_window([obs]), goal.rgb, goal.depth, backend)   # policies.grasp
+        task.execute(plan); print(task.success(), task.metrics())
+    """
+
+    name = "goal-image"
+
+    def __init__(self, seed: int = 0, config: GoalTaskConfig = GoalTaskConfig(),
+                 env_config: EnvConfig = EnvConfig()):
+        self.config = config
+        self.env_config = env_config
+        self.env: TableEnv | None = None
+        self.reset(seed)
+
+    # ------------------------------------------------------------------ scene
+    def reset(self, seed: int) -> Observation:
+        """Build a fresh scene for ``seed`` (deterministic) and return the current view."""
+        if self.env is not None:
+            self.env.close()
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.env = TableEnv(self.env_config)
+        self._grasped = None
+        self._lift_z = None
+        self._build()
+        self.env.wait(0.3)  # let everything settle
+        self.start_pose = self.env.pose(self.target)
+        self.goal_observation = self._render_goal()
+        self.initial_observation = self.render()
+        return self.initial_observation
+
+    def _sample_box(self):
+        c, r = self.config, self.rng
+        half = np.array([r.uniform(*c.size_long), r.uniform(*c.size_short), r.uniform(*c.height)]) / 2
+        return half
+
+    def _free_xy(self, taken: list[np.ndarray], avoid_min: float | None = None) -> np.ndarray:
+        c = self.config
+        for _ in range(200):
+            xy = np.array([self.rng.uniform(*c.workspace_x), self.rng.uniform(*c.workspace_y)])
+            if all(np.linalg.norm(xy - t) >= (avoid_min or c.min_clearance) for t in taken):
+                return xy
+        raise RuntimeError(f"could not place an object without overlap (seed {self.seed}); "
+                           "widen the workspace or use fewer distractors")
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def _render_goal(self) -> Observation:
+        """Teleport the target to its goal pose, render, put it back."""
+        env = self.env
+        env.set_pose(self.target, self.goal_pose)
+        goal = env.render()
+        env.set_pose(self.target, self.start_pose)
+        return goal
+
+    def render(self) -> Observation:
+        """Current RGB-D view (OpenCV optical, 256x192 by default)."""
+        return self.env.render()
+
+    @property
+    def ee_pose(self):
+        return self.env.panda.ee_pose()
+
+    # ------------------------------------------------------------------ acting
+    def execute(self, plan, record: bool = False) -> dict:
+        """Run ``plan`` (see ``traceany_ros.policies.plan``) in the simulator; returns :meth:`metrics`.
+
+        With ``record`` the frames of the execution are kept in ``self.frames`` ([H,W,3] uint8 each).
+        """
+        env = self.env
+        env.recording = record
+        env.frames = []
+        if record:
+            env.frames.append(env.render(with_seg=False).rgb)
+        z0 = self.start_pose[2, 3]
+
+        def on_waypoint(label):
+            if label == "lift":
+                self._lift_z = float(env.pose(self.target)[2, 3]) - z0
+
+        if plan.success:
+            env.execute(plan, on_waypoint=on_waypoint)
+        env.wait(0.5)  # let the object come to rest
+        self.frames = list(env.frames)
+        env.recording = False
+        return self.metrics()
+
+    # ------------------------------------------------------------------ scoring
+    def final_errors(self) -> tuple[float, float]:
+        """(xy position error m, yaw error deg modulo 180) of the target against its goal."""
+        T = self.env.pose(self.target)
+        return (float(np.linalg.norm(T[:2, 3] - self.goal_pose[:2, 3])), yaw_error_deg(T, self.goal_pose))
+
+    def _rests_at_goal_height(self, T: np.ndarray) -> bool:
+        return abs(T[2, 3] - self.goal_pose[2, 3]) < 0.015 and T[2, 2] > np.cos(np.deg2rad(15))
+
+    def success(self) -> bool:
+        """Place success: within tolerance of the goal pose, upright, at the goal height, released."""
+        T = self.env.pose(self.target)
+        pos, yaw = self.final_errors()
+        released = not self._in_gripper()
+        return bool(pos <= self.config.pos_tol and yaw <= self.config.yaw_tol_deg
+                    and self._rests_at_goal_height(T) and released)
+
+    def grasp_success(self) -> bool:
+        return self._lift_z is not None and self._lift_z >= self.config.lift_min
+
+    def _in_gripper(self) -> bool:
+        pts = self.env.client.getContactPoints(self.env.panda.id, self.target)
+        return len(pts) > 0
+
+    def metrics(self) -> dict:
+        pos, yaw = self.final_errors()
+        ok = self.success()
+        return {"success": ok, "grasp_success": self.grasp_success(), "place_success": ok,
+                "pos_error_cm": 100 * pos, "rot_error_deg": yaw}
+
+    # ------------------------------------------------------------------ ground truth (oracle only)
+    def oracle_info(self) -> dict:
+        """Ground truth for the oracle: start/goal poses [4,4], half extents [3], body id."""
+        return {"start_pose": self.start_pose.copy(), "goal_pose": self.goal_pose.copy(),
+                "half_extents": self.half_extents.copy(), "body": self.target}
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+class PickPlaceGoalTask(GoalImageTask):
+    """Pick one box and place it where the goal image shows it (distractors stay put)."""
+
+    name = "pick-place-goal"
+
+    def _build(self) -> None:
+        c, r, env = self.config, self.rng, self.env
+        colors = list(r.permutation(len(PALETTE)))
+        taken: list[np.ndarray] = []
+        self.half_extents = self._sample_box()
+        xy = self._free_xy(taken)
+        taken.append(xy)
+        yaw = r.uniform(-np.pi / 2, np.pi / 2)
+        self.target = env.add_box(self.half_extents, [xy[0], xy[1], self.half_extents[2]], yaw,
+                                  rgba=PALETTE[colors[0]])
+        # goal: far enough from the start, clear of everything
+        for _ in range(200):
+            gxy = self._free_xy([])
+            if np.linalg.norm(gxy - xy) >= c.min_move:
+                break
+        taken.append(gxy)
+        gyaw = yaw + np.deg2rad(r.uniform(-c.max_yaw_change_deg, c.max_yaw_change_deg))
+        self.goal_pose = np.eye(4)
+        cz, sz = np.cos(gyaw), np.sin(gyaw)
+        self.goal_pose[:3, :3] = [[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]]
+        self.goal_pose[:3, 3] = [gxy[0], gxy[1], self.half_extents[2]]
+        self.distractors = []
+        for i in range(c.num_distractors):
+            half = self._sample_box()
+            dxy = self._free_xy(taken)
+            taken.append(dxy)
+            self.distractors.append(env.add_box(half, [dxy[0], dxy[1], half[2]], r.uniform(-np.pi, np.pi),
+                                                rgba=PALETTE[colors[1 + i]]))
+
+
+class StackGoalTask(GoalImageTask):
+    """Stack one box on another; the goal image shows the stack."""
+
+    name = "stack-goal"
+
+    def _build(self) -> None:
+        c, r, env = self.config, self.rng, self.env
+        colors = list(r.permutation(len(PALETTE)))
+        taken: list[np.ndarray] = []
+        self.half_extents = self._sample_box()
+        xy = self._free_xy(taken)
+        taken.append(xy)
+        yaw = r.uniform(-np.pi / 2, np.pi / 2)
+        self.target = env.add_box(self.half_extents, [xy[0], xy[1], self.half_extents[2]], yaw,
+                                  rgba=PALETTE[colors[0]])
+        # the base: wider than the top box, heavy, at least min_move away
+        base_half = np.array([r.uniform(0.035, 0.045), r.uniform(0.035, 0.045), r.uniform(0.02, 0.03)])
+        for _ in range(200):
+            bxy = self._free_xy(taken, avoid_min=max(c.min_move, c.min_clearance))
+            if np.linalg.norm(bxy - xy) >= c.min_move:
+                break
+        taken.append(bxy)
+        byaw = r.uniform(-np.pi, np.pi)
+        self.base = env.add_box(base_half, [bxy[0], bxy[1], base_half[2]], byaw, rgba=PALETTE[colors[1]],
+                                mass=0.5)
+        self.base_half_extents = base_half
+        gyaw = yaw + np.deg2rad(r.uniform(-c.max_yaw_change_deg, c.max_yaw_change_deg))
+        cz, sz = np.cos(gyaw), np.sin(gyaw)
+        self.goal_pose = np.eye(4)
+        self.goal_pose[:3, :3] = [[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]]
+        self.goal_pose[:3, 3] = [bxy[0], bxy[1], 2 * base_half[2] + self.half_extents[2]]
+        self.distractors = []
+        for i in range(max(0, c.num_distractors - 1)):
+            half = self._sample_box()
+            dxy = self._free_xy(taken)
+            taken.append(dxy)
+            self.distractors.append(env.add_box(half, [dxy[0], dxy[1], half[2]], r.uniform(-np.pi, np.pi),
+                                                rgba=PALETTE[colors[2 + i]]))
+
+    def success(self) -> bool:
+        """On the base (the goal pose, at the stacked height), upright, released; the base did not move much."""
+        ok = super().success()
+        base_shift = float(np.linalg.norm(self.env.pose(self.base)[:2, 3] - self.goal_pose[:2, 3]))
+        return bool(ok and base_shift <= self.config.pos_tol)

@@ -216,6 +216,7 @@ class SlidingWindowPredictor:
         self._prev_field: TrajectoryField | None = None
         self._latencies: collections.deque[float] = collections.deque(maxlen=config.stats_window)
         self._field_walls: collections.deque[float] = collections.deque(maxlen=config.stats_window)
+        self._kept_log: collections.deque[tuple[float, int]] = collections.deque(maxlen=config.stats_window)
         self._counts = collections.Counter()
         self._last_error = ""
         self._first_push_wall: float | None = None
@@ -254,6 +255,8 @@ class SlidingWindowPredictor:
             self._reset_locked("reset")
 
     def _reset_locked(self, why: str) -> None:
+        # buffered frames that never reached the backend are lost
+        self._counts["dropped"] += max(0, (self._next_index - 1) - self._last_covered)
         if self._buffer:
             self._counts["restarts"] += 1
             log.info("stream window restarted (%s)", why)
@@ -315,7 +318,9 @@ class SlidingWindowPredictor:
                 self._counts["rejected_duplicate"] += 1
                 self._counts["rejected"] += 1
                 raise FrameRejected("duplicate", f"frame stamp {stamp:.9f} s repeats the previous one; dropped")
-            if stamp < self._last_stamp:
+            if stamp < self._last_stamp - self.config.max_gap_s:
+                self._reset_locked(f"time jumped back {self._last_stamp - stamp:.2f} s (source restarted?)")
+            elif stamp < self._last_stamp:
                 self._counts["rejected_out_of_order"] += 1
                 self._counts["rejected"] += 1
                 raise FrameRejected("out_of_order", f"frame stamp {stamp:.9f} s is older than the previous "
@@ -367,7 +372,8 @@ class SlidingWindowPredictor:
 
     def stats(self) -> dict:
         """Counters and rates: pushed, rejected (+ per reason), dropped, fields, restarts, errors,
-        fields_hz, kept_hz (frames that reached the backend per second), latency_{p50,p95,max}_ms."""
+        fields_hz, kept_hz (frames that reached the backend per second, over the last ``stats_window``
+        fields), latency_{p50,p95,max}_ms (push of a window's newest frame -> its field)."""
         with self._lock:
             lat = np.array(self._latencies) * 1e3
             walls = np.array(self._field_walls)
@@ -377,8 +383,9 @@ class SlidingWindowPredictor:
                 out.setdefault(k, 0)
             out["fields_hz"] = float((len(walls) - 1) / (walls[-1] - walls[0])) if len(walls) > 1 and \
                 walls[-1] > walls[0] else 0.0
-            elapsed = (time.monotonic() - self._first_push_wall) if self._first_push_wall else 0.0
-            out["kept_hz"] = float(out["kept"] / elapsed) if elapsed > 0 else 0.0
+            kl = list(self._kept_log)
+            span = kl[-1][0] - kl[0][0] if len(kl) > 1 else 0.0
+            out["kept_hz"] = float(sum(k for _, k in kl[1:]) / span) if span > 0 else 0.0
             out["latency_p50_ms"] = float(np.percentile(lat, 50)) if lat.size else float("nan")
             out["latency_p95_ms"] = float(np.percentile(lat, 95)) if lat.size else float("nan")
             out["latency_max_ms"] = float(lat.max()) if lat.size else float("nan")
@@ -405,7 +412,8 @@ class SlidingWindowPredictor:
                 # frames that fell between the last covered frame and this window never reach the backend
                 dropped = max(0, first - (self._last_covered + 1))
                 self._counts["dropped"] += dropped
-                self._counts["kept"] += max(0, last - max(self._last_covered, first - 1))
+                kept = max(0, last - max(self._last_covered, first - 1))
+                self._counts["kept"] += kept
                 self._last_covered = max(self._last_covered, last)
                 prev = self._prev_field
             try:
@@ -432,6 +440,7 @@ class SlidingWindowPredictor:
                     self._counts["fields"] += 1
                     self._latencies.append(info["latency_s"])
                     self._field_walls.append(now)
+                    self._kept_log.append((now, kept))
                     self._wake.notify_all()
                 if self.on_field is not None:
                     self.on_field(field, info)

@@ -26,7 +26,7 @@ SCRIPTS = Path(__file__).resolve().parent / "ros_scripts"
 
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ["ROS_LOCALHOST_ONLY"] = "1"  # honoured by older distros; Jazzy uses the range above
+os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated in Jazzy; when set it overrides the range above
 os.environ.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
 os.environ["PYTHONUNBUFFERED"] = "1"
 

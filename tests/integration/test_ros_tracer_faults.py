@@ -1,0 +1,243 @@
+"""Tracer node under bad input and faults, in-process (one rclpy context, real DDS, no subprocesses).
+
+Each fault gets a clear log line and a /diagnostics status, and the node keeps
+running and recovers when good frames come back.
+"""
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+
+from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
+from traceany_ros.nodes import convert
+from traceany_ros.nodes.tracer import TracerNode
+from traceany_ros.train.synthetic import make_synthetic_episode
+
+pytestmark = pytest.mark.ros
+
+EP = make_synthetic_episode(num_frames=8, height=48, width=64, seed=1)
+OKL, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
+
+class Harness:
+    """A TracerNode plus a camera-like source node in one executor."""
+
+    def __init__(self, ctx, **params):
+        defaults = dict(window=3, step=1, backend="static", field_stride=4, diagnostics_period_s=0.1,
+                        problem_hold_s=0.6, stale_timeout_s=0.6, autostart=False)
+        defaults.update(params)
+        self.tracer = TracerNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in defaults.items()])
+        self.src = rclpy.create_node("fake_camera", context=ctx)
+        self.pub_c = self.src.create_publisher(Image, "/camera/camera/color/image_raw", qos_profile_sensor_data)
+        self.pub_d = self.src.create_publisher(Image, "/camera/camera/aligned_depth_to_color/image_raw",
+                                               qos_profile_sensor_data)
+        self.pub_i = self.src.create_publisher(CameraInfo, "/camera/camera/color/camera_info", qos_profile_sensor_data)
+        self.fields, self.diags = [], []
+        self.src.create_subscription(TrajectoryFieldMsg, "/traceany_tracer/trajectory_field",
+                                     lambda m: self.fields.append(convert.field_from_msg(m)), 10)
+        self.src.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.diags.append(m.status[0]), 50)
+        self.ex = SingleThreadedExecutor(context=ctx)
+        self.ex.add_node(self.tracer)
+        self.ex.add_node(self.src)
+        self.t = 100.0
+
+    def start(self):
+        assert self.tracer.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert self.tracer.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        self.spin(0.3)
+        return self
+
+    def spin(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.ex.spin_once(timeout_sec=0.01)
+
+    def send(self, i=0, rgb=None, depth=None, info=True, stamp=None, color_encoding=None, spin=0.05):
+        if stamp is None:
+            self.t += 0.1
+            stamp = self.t
+        h, w = EP.rgb.shape[1:3]
+        if info:
+            self.pub_i.publish(convert.intrinsics_to_camera_info(EP.intrinsics, h, w, stamp, "cam"))
+            self.spin(0.01)
+        cm = convert.rgb_to_image(EP.rgb[i % 8] if rgb is None else rgb, stamp, "cam")
+        if color_encoding:
+            cm.encoding = color_encoding
+        self.pub_c.publish(cm)
+        self.pub_d.publish(convert.depth_to_image(EP.depth[i % 8] if depth is None else depth, stamp, "cam"))
+        self.spin(spin)
+
+    def good(self, n, spin=0.05):
+        for i in range(n):
+            self.send(i, spin=spin)
+
+    def wait_fields(self, n, timeout=5.0):
+        end = time.monotonic() + timeout
+        while len(self.fields) < n and time.monotonic() < end:
+            self.ex.spin_once(timeout_sec=0.02)
+        return len(self.fields) >= n
+
+    def status(self, settle=0.25):
+        self.diags.clear()
+        self.spin(settle)
+        assert self.diags, "no /diagnostics received"
+        return self.diags[-1]
+
+    def close(self):
+        if self.tracer.predictor is not None:
+            self.tracer.predictor.stop()
+        self.ex.shutdown()
+        self.tracer.destroy_node()
+        self.src.destroy_node()
+
+
+@pytest.fixture
+def harness(rclpy_context):
+    made = []
+
+    def make(**params):
+        h = Harness(rclpy_context, **params)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.close()
+
+
+def values(st):
+    return {kv.key: kv.value for kv in st.values}
+
+
+def recovers(h):
+    n = len(h.fields)
+    h.spin(0.7)  # older problems expire (problem_hold_s)
+    h.good(4)
+    assert h.wait_fields(n + 2), "no fields after good frames came back"
+    st = h.status()
+    assert st.level == OKL, st.message
+    assert h.tracer.predictor is not None and h.tracer._state == "active"
+
+
+def test_good_stream_gives_fields_and_ok_diagnostics(harness):
+    h = harness().start()
+    h.good(5)
+    assert h.wait_fields(3)
+    f = h.fields[-1]
+    assert f.control_points.shape[1:3] == (12, 16) and f.frame_id == "world" and f.meta["backend"] == "static"
+    st = h.status()
+    v = values(st)
+    assert st.level == OKL and v["backend"] == "static" and v["device"] == "cpu" and int(v["pushed"]) == 5
+
+
+def test_wrong_encoding(harness, capfd):
+    h = harness().start()
+    h.good(2)
+    for i in range(3):
+        h.send(i, color_encoding="yuv422")
+    st = h.status()
+    assert st.level == ERROR and "yuv422" in st.message and "expected one of rgb8" in st.message
+    assert "[encoding]" in capfd.readouterr().err
+    recovers(h)
+
+
+def test_colour_depth_size_mismatch(harness, capfd):
+    h = harness().start()
+    h.send(0, depth=np.ones((24, 32), np.float32))
+    st = h.status()
+    assert st.level == ERROR and "align_depth" in st.message, st.message
+    assert "depth is 32x24 but colour is 64x48" in capfd.readouterr().err
+    recovers(h)
+
+
+@pytest.mark.parametrize("bad", [0.0, np.nan])
+def test_depth_all_zero_or_nan(harness, capfd, bad):
+    h = harness().start()
+    h.send(0, depth=np.full((48, 64), bad, np.float32))
+    st = h.status()
+    assert st.level == ERROR and "depth pixels are valid" in st.message
+    assert "[frame_depth]" in capfd.readouterr().err
+    recovers(h)
+
+
+def test_missing_camera_info(harness, capfd):
+    h = harness().start()
+    for i in range(4):
+        h.send(i, info=False)
+    assert not h.fields
+    st = h.status()
+    assert st.level == WARN and "no camera_info" in st.message
+    assert "[camera_info]" in capfd.readouterr().err
+    recovers(h)
+
+
+def test_out_of_order_and_duplicated_stamps(harness, capfd):
+    h = harness().start()
+    h.good(3)
+    t = h.t
+    h.send(0, stamp=t)          # duplicate
+    h.send(1, stamp=t - 0.05)   # out of order
+    st = h.status()
+    assert st.level == WARN and "not newer" in st.message
+    assert "[frame_out_of_order]" in capfd.readouterr().err
+    assert int(values(st)["sync_late"]) == 4  # colour and depth of both frames
+    recovers(h)
+
+
+def test_burst_of_200_frames_stays_bounded(harness):
+    h = harness(window=4, step=2).start()
+    for i in range(200):
+        h.send(i, spin=0.0)
+    h.spin(1.0)
+    p = h.tracer.predictor
+    st = p.stats()
+    assert st["buffered"] <= 4 and h.tracer._sync.pending <= 2 * 10
+    assert st["pushed"] + int(values(h.status())["sync_unmatched"]) <= 200
+    assert st["pushed"] >= 20  # DDS keeps some, the node took what it got
+    assert len(h.fields) >= 1
+    recovers(h)
+
+
+def test_corrupt_checkpoint_at_configure(harness, tmp_path, capfd):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    h = harness(backend="model", checkpoint=str(bad))
+    assert h.tracer.trigger_configure() == TransitionCallbackReturn.FAILURE
+    st = h.status()
+    assert st.level == ERROR and "broken.pt" in st.message and "configure again" in st.message
+    assert "[backend]" in capfd.readouterr().err
+    # the node is still alive: fix the parameter and configure again
+    h.tracer.set_parameters([Parameter("backend", value="static")])
+    h.start()
+    h.good(4)
+    assert h.wait_fields(2)
+
+
+def test_invalid_parameter_is_rejected_on_set(harness):
+    h = harness()
+    res = h.tracer.set_parameters([Parameter("step", value=10)])[0]  # step > window
+    assert not res.successful and "must be <= window" in res.reason
+    res = h.tracer.set_parameters([Parameter("backend", value="magic")])[0]
+    assert not res.successful and "backend must be one of" in res.reason
+    res = h.tracer.set_parameters([Parameter("window", value=1000)])[0]  # outside the descriptor range
+    assert not res.successful
+    assert h.tracer.get_parameter("window").value == 3
+
+
+def test_source_dies_and_comes_back(harness, capfd):
+    h = harness(max_gap_s=0.5).start()
+    h.good(4)
+    assert h.wait_fields(2)
+    h.spin(1.0)  # camera silent longer than stale_timeout_s
+    st = h.status()
+    assert st.level == WARN and "is the camera running" in st.message
+    assert "[stale]" in capfd.readouterr().err
+    h.t += 5.0  # it comes back later: the window restarts instead of joining across the gap
+    recovers(h)
+    assert h.tracer.predictor.stats()["restarts"] == 1

@@ -1,0 +1,472 @@
+"""The tracer: a lifecycle node that turns an RGB-D stream into trajectory fields.
+
+Subscribes (SensorDataQoS; realsense-ros default topics)::
+
+    /camera/camera/color/image_raw                     sensor_msgs/Image (rgb8, bgr8, ...)
+    /camera/camera/aligned_depth_to_color/image_raw    sensor_msgs/Image (16UC1 mm or 32FC1 m)
+    /camera/camera/color/camera_info                   sensor_msgs/CameraInfo
+    <pose_topic> (optional)                            geometry_msgs/PoseStamped, world <- camera optical
+
+Publishes::
+
+    ~/trajectory_field   traceany_ros/TrajectoryField   (decode with traceany_ros.nodes.field_from_msg)
+    ~/markers            visualization_msgs/MarkerArray  trajectories coloured by time, forecasts dashed
+    ~/fused_points       sensor_msgs/PointCloud2         all frames' curves at the latest time
+    /diagnostics         diagnostic_msgs/DiagnosticArray rate, latency, drops, backend, device, problems
+
+Colour and depth are matched by stamp (:class:`~traceany_ros.nodes.sync.ApproxTimeSync`,
+bounded slop and queues); the newest camera_info gives K. Frames go to a
+:class:`~traceany_ros.stream.SlidingWindowPredictor`, which runs the backend
+on its own thread; fields are published from that thread.
+
+Lifecycle: configure builds the predictor (loads the model: a bad checkpoint
+fails here, with an ERROR diagnostic, and the node stays up), activate
+subscribes and starts the worker, deactivate stops both, cleanup releases
+everything. With ``autostart`` (default) the node configures and activates
+itself. Parameters are :class:`TracerConfig` and
+:class:`~traceany_ros.stream.StreamConfig` fields, validated when set.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+from dataclasses import dataclass, field as dc_field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
+from traceany_ros.nodes import convert
+from traceany_ros.nodes.params import config_from_node, declare_config, validate_update
+from traceany_ros.nodes.sync import ApproxTimeSync
+from traceany_ros.stream import FrameRejected, SlidingWindowPredictor, StreamConfig
+
+OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
+_LEVEL_NUM = {OK: 0, WARN: 1, ERROR: 2, STALE: 3}
+
+
+@dataclass(frozen=True)
+class TracerConfig:
+    """Node settings (parameters; StreamConfig's fields are parameters too)."""
+
+    color_topic: str = dc_field(default="/camera/camera/color/image_raw", metadata={"help": "colour image topic"})
+    depth_topic: str = dc_field(default="/camera/camera/aligned_depth_to_color/image_raw",
+                                metadata={"help": "depth image topic, aligned to colour"})
+    info_topic: str = dc_field(default="/camera/camera/color/camera_info", metadata={"help": "colour camera_info"})
+    pose_topic: str = dc_field(default="", metadata={
+        "help": "geometry_msgs/PoseStamped of the camera optical frame in world_frame; empty = static pose "
+                "from camera_position / camera_orientation"})
+    world_frame: str = dc_field(default="world", metadata={"help": "frame of the published control points"})
+    camera_position: tuple = dc_field(default=(0.0, 0.0, 0.0), metadata={
+        "help": "static camera optical frame position in world_frame (x, y, z metres)"})
+    camera_orientation: tuple = dc_field(default=(0.0, 0.0, 0.0, 1.0), metadata={
+        "help": "static camera optical frame orientation in world_frame (quaternion x, y, z, w)"})
+    sync_slop_s: float = dc_field(default=0.02, metadata={"range": (0.0, 1.0),
+                                                          "help": "max colour/depth stamp difference (s)"})
+    sync_queue: int = dc_field(default=10, metadata={"range": (1, 100), "help": "messages kept per input for sync"})
+    depth_scale: float = dc_field(default=0.001, metadata={"range": (1e-6, 1.0),
+                                                           "help": "metres per unit of 16UC1 depth"})
+    publish_stride: int = dc_field(default=1, metadata={"range": (1, 32), "dynamic": True,
+                                                        "help": "publish every n-th field pixel (n x the backend's)"})
+    publish_markers: bool = dc_field(default=True, metadata={"dynamic": True, "help": "publish ~/markers"})
+    publish_cloud: bool = dc_field(default=True, metadata={"dynamic": True, "help": "publish ~/fused_points"})
+    marker_curves: int = dc_field(default=200, metadata={"range": (0, 5000), "dynamic": True,
+                                                         "help": "most curves drawn in ~/markers"})
+    forecast_s: float = dc_field(default=0.5, metadata={"range": (0.0, 10.0), "dynamic": True,
+                                                        "help": "forecast drawn after each curve (s)"})
+    cloud_min_confidence: float = dc_field(default=0.5, metadata={"range": (0.0, 1e6), "dynamic": True,
+                                                                  "help": "confidence threshold of ~/fused_points"})
+    diagnostics_period_s: float = dc_field(default=1.0, metadata={"range": (0.05, 60.0),
+                                                                  "help": "period of /diagnostics"})
+    stale_timeout_s: float = dc_field(default=2.0, metadata={"range": (0.1, 600.0),
+                                                             "help": "warn when no frame arrived for this long"})
+    pose_max_age_s: float = dc_field(default=0.5, metadata={"range": (0.0, 60.0),
+                                                            "help": "max |pose stamp - frame stamp| (pose_topic)"})
+    problem_hold_s: float = dc_field(default=5.0, metadata={"range": (0.1, 3600.0), "dynamic": True,
+                                                            "help": "a problem stays in /diagnostics this long"})
+    autostart: bool = dc_field(default=True, metadata={"help": "configure and activate at start-up"})
+
+    def __post_init__(self):
+        for f in self.__dataclass_fields__.values():
+            v = getattr(self, f.name)
+            lo_hi = f.metadata.get("range")
+            if lo_hi and not (lo_hi[0] <= v <= lo_hi[1]):
+                raise ValueError(f"{f.name} must be in [{lo_hi[0]}, {lo_hi[1]}], got {v}")
+        if len(self.camera_position) != 3:
+            raise ValueError(f"camera_position must be [x, y, z], got {list(self.camera_position)}")
+        q = np.asarray(self.camera_orientation, np.float64)
+        if q.shape != (4,) or not np.isfinite(q).all() or abs(np.linalg.norm(q) - 1.0) > 1e-3:
+            raise ValueError(f"camera_orientation must be a unit quaternion [x, y, z, w], got {q.tolist()}")
+        for name in ("color_topic", "depth_topic", "info_topic"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must not be empty")
+
+    def static_pose(self) -> np.ndarray:
+        """[4, 4] world <- camera optical from camera_position / camera_orientation."""
+        from transforms3d.quaternions import quat2mat
+
+        x, y, z, w = self.camera_orientation
+        T = np.eye(4)
+        T[:3, :3] = quat2mat([w, x, y, z])
+        T[:3, 3] = self.camera_position
+        return T
+
+
+class TracerNode(LifecycleNode):
+    """Lifecycle node: RGB-D in, trajectory fields out (see the module docstring)."""
+
+    def __init__(self, node_name: str = "traceany_tracer", **kwargs):
+        super().__init__(node_name, **kwargs)
+        declare_config(self, TracerConfig)
+        declare_config(self, StreamConfig)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._lock = threading.Lock()
+        self._problems: dict[str, tuple[int, str, float]] = {}
+        self._last_log: dict[str, float] = {}
+        self._reset_state()
+        self._publishers_made = False
+        self._state = "unconfigured"
+
+    # ------------------------------------------------------------------ state
+    def _reset_state(self):
+        self.cfg: TracerConfig | None = None
+        self.stream_cfg: StreamConfig | None = None
+        self.predictor: SlidingWindowPredictor | None = None
+        self._sync: ApproxTimeSync | None = None
+        self._subs = []
+        self._timer = None
+        self._K = None
+        self._info_size = None
+        self._poses: collections.deque = collections.deque(maxlen=200)
+        self._last_frame_wall: float | None = None
+        self._activated_wall: float | None = None
+        self._field_latency_ms: collections.deque = collections.deque(maxlen=200)
+        self._published = 0
+        self._camera_frame = ""
+        self._counts = collections.Counter()
+
+    def _on_set_parameters(self, params):
+        for cls in (TracerConfig, StreamConfig):
+            res = validate_update(self, cls, params)
+            if not res.successful:
+                self.get_logger().error(f"rejected parameter update: {res.reason}")
+                return res
+        return res
+
+    def problem(self, key: str, level: int, text: str, throttle_s: float = 5.0) -> None:
+        """Record a problem for /diagnostics and log it (at most once per ``throttle_s`` per key)."""
+        now = time.monotonic()
+        with self._lock:
+            self._problems[key] = (level, text, now)
+            self._counts[f"problem_{key}"] += 1
+            last = self._last_log.get(key, -math.inf)
+            if now - last < throttle_s:
+                return
+            self._last_log[key] = now
+        log = self.get_logger()
+        # rclpy pins one severity per call site, hence three calls
+        if level == ERROR:
+            log.error(f"[{key}] {text}")
+        elif level == WARN:
+            log.warning(f"[{key}] {text}")
+        else:
+            log.info(f"[{key}] {text}")
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            cfg = config_from_node(self, TracerConfig)
+            scfg = config_from_node(self, StreamConfig)
+        except (ValueError, TypeError) as e:
+            self.problem("config", ERROR, f"invalid parameters: {e}")
+            self.publish_diagnostics()
+            return TransitionCallbackReturn.FAILURE
+        try:
+            predictor = SlidingWindowPredictor(scfg, on_field=self._on_field, on_error=self._on_stream_error,
+                                               frame_id=cfg.world_frame)
+        except Exception as e:  # noqa: BLE001 - any backend/checkpoint failure must leave the node running
+            what = f" (checkpoint {scfg.checkpoint!r})" if scfg.backend == "model" else ""
+            self.problem("backend", ERROR, f"cannot build backend {scfg.backend!r}{what}: {type(e).__name__}: {e}. "
+                                           f"Fix the 'checkpoint'/'backend' parameter and configure again.")
+            self.publish_diagnostics()
+            return TransitionCallbackReturn.FAILURE
+        with self._lock:
+            self._problems.pop("backend", None)
+            self._problems.pop("config", None)
+        self.cfg, self.stream_cfg, self.predictor = cfg, scfg, predictor
+        self._sync = ApproxTimeSync(2, cfg.sync_slop_s, cfg.sync_queue, restart_after=scfg.max_gap_s)
+        reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self._field_pub = self.create_lifecycle_publisher(TrajectoryFieldMsg, "~/trajectory_field", reliable)
+        self._marker_pub = self.create_lifecycle_publisher(MarkerArray, "~/markers", reliable)
+        self._cloud_pub = self.create_lifecycle_publisher(PointCloud2, "~/fused_points", reliable)
+        self._publishers_made = True
+        self._timer = self.create_timer(cfg.diagnostics_period_s, self._tick)
+        self._state = "inactive"
+        self.get_logger().info(f"configured: backend={scfg.backend} device={predictor.stats()['device']} "
+                               f"window={scfg.window} step={scfg.step} field_stride={scfg.field_stride}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        cfg = self.cfg
+        self._subs = [
+            self.create_subscription(Image, cfg.color_topic, lambda m: self._on_image(0, m), qos_profile_sensor_data),
+            self.create_subscription(Image, cfg.depth_topic, lambda m: self._on_image(1, m), qos_profile_sensor_data),
+            self.create_subscription(CameraInfo, cfg.info_topic, self._on_info, qos_profile_sensor_data),
+        ]
+        if cfg.pose_topic:
+            self._subs.append(self.create_subscription(PoseStamped, cfg.pose_topic, self._on_pose, 10))
+        self.predictor.start()
+        self._activated_wall = time.monotonic()
+        self._state = "active"
+        self.get_logger().info(f"active: colour {cfg.color_topic}, depth {cfg.depth_topic}, info {cfg.info_topic}"
+                               + (f", pose {cfg.pose_topic}" if cfg.pose_topic else ", static camera pose"))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        for s in self._subs:
+            self.destroy_subscription(s)
+        self._subs = []
+        if self.predictor is not None:
+            self.predictor.stop()
+        if self._sync is not None:
+            self._sync.clear()
+        self._state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._release()
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._release()
+        self._state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self):
+        for s in self._subs:
+            self.destroy_subscription(s)
+        if self.predictor is not None:
+            self.predictor.stop()
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        if self._publishers_made:
+            for p in (self._field_pub, self._marker_pub, self._cloud_pub):
+                self.destroy_lifecycle_publisher(p)
+            self._publishers_made = False
+        problems = self._problems
+        self._reset_state()
+        self._problems = problems
+
+    # ------------------------------------------------------------------ input
+    def _on_info(self, msg: CameraInfo):
+        try:
+            K, size = convert.camera_info_to_intrinsics(msg)
+        except convert.ConversionError as e:
+            self.problem("camera_info", ERROR, str(e))
+            return
+        self._K, self._info_size = K, size
+        with self._lock:
+            self._problems.pop("camera_info", None)
+
+    def _on_pose(self, msg: PoseStamped):
+        try:
+            T = convert.pose_to_matrix(msg.pose)
+        except convert.ConversionError as e:
+            self.problem("pose", WARN, str(e))
+            return
+        if msg.header.frame_id and msg.header.frame_id != self.cfg.world_frame:
+            self.problem("pose_frame", WARN, f"pose on {self.cfg.pose_topic} is in {msg.header.frame_id!r} but "
+                                             f"world_frame is {self.cfg.world_frame!r}; set world_frame to match")
+        self._poses.append((convert.stamp_to_sec(msg.header.stamp), T))
+
+    def _pose_at(self, stamp: float) -> np.ndarray | None:
+        if not self.cfg.pose_topic:
+            return self.cfg.static_pose()
+        if not self._poses:
+            self.problem("pose", WARN, f"no camera pose received on {self.cfg.pose_topic} yet; frames are skipped")
+            return None
+        t, T = min(self._poses, key=lambda p: abs(p[0] - stamp))
+        if abs(t - stamp) > self.cfg.pose_max_age_s:
+            self.problem("pose", WARN, f"nearest camera pose is {abs(t - stamp):.3f} s from the frame "
+                                       f"(> pose_max_age_s={self.cfg.pose_max_age_s}); frame skipped")
+            return None
+        return T
+
+    def _on_image(self, index: int, msg: Image):
+        if self._sync is None or self.predictor is None:
+            return
+        self._counts["images"] += 1
+        sync = self._sync
+        late, restarts = sync.late, sync.restarts
+        stamp = convert.stamp_to_sec(msg.header.stamp)
+        pair = sync.add(index, stamp, msg)
+        if sync.late > late:
+            self.problem("frame_out_of_order", WARN, f"{msg.header.frame_id or 'image'} stamp {stamp:.6f} s is not "
+                                                     f"newer than the last synchronised frame; dropped")
+        if sync.restarts > restarts:
+            self.problem("time_jump", WARN, f"stamps jumped back to {stamp:.3f} s: source restarted, "
+                                            f"synchroniser reset")
+        if pair is None:
+            return
+        self._handle_pair(*pair)
+
+    def _handle_pair(self, color: Image, depth: Image):
+        stamp = convert.stamp_to_sec(color.header.stamp)
+        self._last_frame_wall = time.monotonic()
+        with self._lock:
+            self._problems.pop("stale", None)
+        if self._K is None:
+            self.problem("camera_info", WARN, f"no camera_info on {self.cfg.info_topic} yet; frames are skipped "
+                                              f"until it arrives")
+            return
+        try:
+            rgb = convert.image_to_rgb(color)
+        except convert.ConversionError as e:
+            self.problem("encoding", ERROR, f"{self.cfg.color_topic}: {e}")
+            return
+        try:
+            d = convert.image_to_depth(depth, self.cfg.depth_scale)
+        except convert.ConversionError as e:
+            self.problem("encoding", ERROR, f"{self.cfg.depth_topic}: {e}")
+            return
+        if self._info_size != rgb.shape[:2]:
+            self.problem("camera_info", ERROR, f"camera_info is {self._info_size[1]}x{self._info_size[0]} but colour "
+                                               f"is {rgb.shape[1]}x{rgb.shape[0]}: info_topic must belong to "
+                                               f"color_topic")
+            return
+        T = self._pose_at(stamp)
+        if T is None:
+            return
+        self._camera_frame = color.header.frame_id
+        try:
+            self.predictor.push(rgb, d, self._K, T, stamp)
+        except FrameRejected as e:
+            level = WARN if e.reason in ("duplicate", "out_of_order") else ERROR
+            self.problem(f"frame_{e.reason}", level, str(e))
+            return
+
+    # ------------------------------------------------------------------ output
+    def _param(self, name):
+        return self.get_parameter(name).value
+
+    def _on_field(self, field, info):
+        """Worker thread: publish the joined field, markers and cloud."""
+        if self._state != "active":
+            return
+        stamp = float(info["stamp"])
+        pub_field = field
+        stride = int(self._param("publish_stride"))
+        if stride > 1:
+            pub_field = field.subsample(stride)
+        backend = field.meta.get("backend", self.stream_cfg.backend)
+        msg = convert.field_to_msg(pub_field, stamp=stamp, frame_id=self.cfg.world_frame,
+                                   camera_frame_id=self._camera_frame, backend=str(backend))
+        self._field_pub.publish(msg)
+        now_ros = self.get_clock().now().nanoseconds * 1e-9
+        with self._lock:
+            self._published += 1
+            self._field_latency_ms.append((now_ros - stamp) * 1e3)
+        if self._param("publish_markers") and self._marker_pub.get_subscription_count() > 0:
+            self._marker_pub.publish(convert.field_markers(
+                field, stamp, max_curves=int(self._param("marker_curves")),
+                forecast_s=float(self._param("forecast_s"))))
+        if self._param("publish_cloud") and self._cloud_pub.get_subscription_count() > 0:
+            pts, conf, _ = field.fuse(stamp, float(self._param("cloud_min_confidence")))
+            self._cloud_pub.publish(convert.make_point_cloud(pts, stamp, self.cfg.world_frame, confidence=conf))
+
+    def _on_stream_error(self, exc: Exception):
+        self.problem("backend_runtime", ERROR, f"backend failed on a window: {type(exc).__name__}: {exc}")
+
+    def _tick(self):
+        if self._state == "active":
+            ref = self._last_frame_wall or self._activated_wall
+            if ref is not None and time.monotonic() - ref > self.cfg.stale_timeout_s:
+                self.problem("stale", WARN, f"no synchronised colour+depth frame for {time.monotonic() - ref:.1f} s "
+                                            f"on {self.cfg.color_topic} and {self.cfg.depth_topic}: is the camera "
+                                            f"running?", throttle_s=30.0)
+        self.publish_diagnostics()
+
+    def diagnostic_status(self) -> DiagnosticStatus:
+        """The node's current DiagnosticStatus (also published on /diagnostics)."""
+        now = time.monotonic()
+        hold = float(self._param("problem_hold_s"))
+        with self._lock:
+            recent = {k: v for k, v in self._problems.items() if now - v[2] <= hold or k in ("backend", "config",
+                                                                                               "stale")}
+            lat = np.array(self._field_latency_ms)
+            published = self._published
+            counts = dict(self._counts)
+        st = DiagnosticStatus(name=f"{self.get_name()}: trajectory fields", hardware_id=self._camera_frame or "camera")
+        level = OK
+        msg = f"{self._state}"
+        if recent:
+            key, (lvl, text, _) = max(recent.items(), key=lambda kv: (_LEVEL_NUM[kv[1][0]], kv[1][2]))
+            level, msg = lvl, f"{key}: {text}"
+        st.level, st.message = level, msg
+        values = {"state": self._state, "fields_published": published}
+        if self.predictor is not None:
+            s = self.predictor.stats()
+            values.update({k: s[k] for k in ("fields_hz", "kept_hz", "latency_p50_ms", "latency_p95_ms", "pushed",
+                                             "dropped", "rejected", "restarts", "errors", "backend", "device")})
+        if lat.size:
+            values["stamp_to_publish_p50_ms"] = float(np.percentile(lat, 50))
+            values["stamp_to_publish_p95_ms"] = float(np.percentile(lat, 95))
+        if self._sync is not None:
+            values["sync_unmatched"] = self._sync.unmatched
+            values["sync_late"] = self._sync.late
+        for k, v in counts.items():
+            values[k] = v
+        for key, (lvl, text, _) in sorted(recent.items()):
+            values[f"problem.{key}"] = text
+        st.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+        return st
+
+    def publish_diagnostics(self):
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [self.diagnostic_status()]
+        self._diag_pub.publish(arr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``tracer_node [--ros-args -p name:=value ...]``."""
+    import sys
+
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = TracerNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        try:
+            node._release()
+        finally:
+            node.destroy_node()
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

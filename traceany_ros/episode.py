@@ -116,6 +116,21 @@ class Episode:
         """[Q,3] unprojection of each query pixel at its own frame (the `static` prediction's anchor)."""
         return unproject_pixels(self.depth, self.intrinsics, self.cam_to_world, self.query_pixels)
 
+    def dense_tracks(self, stride: int = 8, offset: int | None = None):
+        """Dense ground truth on a pixel grid, from the simulator's ``gt_labels``/``gt_link_poses`` extras.
+
+        Returns (tracks [T,h,w,T,3] float32, valid [T,h,w] bool, visible [T,h,w,T] bool) for pixels
+        ``offset + stride * i`` (offset defaults to stride // 2). Raises ValueError when the file
+        has no such extras (episodes from other sources, or generated with --no-gt-extras).
+        """
+        if "gt_labels" not in self.extras or "gt_link_poses" not in self.extras:
+            raise ValueError("this episode has no gt_labels/gt_link_poses extras; dense ground truth needs a "
+                             "simulated episode generated without --no-gt-extras")
+        from traceany_ros.sim.groundtruth import dense_tracks
+
+        return dense_tracks(self.extras["gt_labels"], self.depth, self.intrinsics, self.cam_to_world,
+                            self.extras["gt_link_poses"], stride=stride, offset=offset)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Contract arrays (with exact dtypes) followed by extras, in file order."""
         out = {

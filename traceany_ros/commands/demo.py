@@ -1,0 +1,261 @@
+"""``traceany demo``: the simulator camera, the tracer and the planner on a real ROS 2 graph.
+
+What happens (every arrow is a DDS topic or service between OS processes):
+
+1. This process owns a seeded PyBullet pick-and-place task (Panda, boxes, a
+   camera) and acts as its camera driver: it publishes RGB, aligned depth and
+   camera_info on the realsense-ros topics at ``--rate`` Hz of simulated time.
+2. ``tracer_node`` (its own process) turns the stream into trajectory fields on
+   ``/traceany_tracer/trajectory_field``; this process subscribes like any user.
+3. The goal-conditioned planner puts the goal image after the current view,
+   predicts the field, fits the object's rigid motion and returns end-effector
+   waypoints, which this process executes with the simulated Panda while it
+   keeps streaming, so the tracer sees the object being carried.
+4. Pictures and a summary land in ``--out``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TRACER_NAME = "traceany_tracer"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the end-to-end demo: sim camera -> tracer -> planner -> Panda, pictures",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="demo_out", help="output directory for pictures and summary.json")
+    p.add_argument("--task", default="pick-place-goal", help="task of the simulator (see traceany eval-policy)")
+    p.add_argument("--seed", type=int, default=1, help="task seed")
+    p.add_argument("--backend", default="auto", choices=("auto", "model", "flow"),
+                   help="predictor of tracer and planner; auto = the shipped model when present, else flow")
+    p.add_argument("--rate", type=float, default=15.0, help="camera rate in Hz of simulated time")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of the still scene streamed before planning")
+    p.add_argument("--realtime", type=float, default=1.0,
+                   help="pace the simulation at this multiple of real time (0 = as fast as possible)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the tracer to come up")
+    p.set_defaults(func=run)
+
+
+def _log(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def _pick_backend(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    try:
+        from traceany_ros.model import default_checkpoint
+
+        return "model" if Path(default_checkpoint()).is_file() else "flow"
+    except (ImportError, FileNotFoundError):
+        return "flow"
+
+
+def _quat_xyzw(R: np.ndarray) -> list[float]:
+    from scipy.spatial.transform import Rotation
+
+    return [float(v) for v in Rotation.from_matrix(R).as_quat()]
+
+
+class _Graph:
+    """Child ROS 2 processes of the demo; always terminated on exit."""
+
+    def __init__(self, log_dir: Path):
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.log_dir = log_dir
+
+    def start(self, name: str, module: str, params: dict) -> None:
+        from traceany_ros.nodes.params import ros_args_from_overrides
+
+        cmd = [sys.executable, "-m", module, *ros_args_from_overrides(params)]
+        log = open(self.log_dir / f"{name}.log", "w")
+        self.procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                  start_new_session=True)))
+        _log(f"started {name} (pid {self.procs[-1][1].pid}): {' '.join(cmd[1:4])} ...")
+
+    def check(self) -> None:
+        for name, p in self.procs:
+            if p.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text()[-2000:]
+                raise RuntimeError(f"{name} exited with code {p.returncode}; its log ends:\n{tail}")
+
+    def stop(self) -> None:
+        for _, p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+        deadline = time.monotonic() + 10
+        for _, p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    backend = _pick_backend(args.backend)
+    graph = _Graph(out)
+    t_start = time.monotonic()
+    try:
+        summary = _run(args, out, backend, graph)
+    finally:
+        graph.stop()
+    summary["wall_s"] = round(time.monotonic() - t_start, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _log(f"{'SUCCESS' if summary['success'] else 'FAILED'}: {summary['task']} seed {summary['seed']}, "
+         f"backend {backend}, position error {summary['pos_error_cm']:.1f} cm, "
+         f"{summary['fields_received']} trajectory fields received; pictures in {out}/")
+    return 0 if summary["success"] else 1
+
+
+def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from traceany_ros.backends import make_backend
+    from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
+    from traceany_ros.nodes.convert import depth_to_image, field_from_msg, intrinsics_to_camera_info, rgb_to_image
+    from traceany_ros.policies.grasp import plan_pick_place
+    from traceany_ros.sim.tasks import make_task
+    from traceany_ros.sim.tasks.env import frame_window
+
+    _log(f"task {args.task} seed {args.seed}, backend {backend}")
+    task = make_task(args.task, seed=args.seed)
+    env = task.env
+    obs0 = task.render()
+    goal = task.goal_observation
+    frame_id = "camera_color_optical_frame"
+    T = obs0.cam_to_world
+
+    graph.start("tracer", "traceany_ros.nodes.tracer", {
+        "backend": backend, "window": 8, "step": 4, "field_stride": 4,
+        "camera_position": [float(v) for v in T[:3, 3]], "camera_orientation": _quat_xyzw(T[:3, :3]),
+        "forecast_s": 0.3})
+
+    rclpy.init(args=[])
+    node = rclpy.create_node("traceany_demo_camera")
+    pub_rgb = node.create_publisher(Image, "/camera/camera/color/image_raw", qos_profile_sensor_data)
+    pub_depth = node.create_publisher(Image, "/camera/camera/aligned_depth_to_color/image_raw",
+                                      qos_profile_sensor_data)
+    pub_info = node.create_publisher(CameraInfo, "/camera/camera/color/camera_info", qos_profile_sensor_data)
+    fields: list[tuple[float, object]] = []
+    node.create_subscription(TrajectoryFieldMsg, f"/{TRACER_NAME}/trajectory_field",
+                             lambda m: fields.append((time.monotonic(), field_from_msg(m))), 10)
+    frames: dict[float, np.ndarray] = {}
+    sent = {"n": 0, "t0": None}
+
+    def publish(obs) -> None:
+        stamp = node.get_clock().now().nanoseconds * 1e-9
+        pub_info.publish(intrinsics_to_camera_info(obs.intrinsics, *obs.depth.shape, stamp, frame_id))
+        pub_depth.publish(depth_to_image(obs.depth, stamp, frame_id))
+        pub_rgb.publish(rgb_to_image(obs.rgb, stamp, frame_id))
+        frames[round(stamp, 6)] = obs.rgb
+        sent["n"] += 1
+        if args.realtime > 0:  # pace: simulated seconds -> wall seconds
+            if sent["t0"] is None:
+                sent["t0"] = (time.monotonic(), env.time)
+            wall0, sim0 = sent["t0"]
+            lag = (env.time - sim0) / args.realtime - (time.monotonic() - wall0)
+            if lag > 0:
+                time.sleep(lag)
+        rclpy.spin_once(node, timeout_sec=0.0)
+
+    every = max(1, int(round(1.0 / (args.rate * env.config.time_step))))
+    env.add_step_hook(lambda: publish(env.render(with_seg=False)) if env.steps % every == 0 else None)
+
+    try:
+        _log("waiting for the tracer to subscribe ...")
+        deadline = time.monotonic() + args.timeout
+        while pub_rgb.get_subscription_count() == 0 or pub_depth.get_subscription_count() == 0:
+            graph.check()
+            rclpy.spin_once(node, timeout_sec=0.1)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the tracer did not subscribe within {args.timeout:.0f} s; see {out}/tracer.log")
+        _log(f"streaming the still scene for {args.warmup:.1f} s")
+        env.wait(args.warmup)
+
+        _log("planning with the goal image as the last frame of the clip")
+        planner_backend = make_backend(backend, **({"stride": 2} if backend == "flow" else {}))
+        plan = plan_pick_place(frame_window([task.render()]), goal.rgb, goal.depth, planner_backend)
+        if not plan.success:
+            _log(f"no plan: {plan.message}")
+        else:
+            _log(f"plan: {len(plan.waypoints)} waypoints, object moves "
+                 f"{100 * np.linalg.norm(plan.object_motion[:3, 3]):.1f} cm, fit rmse {1000 * plan.fit_rmse:.1f} mm, "
+                 f"{plan.planning_time_s:.2f} s")
+        _log("executing with the simulated Panda while streaming")
+        metrics = task.execute(plan)
+        env.wait(0.5)
+        t_end = time.monotonic() + 3.0
+        while time.monotonic() < t_end:  # let the last windows arrive
+            rclpy.spin_once(node, timeout_sec=0.1)
+        graph.check()
+        final = task.render()
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+    _log(f"{sent['n']} frames published, {len(fields)} fields received")
+    pictures = _pictures(out, plan, obs0, goal, final, fields, frames)
+    return {"task": args.task, "seed": args.seed, "backend": backend, "success": bool(metrics["success"]),
+            "grasp_success": bool(metrics["grasp_success"]), "pos_error_cm": float(metrics["pos_error_cm"]),
+            "rot_error_deg": float(metrics["rot_error_deg"]), "plan_found": bool(plan.success),
+            "plan_message": plan.message, "planning_time_s": round(float(plan.planning_time_s), 3),
+            "frames_published": sent["n"], "fields_received": len(fields), "pictures": pictures}
+
+
+def _pictures(out: Path, plan, obs0, goal, final, fields, frames) -> list[str]:
+    import imageio.v3 as iio
+
+    from traceany_ros import viz
+
+    written = []
+    # 1. the goal-conditioned field: where each object pixel goes from now to the goal
+    fld = plan.info.get("field")
+    if fld is not None:
+        mask = plan.info.get("object_mask")
+        curves, _ = viz.field_curves(fld, frame=0, max_curves=250, moving_only=mask is None, mask=mask)
+        a = viz.draw_curves(obs0.rgb, curves, obs0.intrinsics, obs0.cam_to_world, dot_index=0)
+        b = viz.draw_curves(goal.rgb, curves, goal.intrinsics, goal.cam_to_world, dot_index=curves.shape[1] - 1)
+        pts = plan.info.get("object_points")
+        if pts is not None and len(pts):  # the fitted rigid motion applied to the object's points
+            moved = pts @ plan.object_motion[:3, :3].T + plan.object_motion[:3, 3]
+            c = viz.draw_curves(final.rgb, np.stack([pts, moved], 1), final.intrinsics, final.cam_to_world,
+                                dot_index=1, dim=1.0)
+        else:
+            c = viz.draw_curves(final.rgb, curves[:0], final.intrinsics, final.cam_to_world, dim=1.0)
+        iio.imwrite(out / "goal_field.png", np.concatenate([
+            viz.label(a, f"now: {len(curves)} object curves ({fld.meta.get('backend', '')})"),
+            viz.label(b, "goal image: where the curves end"),
+            viz.label(c, "after execution: fitted rigid motion")], 1))
+        written.append("goal_field.png")
+    # 2. the live fields from the tracer, drawn on the frame they were computed at
+    if fields:
+        scored = sorted(fields, key=lambda f: float(f[1].motion_score().max()))
+        best = scored[-1][1]
+        last = best.num_frames - 1
+        curves, own = viz.field_curves(best, frame=last, max_curves=300, min_confidence=0.9)
+        stamp = min(frames, key=lambda s: abs(s - float(best.times[last])))
+        pic = viz.draw_curves(frames[stamp], curves, obs0.intrinsics, obs0.cam_to_world, dot_index=own)
+        iio.imwrite(out / "trajectories.png", viz.label(pic, f"tracer field: {len(curves)} moving curves"))
+        written.append("trajectories.png")
+    # 3. the execution as a GIF
+    stamps = sorted(frames)
+    if stamps:
+        sel = stamps[:: max(1, len(stamps) // 60)]
+        iio.imwrite(out / "execution.gif", np.stack([frames[s] for s in sel]), duration=80, loop=0)
+        written.append("execution.gif")
+    return written

@@ -19,8 +19,86 @@ from __future__ import annotations
 
 import numpy as np
 
-from traceany_ros.episode import Episode, FrameWindow, project, unproject_pixels
-from traceany_ros.field import TrajectoryField, evaluate
+from traceany_ros.episode import CONTRACT, Episode, FrameWindow, project, unproject_pixels
+from traceany_ros.field import TrajectoryField, evaluate, fit_trajectory
+
+INPUT_KEYS = ("rgb", "depth", "intrinsics", "cam_to_world", "timestamps", "query_pixels")
+
+
+class EpisodeInputError(ValueError):
+    """An episode cannot be predicted on; the message names the bad key."""
+
+
+def check_inputs(d: dict) -> list[str]:
+    """Problems with the keys a predictor reads (dtype, shape, sizes, values); empty list = usable."""
+    errs = []
+    sizes: dict[str, tuple[int, str]] = {}
+    for k in INPUT_KEYS:
+        if k not in d:
+            errs.append(f"missing key {k!r} (a predictor needs {list(INPUT_KEYS)})")
+            continue
+        dt, pattern = CONTRACT[k]
+        a = d[k]
+        if a.dtype != dt and not (k in ("intrinsics", "cam_to_world", "timestamps", "depth") and a.dtype.kind == "f"):
+            errs.append(f"key {k!r}: dtype {a.dtype}, expected {dt}")
+        if a.ndim != len(pattern):
+            errs.append(f"key {k!r}: shape {a.shape}, expected {pattern}")
+            continue
+        for n, p in zip(a.shape, pattern):
+            if isinstance(p, int) and n != p:
+                errs.append(f"key {k!r}: shape {a.shape}, expected {pattern}")
+                break
+            if isinstance(p, str):
+                if p in sizes and sizes[p][0] != n:
+                    errs.append(f"key {k!r}: {p}={n} disagrees with key {sizes[p][1]!r} ({p}={sizes[p][0]})")
+                    break
+                sizes.setdefault(p, (n, k))
+    if errs:
+        return errs
+    T, H, W = d["depth"].shape
+    if T < 1:
+        errs.append("key 'rgb': no frames")
+    ts = d["timestamps"].astype(np.float64)
+    if not np.all(np.isfinite(ts)) or (T > 1 and not np.all(np.diff(ts) > 0)):
+        errs.append("key 'timestamps': must be finite and strictly increasing")
+    if not np.all(np.isfinite(d["depth"])) or np.any(d["depth"] < 0):
+        errs.append("key 'depth': must be finite and >= 0 (0 = invalid)")
+    if not np.all(np.isfinite(d["cam_to_world"])) or not np.all(np.isfinite(d["intrinsics"])):
+        errs.append("key 'cam_to_world' or 'intrinsics': contains NaN or inf")
+    qp = d["query_pixels"].astype(np.int64)
+    inside = (qp[:, 0] >= 0) & (qp[:, 0] < T) & (qp[:, 1] >= 0) & (qp[:, 1] < H) & (qp[:, 2] >= 0) & (qp[:, 2] < W)
+    if not inside.all():
+        errs.append(f"key 'query_pixels': {int((~inside).sum())} queries outside (frame<{T}, row<{H}, col<{W})")
+    elif np.any(d["depth"][qp[:, 0], qp[:, 1], qp[:, 2]] <= 0):
+        errs.append("key 'query_pixels': some queries have invalid depth (0) at their own frame")
+    return errs
+
+
+def load_inputs(path) -> Episode:
+    """Read the predictor's keys of an episode file, refusing a malformed one (EpisodeInputError names the key).
+
+    Ground-truth keys are not needed (a recording without ground truth works); absent ones are zero-filled.
+    """
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"episode file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files if k in INPUT_KEYS}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise EpisodeInputError(f"{path} is not a readable .npz episode ({e})") from e
+    errs = check_inputs(d)
+    if errs:
+        raise EpisodeInputError(f"{path} is malformed: " + "; ".join(errs))
+    T = d["depth"].shape[0]
+    Q = d["query_pixels"].shape[0]
+    return Episode(rgb=d["rgb"], depth=d["depth"].astype(np.float32), intrinsics=d["intrinsics"].astype(np.float32),
+                   cam_to_world=d["cam_to_world"].astype(np.float32), timestamps=d["timestamps"].astype(np.float64),
+                   query_pixels=d["query_pixels"], tracks_world=np.zeros((Q, T, 3), np.float32),
+                   visible=np.ones((Q, T), bool), dynamic=np.zeros(Q, bool), meta={})
 
 
 def sub_window(window: FrameWindow, start: int, stop: int) -> FrameWindow:
@@ -110,22 +188,32 @@ def predict_episode(ep: Episode, backend, window: int = 24, overlap: int = 8):
     tracks = np.zeros((Q, T, 3))
     conf = np.zeros((Q, T))
 
+    times = np.asarray(ep.timestamps, np.float64)
+
     def curve_positions(k, cp):  # [n,K,3] -> [n,W,3] at window k's frames
         return evaluate(cp, params[k])
 
-    def handoff(k_new, k_old, pos_old):
-        """Curves of window k_new continuing pos_old ([n,W,3] on window k_old's frames)."""
+    def handoff(k_new, k_old, cp_old):
+        """Curves (in window k_new's time span) continuing the curves cp_old of window k_old.
+
+        For each query, the overlap frame whose lookup lands on the same surface (smallest 3D distance)
+        is used; a query that is outside the image in every overlap frame keeps the old curve,
+        extrapolated along its end tangent and refitted to the new span.
+        """
         a_new, a_old = starts[k_new], starts[k_old]
         ov = np.arange(max(a_new, a_old), min(a_new, a_old) + W)  # absolute overlap frames
         mid = (ov[0] + ov[-1]) / 2
+        pos_old = curve_positions(k_old, cp_old)
         n = pos_old.shape[0]
+        span = fields[k_old].time_span
+        s_in_old = (times[a_new:a_new + W] - span[0]) / max(span[1] - span[0], 1e-9)
+        cp_best = fit_trajectory(params[k_new], evaluate(cp_old, s_in_old), fields[k_new].num_control_points)
         best = np.full(n, np.inf)
-        cp_best = np.repeat(pos_old[:, ov[len(ov) // 2] - a_old][:, None, :], fields[k_new].num_control_points, 1)
         cf_best = np.zeros(n)
+        H, Wd = ep.image_size
         for g in ov:
             p = pos_old[:, g - a_old]
             r, c, z = project(p, K, c2w[g])
-            H, Wd = ep.image_size
             inside = (z > 0) & (r > -0.5) & (r < H - 0.5) & (c > -0.5) & (c < Wd - 0.5)
             r, c = np.where(inside, r, 0.0), np.where(inside, c, 0.0)
             cp, cf, dist = lookup_curves(fields[k_new], np.full(n, g - a_new), r, c, p, owns[k_new])
@@ -134,7 +222,7 @@ def predict_episode(ep: Episode, backend, window: int = 24, overlap: int = 8):
             best = np.where(better, cost, best)
             cp_best = np.where(better[:, None, None], cp, cp_best)
             cf_best = np.where(better, cf, cf_best)
-        return curve_positions(k_new, cp_best), cf_best, ov
+        return cp_best, cf_best, ov
 
     for k in range(len(starts)):
         sel = np.nonzero(home == k)[0]
@@ -147,20 +235,27 @@ def predict_episode(ep: Episode, backend, window: int = 24, overlap: int = 8):
         tracks[sel, a:a + W] = pos
         conf[sel, a:a + W] = cf[:, None]
         for direction in (+1, -1):
-            k_old, pos_old = k, pos
+            k_old, cp_old = k, cp
             k_new = k + direction
             while 0 <= k_new < len(starts):
-                pos_new, cf_new, ov = handoff(k_new, k_old, pos_old)
+                cp_new, cf_new, ov = handoff(k_new, k_old, cp_old)
+                pos_old, pos_new = curve_positions(k_old, cp_old), curve_positions(k_new, cp_new)
                 a_new, a_old = starts[k_new], starts[k_old]
-                # cross-fade over the overlap: weight of the new window grows away from the old one
-                ramp = (np.arange(1, len(ov) + 1) / (len(ov) + 1))
-                wgt = ramp if direction > 0 else ramp[::-1]
-                blend = (1 - wgt)[None, :, None] * pos_old[:, ov - a_old] + wgt[None, :, None] * pos_new[:, ov - a_new]
+                # cross-fade over the overlap: the new window's weight grows from 0 (old side, and never
+                # before the query's own frame, which stays exact) to 1 (new side)
+                own = q[sel, 0][:, None].astype(np.float64)
+                if direction > 0:
+                    lo = np.maximum(ov[0] - 1, own)
+                    wgt = np.clip((ov[None] - lo) / (ov[-1] + 1 - lo), 0, 1)
+                else:
+                    hi = np.minimum(ov[-1] + 1, own)
+                    wgt = np.clip((hi - ov[None]) / (hi - (ov[0] - 1)), 0, 1)
+                blend = (1 - wgt)[..., None] * pos_old[:, ov - a_old] + wgt[..., None] * pos_new[:, ov - a_new]
                 tracks[sel[:, None], ov[None]] = blend
-                conf[sel[:, None], ov[None]] = (1 - wgt)[None] * conf[sel[:, None], ov[None]] + wgt[None] * cf_new[:, None]
+                conf[sel[:, None], ov[None]] = (1 - wgt) * conf[sel[:, None], ov[None]] + wgt * cf_new[:, None]
                 rest = np.setdiff1d(np.arange(a_new, a_new + W), ov)
                 tracks[sel[:, None], rest[None]] = pos_new[:, rest - a_new]
                 conf[sel[:, None], rest[None]] = cf_new[:, None]
-                k_old, pos_old = k_new, pos_new
+                k_old, cp_old = k_new, cp_new
                 k_new += direction
     return tracks.astype(np.float32), conf.astype(np.float32)

@@ -6,12 +6,16 @@
       --dense head: tokens pixel-shuffled to stride ``out_stride`` + a conv stem on the pixels-->
     offsets [B,T,H/s,W/s,K,3]  control points relative to each cell's own point (normalised camera-0 frame)
     confidence [B,T,H/s,W/s]   1 + exp(raw)
+    motion [B,T,H/s,W/s]       probability that the cell's point moves (gates the offsets)
     time [B,T]                 predicted spline parameter of each frame (timestamp head)
 
 The offsets are *anchored*: a constant is subtracted from each curve's control
 points so that the curve passes exactly through the cell's own point at its
 own frame's time (``offset(s_f) = 0``). A static scene is then all-zero
 offsets, and the outputs stay metric once added to the unprojected points.
+The offsets are multiplied by the motion probability, so points the network
+calls static stay exactly put (trained with a cross-entropy on the
+ground-truth ``dynamic`` flags).
 """
 from __future__ import annotations
 
@@ -77,14 +81,17 @@ class TraceModel(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(c.in_channels, hc, c.out_stride, c.out_stride), nn.GELU(),
                                   nn.Conv2d(hc, hc, 3, padding=1))
         self.fuse = nn.Sequential(nn.Conv2d(2 * hc, hc, 1), nn.GELU(), nn.Conv2d(hc, hc, 3, padding=1), nn.GELU())
-        self.out = nn.Conv2d(hc, c.num_control_points * 3 + 1, 1)
+        self.out = nn.Conv2d(hc, c.num_control_points * 3 + 2, 1)
         self.time_head = nn.Linear(D, 1)
         nn.init.zeros_(self.out.weight)  # start as the static predictor with confidence 1 + e^0
         nn.init.zeros_(self.out.bias)
+        with torch.no_grad():  # motion gate starts mostly closed (sigmoid(-2) = 0.12): static by default
+            self.out.bias[-1] = -2.0
 
     def forward(self, image: torch.Tensor, s: torch.Tensor) -> dict[str, torch.Tensor]:
         """image [B,T,C,H,W] (H, W multiples of patch_size), s [B,T] spline parameters ->
-        dict(offsets [B,T,H/s,W/s,K,3] anchored, confidence [B,T,H/s,W/s] >= 1, time [B,T])."""
+        dict(offsets [B,T,H/s,W/s,K,3] anchored, confidence [B,T,H/s,W/s] >= 1, time [B,T],
+        motion [B,T,H/s,W/s] in (0,1), motion_logit [B,T,H/s,W/s])."""
         c = self.config
         B, T, C, H, W = image.shape
         if C != c.in_channels:
@@ -112,10 +119,12 @@ class TraceModel(nn.Module):
         out = self.out(feat)  # [BT, 3K+1, H/s, W/s]
         hs, ws = out.shape[-2:]
         K = c.num_control_points
+        motion_logit = out[:, 3 * K + 1].reshape(B, T, hs, ws)
+        motion = torch.sigmoid(motion_logit)
         offsets = out[:, : 3 * K].reshape(B, T, K, 3, hs, ws).permute(0, 1, 4, 5, 2, 3)
-        offsets = anchor_offsets(offsets, s)
+        offsets = anchor_offsets(offsets * motion[..., None, None], s)
         conf = 1.0 + torch.exp(out[:, 3 * K].clamp(CONF_RAW_MIN, CONF_RAW_MAX)).reshape(B, T, hs, ws)
-        return {"offsets": offsets, "confidence": conf, "time": time}
+        return {"offsets": offsets, "confidence": conf, "time": time, "motion": motion, "motion_logit": motion_logit}
 
     @torch.no_grad()
     def predict_field(self, window, device: str | torch.device = "cpu") -> TrajectoryField:

@@ -43,7 +43,7 @@ def make_synthetic_episode(num_frames: int = 12, height: int = 96, width: int = 
                            num_queries: int = 256, fps: float = 10.0, card_velocity=(0.25, 0.1),
                            card_spin: float = 0.5, card_half_size: float = 0.12, card_height: float = 0.1,
                            camera_height: float = 1.0, camera_velocity=(0.0, 0.0),
-                           texel_per_m: float = 400.0) -> Episode:
+                           texel_per_m: float = 60.0) -> Episode:
     """Render one synthetic episode.
 
     Args:

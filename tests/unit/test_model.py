@@ -1,0 +1,112 @@
+"""The trajectory-field network: shapes, anchoring, world-frame fields, checkpoints."""
+import numpy as np
+import pytest
+import torch
+
+from traceany_ros.backends import grid_points_world, make_backend
+from traceany_ros.field import evaluate
+from traceany_ros.model import CheckpointError, ModelConfig, TraceModel, load_checkpoint, save_checkpoint
+from traceany_ros.train.synthetic import make_synthetic_episode
+
+SMALL = dict(name="test", dim=32, heads=2, encoder_layers=1, decoder_layers=1, head_channels=8)
+
+
+def _randomise_head(model):
+    with torch.no_grad():  # the output layer starts at zero (static); make it say something
+        model.out.weight.normal_(0, 0.5)
+        model.out.bias.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("T,H,W,K", [(1, 32, 48, 10), (3, 64, 32, 4), (5, 32, 32, 7)])
+def test_forward_shapes_any_frame_count(T, H, W, K):
+    model = _randomise_head(TraceModel(ModelConfig(num_control_points=K, **SMALL)))
+    out = model(torch.randn(2, T, 7, H, W), torch.linspace(0, 1, T).expand(2, T))
+    assert out["offsets"].shape == (2, T, H // 4, W // 4, K, 3)
+    assert out["confidence"].shape == (2, T, H // 4, W // 4)
+    assert out["time"].shape == (2, T)
+    assert torch.all(out["confidence"] >= 1.0)
+    assert torch.all((out["motion"] > 0) & (out["motion"] < 1))
+
+
+def test_offsets_are_anchored_at_own_frame():
+    T = 4
+    model = _randomise_head(TraceModel(ModelConfig(**SMALL)))
+    s = torch.tensor([[0.0, 0.3, 0.7, 1.0]])
+    out = model(torch.randn(1, T, 7, 32, 32), s)
+    off = out["offsets"][0]
+    assert float(off.detach().abs().max()) > 1e-3  # the curves do move
+    for f in range(T):
+        at_own = evaluate(off[f], s[0, f:f + 1])  # [h,w,1,3]
+        assert float(at_own.abs().max()) < 1e-5
+
+
+def test_size_not_multiple_of_patch_is_refused():
+    model = TraceModel(ModelConfig(**SMALL))
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        model(torch.randn(1, 2, 7, 40, 32), torch.tensor([[0.0, 1.0]]))
+
+
+def test_rgb_only_model_takes_three_channels():
+    model = TraceModel(ModelConfig(use_depth=False, **SMALL))
+    assert model(torch.randn(1, 2, 3, 32, 32), torch.tensor([[0.0, 1.0]]))["offsets"].shape[:2] == (1, 2)
+    with pytest.raises(ValueError, match="input channels"):
+        model(torch.randn(1, 2, 7, 32, 32), torch.tensor([[0.0, 1.0]]))
+
+
+def test_predict_field_is_world_frame_and_passes_through_own_points():
+    ep = make_synthetic_episode(num_frames=5, height=40, width=72, seed=4, camera_velocity=(0.1, 0.0))
+    model = _randomise_head(TraceModel(ModelConfig(**SMALL)))
+    field = model.predict_field(ep.inputs())  # 40x72 is padded to 48x80 internally
+    assert field.control_points.shape == (5, 10, 18, 10, 3)
+    assert field.time_span == (ep.timestamps[0], ep.timestamps[-1])
+    base, valid = grid_points_world(ep.inputs(), 4, 2)
+    np.testing.assert_allclose(field.frame_points(), base, atol=1e-4)
+    assert np.ptp(field.control_points, axis=3).max() > 1e-3  # not trivially static
+
+
+def test_untrained_backend_equals_static():
+    ep = make_synthetic_episode(num_frames=4, height=32, width=48, seed=5)
+    from traceany_ros.predict import predict_episode
+    a, _ = predict_episode(ep, make_backend("model", preset="tiny"))
+    b, _ = predict_episode(ep, make_backend("static"))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = _randomise_head(TraceModel(ModelConfig(**SMALL))).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, data={"train_dir": "somewhere", "train_episodes": 3},
+                           train={"step": 7})
+    loaded, meta = load_checkpoint(path)
+    assert loaded.config == model.config
+    assert meta["data"]["train_episodes"] == 3 and meta["train"]["step"] == 7
+    assert isinstance(meta["git_commit"], str) and meta["git_commit"]
+    x, s = torch.randn(1, 2, 7, 32, 32), torch.tensor([[0.0, 1.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x, s)["offsets"], model(x, s)["offsets"])
+
+
+def test_corrupt_and_mismatched_checkpoints_fail_clearly(tmp_path):
+    model = TraceModel(ModelConfig(**SMALL))
+    good = save_checkpoint(tmp_path / "good.pt", model)
+    data = good.read_bytes()
+    trunc = tmp_path / "truncated.pt"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(trunc)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError, match="not a readable traceany checkpoint"):
+        load_checkpoint(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a traceany checkpoint"):
+        load_checkpoint(foreign)
+    ck = torch.load(good, weights_only=True)
+    ck["config"]["dim"] = 64  # weights no longer fit the config
+    bad = tmp_path / "mismatch.pt"
+    torch.save(ck, bad)
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_checkpoint(bad)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")

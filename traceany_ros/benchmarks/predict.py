@@ -1,0 +1,55 @@
+"""Predict time of a 24-frame 256x192 episode on CPU (model, flow, static); target <= 2 s for the model."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--size", default="256x192", help="image WxH")
+    p.add_argument("--queries", type=int, default=1024)
+    p.add_argument("--checkpoint", default=None, help="model checkpoint (default: shipped; untrained tiny if none)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--methods", default="model,flow,static")
+
+
+def run(args) -> dict:
+    import torch
+
+    from traceany_ros.backends import make_backend
+    from traceany_ros.model import default_checkpoint
+    from traceany_ros.predict import predict_episode
+    from traceany_ros.train.synthetic import make_synthetic_episode
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    ep = make_synthetic_episode(num_frames=args.frames, height=h, width=w, num_queries=args.queries, seed=0)
+    res = {"frames": args.frames, "size_wxh": f"{w}x{h}", "queries": args.queries,
+           "torch_threads": torch.get_num_threads(), "device": args.device}
+    for method in args.methods.split(","):
+        opts = {}
+        if method == "model":
+            opts["device"] = args.device
+            try:
+                opts["checkpoint"] = args.checkpoint or str(default_checkpoint())
+            except FileNotFoundError:
+                opts["preset"] = "tiny"
+            res["model_weights"] = opts.get("checkpoint", "untrained tiny preset (no checkpoint found)")
+        backend = make_backend(method, **opts)
+        predict_episode(ep, backend, window=args.frames, overlap=min(8, args.frames - 1))  # warm-up
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            predict_episode(ep, backend, window=args.frames, overlap=min(8, args.frames - 1))
+            times.append(time.perf_counter() - t0)
+        res[f"{method}_s_median"] = round(float(np.median(times)), 3)
+        res[f"{method}_s_min"] = round(float(np.min(times)), 3)
+    if "model_s_median" in res:
+        res["target_s"] = 2.0
+        res["meets_target"] = bool(res["model_s_median"] <= 2.0)
+    return res

@@ -1,0 +1,46 @@
+"""``traceany predict``: trajectories of an episode's query pixels (episode-format.md, Predictions)."""
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="predict world tracks of an episode's queries and write PRED.npz")
+    p.add_argument("--input", required=True, help="episode .npz (only rgb, depth, intrinsics, cam_to_world, "
+                                                   "timestamps and query_pixels are read)")
+    p.add_argument("--output", required=True, help="prediction .npz: tracks_world [Q,T,3], confidence [Q,T]")
+    p.add_argument("--method", default="model", choices=["model", "flow", "static"])
+    p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped checkpoints/tiny.pt)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--window", type=int, default=24, help="frames per window (longer clips slide)")
+    p.add_argument("--overlap", type=int, default=8, help="frames shared by consecutive windows")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import time
+
+    from traceany_ros.backends import make_backend
+    from traceany_ros.episode import save_prediction
+    from traceany_ros.predict import EpisodeInputError, load_inputs, predict_episode
+
+    try:
+        ep = load_inputs(args.input)
+    except (EpisodeInputError, FileNotFoundError) as e:
+        print(f"traceany predict: {e}", file=sys.stderr)
+        return 2
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    opts = {"device": args.device}
+    if args.method == "model" and args.checkpoint:
+        opts["checkpoint"] = args.checkpoint
+    backend = make_backend(args.method, **opts)
+    t0 = time.perf_counter()
+    tracks, conf = predict_episode(ep, backend, window=args.window, overlap=args.overlap)
+    dt = time.perf_counter() - t0
+    save_prediction(args.output, tracks, conf)
+    print(f"{args.method}: {tracks.shape[0]} queries x {tracks.shape[1]} frames in {dt:.2f} s -> {args.output}")
+    return 0

@@ -1,0 +1,49 @@
+"""``traceany train``: train (or resume) the trajectory-field network on episodes."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train or resume the trajectory-field network on generated episodes",
+                       description="Train the network on episodes (DIR/*.npz, recursive). Running the same command "
+                                   "again resumes from OUT/last.pt. Multi-GPU: torchrun --nproc_per_node=G -m "
+                                   "traceany_ros.cli train ... --device cuda")
+    p.add_argument("--data", required=True, help="directory of training episodes (.npz)")
+    p.add_argument("--val", dest="val_data", default=None,
+                   help="directory of validation episodes (default: DATA/../val when DATA ends in 'train')")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
+    p.add_argument("--out", required=True, help="run directory (runs/NAME): checkpoints, log.json, curves.png")
+    p.add_argument("--steps", type=int, default=2000, help="total optimiser steps (resume continues to this)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--batch-size", type=int, default=1, help="windows per process per step")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--window", type=int, default=12, help="max frames per training window")
+    p.add_argument("--min-window", type=int, default=6, help="min frames per training window")
+    p.add_argument("--max-stride", type=int, default=3, help="max temporal stride of a training window")
+    p.add_argument("--dense-points", type=int, default=256,
+                   help="fresh ground-truth points per window from the dense extras (0: contract queries only)")
+    p.add_argument("--max-queries", type=int, default=1024)
+    p.add_argument("--val-every", type=int, default=200)
+    p.add_argument("--val-episodes", type=int, default=8)
+    p.add_argument("--K", dest="num_control_points", type=int, default=None, help="control points (ablation)")
+    p.add_argument("--no-depth", action="store_true", help="RGB-only network input (ablation)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (keep 1 on a shared machine)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from traceany_ros.train.loop import TrainConfig, train
+
+    cfg = TrainConfig(data=args.data, val_data=args.val_data, out=args.out, preset=args.preset, steps=args.steps,
+                      device=args.device, batch_size=args.batch_size, lr=args.lr, window=args.window,
+                      min_window=args.min_window, max_stride=args.max_stride, dense_points=args.dense_points,
+                      max_queries=args.max_queries, val_every=args.val_every, val_episodes=args.val_episodes,
+                      num_control_points=args.num_control_points, use_depth=not args.no_depth,
+                      threads=args.threads, seed=args.seed)
+    log = train(cfg, progress=not args.no_progress)
+    if log.get("val"):
+        v = log["val"][-1]
+        print(f"done: step {v['step']}, val epe {100 * v['epe']:.2f} cm (static {100 * v['epe_static']:.2f}, "
+              f"dynamic {100 * v['epe_dynamic']:.2f}); best checkpoint {args.out}/best.pt")
+    return 0

@@ -1,0 +1,190 @@
+"""Training windows from episodes (read with the one reader, ``traceany_ros.episode.load_episode``).
+
+A training sample is a window of ``T`` frames of one episode plus its
+supervision. Every ground-truth point that is *visible* at a window frame
+becomes a query at that frame (its pixel is the projection of its
+ground-truth position), so one point seen in eight frames gives eight queries
+that must predict the same curve (the correspondence loss).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from traceany_ros.episode import Episode, FrameWindow, load_episode, project
+from traceany_ros.model.inputs import WindowInputs, prepare_window
+
+
+def list_episodes(path: str | Path) -> list[Path]:
+    """All ``*.npz`` episodes under a directory (recursive), sorted; or the file itself."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise FileNotFoundError(f"data path {p} does not exist; generate episodes with `traceany generate`")
+    files = sorted(p.rglob("*.npz"))
+    if not files:
+        raise FileNotFoundError(f"no .npz episodes under {p}; generate some with `traceany generate`")
+    return files
+
+
+class EpisodeCache:
+    """Lazily loaded episodes with a small LRU cache (episodes are a few MB each)."""
+
+    def __init__(self, paths, capacity: int = 64):
+        self.paths = [Path(p) for p in paths]
+        self.capacity = capacity
+        self._cache: OrderedDict[int, Episode] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Episode:
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        ep = load_episode(self.paths[i])
+        self._cache[i] = ep
+        if len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return ep
+
+
+@dataclass
+class WindowSample:
+    """One training window.
+
+    inputs: WindowInputs (image [T,C,Hp,Wp], s [T], scale, camera-0 pose).
+    frame [N] int local frame of each query; rows, cols [N] float pixel; base [N,3] normalised own point;
+    gt [N,T,3] normalised ground truth; gt_m [N,T,3] metres (world); dynamic [N] bool; qid [N] point id.
+    """
+
+    inputs: WindowInputs
+    frame: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    base: np.ndarray
+    gt: np.ndarray
+    dynamic: np.ndarray
+    qid: np.ndarray
+
+
+def has_dense_gt(ep: Episode) -> bool:
+    """True when the episode carries the simulator's per-pixel link labels and link poses."""
+    return "gt_labels" in ep.extras and "gt_link_poses" in ep.extras
+
+
+def dense_points(ep: Episode, frames: np.ndarray, rng: np.random.Generator, num_points: int):
+    """Fresh ground-truth points of a window from the dense extras (``traceany_ros.sim.groundtruth``).
+
+    Returns (query_pixels [Q,3] with LOCAL frames, tracks [Q,T',3], visible [Q,T'], dynamic [Q]); about
+    half of the points move within the window.
+    """
+    from traceany_ros.sim.groundtruth import sample_queries
+
+    poses = ep.extras["gt_link_poses"][:, frames]
+    return sample_queries(rng, ep.extras["gt_labels"][frames], ep.depth[frames], ep.intrinsics,
+                          ep.cam_to_world[frames], poses, num_queries=num_points, num_query_frames=len(frames))
+
+
+def window_queries(ep: Episode, frames: np.ndarray, rng: np.random.Generator | None = None,
+                   dense_points_per_window: int = 0):
+    """Queries of a window: every (point, window frame) where the point is visible and in the image.
+
+    Points are the episode's contract queries, or (when ``dense_points_per_window`` > 0 and the
+    episode has the dense extras) fresh points sampled from the dense ground truth.
+    Returns frame [N] (local), rows [N], cols [N] (float), qid [N], gt [N,T',3] (world metres), dynamic [N].
+    """
+    H, W = ep.image_size
+    K = ep.intrinsics
+    if dense_points_per_window > 0 and has_dense_gt(ep):
+        qp, tracks, vis, dyn = dense_points(ep, frames, rng, dense_points_per_window)
+        c2w = ep.cam_to_world[frames]
+        local = np.arange(len(frames))
+    else:
+        qp, tracks, vis, dyn = ep.query_pixels, ep.tracks_world[:, frames], ep.visible[:, frames], None
+        c2w = ep.cam_to_world[frames]
+        local = np.full(ep.num_frames, -1)
+        local[frames] = np.arange(len(frames))
+        qp = np.stack([local[ep.query_pixels[:, 0]], ep.query_pixels[:, 1], ep.query_pixels[:, 2]], 1)
+        # dynamic within the window (the contract flag is over the whole clip)
+        own_ok = qp[:, 0] >= 0
+        ref = np.where(own_ok[:, None], tracks[np.arange(len(qp)), np.maximum(qp[:, 0], 0)], tracks[:, 0])
+        dyn = np.linalg.norm(tracks - ref[:, None], axis=-1).max(1) > 0.005
+    out_f, out_r, out_c, out_q = [], [], [], []
+    for lf in range(len(frames)):
+        qs = np.nonzero(vis[:, lf])[0]
+        if qs.size == 0:
+            continue
+        r, c, z = project(tracks[qs, lf], K, c2w[lf])
+        own = qp[qs, 0] == lf
+        r = np.where(own, qp[qs, 1], r)
+        c = np.where(own, qp[qs, 2], c)
+        ok = (z > 0) & (r > -0.5) & (r < H - 0.5) & (c > -0.5) & (c < W - 0.5)
+        out_f.append(np.full(ok.sum(), lf))
+        out_r.append(r[ok])
+        out_c.append(c[ok])
+        out_q.append(qs[ok])
+    if not out_q:
+        z = np.zeros(0)
+        return (z.astype(np.int64), z, z, z.astype(np.int64), np.zeros((0, len(frames), 3)), z.astype(bool))
+    qid = np.concatenate(out_q)
+    return (np.concatenate(out_f), np.concatenate(out_r), np.concatenate(out_c), qid,
+            np.asarray(tracks[qid], np.float64), np.asarray(dyn)[qid])
+
+
+def choose_frames(num_frames: int, window: int, rng: np.random.Generator, max_stride: int = 2,
+                  min_window: int | None = None) -> np.ndarray:
+    """Random window of ``min_window``..``window`` frames with a random temporal stride (1..max_stride) that fits."""
+    window = min(window, num_frames)
+    if min_window is not None and min_window < window:
+        window = int(rng.integers(max(min_window, 2), window + 1))
+    strides = [s for s in range(1, max_stride + 1) if (window - 1) * s < num_frames]
+    s = int(rng.choice(strides))
+    start = int(rng.integers(0, num_frames - (window - 1) * s))
+    return start + s * np.arange(window)
+
+
+def make_sample(ep: Episode, frames: np.ndarray, rng: np.random.Generator, max_queries: int = 1024,
+                use_depth: bool = True, patch_size: int = 16, dense_points_per_window: int = 0) -> WindowSample:
+    """Build a WindowSample of ``frames`` of ``ep`` with at most ``max_queries`` queries (half dynamic if possible).
+
+    ``dense_points_per_window`` > 0 draws fresh points from the dense ground truth when the episode has it.
+    """
+    win = FrameWindow(rgb=ep.rgb[frames], depth=ep.depth[frames], intrinsics=ep.intrinsics,
+                      cam_to_world=ep.cam_to_world[frames], times=ep.timestamps[frames])
+    inp = prepare_window(win, use_depth, patch_size)
+    f, r, c, qid, gt, dyn = window_queries(ep, frames, rng, dense_points_per_window)
+    di, si = np.nonzero(dyn)[0], np.nonzero(~dyn)[0]
+    nd = min(len(di), max_queries // 2)
+    ns = min(len(si), max_queries - nd)
+    nd = min(len(di), max_queries - ns)
+    pick = np.concatenate([rng.choice(di, nd, replace=False) if nd else di[:0],
+                           rng.choice(si, ns, replace=False) if ns else si[:0]])
+    f, r, c, qid, gt, dyn = f[pick], r[pick], c[pick], qid[pick], gt[pick], dyn[pick]
+    own = gt[np.arange(len(pick)), f] if len(pick) else np.zeros((0, 3))
+    return WindowSample(inputs=inp, frame=f, rows=r, cols=c, base=inp.world_to_norm(own),
+                        gt=inp.world_to_norm(gt), dynamic=dyn, qid=qid)
+
+
+class WindowDataset:
+    """Random training windows from a set of episodes (deterministic per (seed, index))."""
+
+    def __init__(self, paths, window: int = 8, max_queries: int = 1024, max_stride: int = 2, use_depth: bool = True,
+                 patch_size: int = 16, seed: int = 0, cache: int = 64, dense_points_per_window: int = 0,
+                 min_window: int | None = None):
+        self.episodes = EpisodeCache(paths, cache)
+        self.dense_points_per_window = dense_points_per_window
+        self.min_window = min_window
+        self.window, self.max_queries, self.max_stride = window, max_queries, max_stride
+        self.use_depth, self.patch_size, self.seed = use_depth, patch_size, seed
+
+    def sample(self, index: int) -> WindowSample:
+        rng = np.random.default_rng([self.seed, index])
+        ep = self.episodes[int(rng.integers(len(self.episodes)))]
+        frames = choose_frames(ep.num_frames, self.window, rng, self.max_stride, self.min_window)
+        return make_sample(ep, frames, rng, self.max_queries, self.use_depth, self.patch_size,
+                           self.dense_points_per_window)

@@ -29,6 +29,8 @@ class SegmentConfig:
     displacement_weight: weight of the displacement in the features.
     min_points: smallest group kept.
     max_height: ignore points higher than this above the table (e.g. the robot), m; None = keep all.
+    min_height: ignore points lower than this above the table (the table itself, where moving
+        shadows fool optical flow), m; None = keep all.
     """
 
     min_displacement: float = 0.02
@@ -36,8 +38,9 @@ class SegmentConfig:
     min_confidence: float = 0.05
     eps: float = 0.015
     displacement_weight: float = 0.5
-    min_points: int = 5
+    min_points: int = 3
     max_height: float | None = 0.25
+    min_height: float | None = 0.005
 
 
 @dataclass
@@ -104,6 +107,8 @@ def moving_segments(field: TrajectoryField, t_start: float | None = None, t_end:
         moving &= field.dynamic_mask()[frame]
     if config.max_height is not None:
         moving &= start[..., 2] < table_z + config.max_height
+    if config.min_height is not None:
+        moving &= start[..., 2] > table_z + config.min_height
     ij = np.argwhere(moving)
     if len(ij) < config.min_points:
         return []

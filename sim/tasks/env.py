@@ -69,8 +69,11 @@ class TableEnv:
         import pybullet_data
         from pybullet_utils import bullet_client
 
+        from traceany_ros.sim.scene import quiet_stdout
+
         self.config = config
-        self.client = bullet_client.BulletClient(connection_mode=pb.DIRECT)
+        with quiet_stdout():  # pybullet prints its argv on connect; keep stdout clean for --json
+            self.client = bullet_client.BulletClient(connection_mode=pb.DIRECT)
         c = self.client
         c.setAdditionalSearchPath(pybullet_data.getDataPath())
         c.setGravity(0, 0, -9.81)

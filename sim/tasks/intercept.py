@@ -1,0 +1,173 @@
+"""``intercept``: a box slides across the table; stop it before it crosses the far line.
+
+The box is driven like a parcel on a conveyor: a force-limited velocity servo
+(``drive_force`` N at most) keeps it at a constant velocity until something
+stops it, so its motion is predictable from a short clip and a gripper in its
+path can hold it. The robot sees ``clip_frames`` camera frames at
+``clip_rate`` Hz (:meth:`InterceptTask.observe`), then, after
+``latency_s`` of planning time, follows the plan (closed fingers lowered into
+the box's path) and holds its last pose until the horizon.
+
+Success: the box never crosses the exit line (its centre, across the far
+side of the workspace) and is nearly at rest at the end. "Grasp success" is
+reported as contact: the gripper touched the box.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from traceany_ros.sim.tasks.env import EnvConfig, Observation, TableEnv
+
+
+@dataclass(frozen=True)
+class InterceptConfig:
+    """Scene sampling and timing of the intercept task (metres, seconds, m/s, N)."""
+
+    x_range: tuple[float, float] = (0.45, 0.62)
+    start_y: float = 0.30
+    exit_y: float = 0.25
+    heading_deg: float = 15.0
+    speed: tuple[float, float] = (0.12, 0.22)
+    half_size: float = 0.02
+    mass: float = 0.2
+    drive_force: float = 2.0
+    drive_gain: float = 20.0
+    clip_frames: int = 8
+    clip_rate: float = 10.0
+    latency_s: float = 0.25
+    extra_time_s: float = 1.5
+    rest_speed: float = 0.05
+
+
+class InterceptTask:
+    """See the module doc. Use::
+
+        task = make_task("intercept", seed=0)
+        frames = task.observe()                    # list of Observation, the last is "now"
+        plan = plan_intercept(frame_window(frames), backend, task.ee_pose[0])   # policies.intercept
+        task.execute(plan); task.success()
+    """
+
+    name = "intercept"
+
+    def __init__(self, seed: int = 0, config: InterceptConfig = InterceptConfig(),
+                 env_config: EnvConfig = EnvConfig()):
+        self.config = config
+        self.env_config = env_config
+        self.env: TableEnv | None = None
+        self.reset(seed)
+
+    def reset(self, seed: int) -> Observation:
+        if self.env is not None:
+            self.env.close()
+        c = self.config
+        self.seed = int(seed)
+        self.rng = r = np.random.default_rng(self.seed)
+        self.env = env = TableEnv(self.env_config)
+        side = 1.0 if r.uniform() < 0.5 else -1.0          # start on +y or -y, move across
+        x0 = r.uniform(*c.x_range)
+        heading = np.deg2rad(r.uniform(-c.heading_deg, c.heading_deg))
+        speed = r.uniform(*c.speed)
+        d = np.array([np.sin(heading), -side * np.cos(heading), 0.0])
+        self.velocity = speed * d
+        self.direction = d
+        self.exit_y = -side * c.exit_y
+        self.side = side
+        start = np.array([x0, side * c.start_y, c.half_size])
+        yaw = float(np.arctan2(d[1], d[0]))
+        self.target = env.add_box([c.half_size] * 3, start, yaw, rgba=(0.9, 0.45, 0.1, 1), mass=c.mass,
+                                  friction=0.3)
+        env.client.resetBaseVelocity(self.target, self.velocity.tolist(), [0, 0, 0])
+        self._mu = 0.3 * env.config.table_friction
+        env.add_step_hook(self._drive)
+        env.add_step_hook(self._watch)
+        self.crossed = False
+        self.touched = False
+        self.frames: list[np.ndarray] = []
+        # unblocked, the box reaches the exit line at:
+        self.t_exit = abs(self.exit_y - start[1]) / abs(self.velocity[1])
+        self.horizon = self.t_exit + c.extra_time_s
+        self.observations: list[Observation] = []
+        return self.render()
+
+    # ------------------------------------------------------------------ physics
+    def _drive(self) -> None:
+        c, cl = self.config, self.env.client
+        v = np.array(cl.getBaseVelocity(self.target)[0])
+        # servo plus a friction feed-forward (Bullet multiplies the two bodies' friction coefficients)
+        f = c.mass * c.drive_gain * (self.velocity - v) + self._mu * c.mass * 9.81 * self.direction
+        f[2] = 0.0
+        n = np.linalg.norm(f)
+        if n > c.drive_force:
+            f *= c.drive_force / n
+        pos = cl.getBasePositionAndOrientation(self.target)[0]
+        cl.applyExternalForce(self.target, -1, f.tolist(), list(pos), cl.WORLD_FRAME)
+
+    def _watch(self) -> None:
+        y = self.env.client.getBasePositionAndOrientation(self.target)[0][1]
+        if (y - self.exit_y) * self.side < 0:
+            self.crossed = True
+        if not self.touched and self.env.client.getContactPoints(self.env.panda.id, self.target):
+            self.touched = True
+
+    # ------------------------------------------------------------------ sensing
+    def render(self) -> Observation:
+        return self.env.render()
+
+    @property
+    def ee_pose(self):
+        return self.env.panda.ee_pose()
+
+    def observe(self) -> list[Observation]:
+        """Let the box move and capture ``clip_frames`` frames at ``clip_rate`` Hz (first one now)."""
+        c, env = self.config, self.env
+        steps = int(round(1.0 / (c.clip_rate * env.config.time_step)))
+        obs = [env.render()]
+        for _ in range(c.clip_frames - 1):
+            for _ in range(steps):
+                env.step()
+            obs.append(env.render())
+        self.observations = obs
+        return obs
+
+    # ------------------------------------------------------------------ acting
+    def execute(self, plan, record: bool = False) -> dict:
+        """Wait the planning latency, follow the plan, hold until the horizon; returns :meth:`metrics`."""
+        env = self.env
+        env.recording = record
+        env.frames = [o.rgb for o in self.observations] if record else []
+        env.wait(self.config.latency_s)
+        if plan.success:
+            env.execute(plan)
+        remaining = self.horizon - env.time
+        if remaining > 0:
+            env.wait(remaining)
+        self.frames = list(env.frames)
+        env.recording = False
+        return self.metrics()
+
+    def success(self) -> bool:
+        v = np.linalg.norm(self.env.client.getBaseVelocity(self.target)[0])
+        return bool(not self.crossed and v < self.config.rest_speed)
+
+    def metrics(self) -> dict:
+        ok = self.success()
+        pos = np.array(self.env.client.getBasePositionAndOrientation(self.target)[0])
+        # how far short of the exit line the box stopped (cm); negative = crossed
+        margin = (pos[1] - self.exit_y) * self.side
+        return {"success": ok, "grasp_success": bool(self.touched), "place_success": ok,
+                "pos_error_cm": float("nan"), "rot_error_deg": float("nan"), "stop_margin_cm": 100 * float(margin)}
+
+    def oracle_info(self) -> dict:
+        """Ground truth for the oracle: box position [3] and velocity [3] now, sim time, half size."""
+        cl = self.env.client
+        return {"position": np.array(cl.getBasePositionAndOrientation(self.target)[0]),
+                "velocity": self.velocity.copy(), "time": self.env.time, "half_size": self.config.half_size,
+                "latency_s": self.config.latency_s}
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None

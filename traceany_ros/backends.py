@@ -81,12 +81,13 @@ def grid_points_world(window: FrameWindow, stride: int = 1, offset: int = 0) -> 
 class StaticBackend:
     """Every pixel stays where it is at its own frame (control points all equal).
 
-    Options: ``stride`` (field pixel spacing, default 1), ``num_control_points`` (K, default 10).
+    Options: ``stride`` (field pixel spacing, default 4: ``predict_episode`` translates the nearest
+    curve through each query's own unprojection, so static tracks stay exact), ``num_control_points`` (K).
     """
 
     name = "static"
 
-    def __init__(self, stride: int = 1, num_control_points: int = 10, device: str = "cpu"):
+    def __init__(self, stride: int = 4, num_control_points: int = 10, device: str = "cpu"):
         self.stride = int(stride)
         self.num_control_points = int(num_control_points)
         self.device = "cpu"

@@ -69,7 +69,7 @@ class StreamConfig:
                                                       "help": "pixel stride of the field (flow/static)"})
     num_control_points: int = dc_field(default=10, metadata={"range": (4, 31),
                                                              "help": "K = 3m+1 control points (flow/static)"})
-    flow_method: str = dc_field(default="dis_fast", metadata={
+    flow_method: str = dc_field(default="dis_medium", metadata={
         "choices": ("dis_fast", "dis_medium", "dis_ultrafast", "farneback"), "help": "OpenCV flow of the flow backend"})
     join_windows: bool = dc_field(default=True, metadata={"help": "join consecutive windows continuously"})
     max_gap_s: float = dc_field(default=1.0, metadata={"range": (0.01, 60.0),

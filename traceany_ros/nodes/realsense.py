@@ -1,0 +1,174 @@
+"""RealSense camera node on pyrealsense2: a live camera, or a recording played back.
+
+Publishes the realsense-ros topics (:mod:`traceany_ros.nodes.camera`): colour,
+depth aligned to colour, camera_info, and the (static) camera pose. Use it
+where the official realsense-ros driver is not installed (pip setups, CI) or
+to play recordings (``file:=clip.db3``; pyrealsense2 2.59 records rosbag2
+``.db3``, older ``.bag`` files play too).
+
+A reader thread pulls frames from :class:`~traceany_ros.sources.realsense.RealSenseSource`
+and publishes them. When a live camera stops delivering (unplugged, USB
+reset) the node logs it, reports ERROR on ``/diagnostics`` and reopens the
+camera every ``reconnect_s`` until it is back.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field as dc_field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+
+from traceany_ros.nodes.camera import CameraPublisher, CameraTopicsConfig
+from traceany_ros.nodes.params import config_from_node, declare_config, validate_update
+from traceany_ros.sources.realsense import RealSenseConfig, RealSenseSource
+
+
+@dataclass(frozen=True)
+class RealSenseNodeConfig:
+    """Node settings besides the camera's (parameters)."""
+
+    stamp_source: str = dc_field(default="now", metadata={
+        "choices": ("now", "device"),
+        "help": "header stamps: ROS clock at publication (now) or the device/recording timestamps (device)"})
+    camera_position: tuple = dc_field(default=(0.0, 0.0, 0.0), metadata={
+        "help": "camera optical frame position in world_frame (x, y, z)"})
+    camera_orientation: tuple = dc_field(default=(0.0, 0.0, 0.0, 1.0), metadata={
+        "help": "camera optical frame orientation in world_frame (quaternion x, y, z, w)"})
+    reconnect_s: float = dc_field(default=2.0, metadata={"range": (0.1, 600.0),
+                                                         "help": "retry period when the camera is gone"})
+    exit_when_done: bool = dc_field(default=False, metadata={"help": "exit when a recording has played"})
+    wait_for_subscribers: int = dc_field(default=0, metadata={
+        "range": (0, 100), "help": "wait until this many subscribers see the colour topic before streaming"})
+    start_timeout_s: float = dc_field(default=30.0, metadata={"range": (0.0, 3600.0),
+                                                              "help": "give up waiting for subscribers after this"})
+
+    def __post_init__(self):
+        if self.stamp_source not in ("now", "device"):
+            raise ValueError(f"stamp_source must be now or device, got {self.stamp_source!r}")
+        q = np.asarray(self.camera_orientation, np.float64)
+        if len(self.camera_position) != 3 or q.shape != (4,) or abs(np.linalg.norm(q) - 1) > 1e-3:
+            raise ValueError("camera_position must be [x, y, z] and camera_orientation a unit quaternion [x, y, z, w]")
+
+    def pose(self) -> np.ndarray:
+        from transforms3d.quaternions import quat2mat
+
+        x, y, z, w = self.camera_orientation
+        T = np.eye(4)
+        T[:3, :3] = quat2mat([w, x, y, z])
+        T[:3, 3] = self.camera_position
+        return T
+
+
+class RealSenseNode(Node):
+    """Publishes RealSense frames (see the module docstring)."""
+
+    def __init__(self, node_name: str = "realsense", **kwargs):
+        super().__init__(node_name, **kwargs)
+        for cls in (RealSenseConfig, CameraTopicsConfig, RealSenseNodeConfig):
+            declare_config(self, cls)
+        self.add_on_set_parameters_callback(self._validate)
+        self.rs_cfg = config_from_node(self, RealSenseConfig)
+        self.topics = config_from_node(self, CameraTopicsConfig)
+        self.cfg = config_from_node(self, RealSenseNodeConfig)
+        self.cam = CameraPublisher(self, self.topics)
+        self.diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.done = False
+        self.error = ""
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self._t0_device = None
+        self._origin = None
+        self._thread = threading.Thread(target=self._run, name="realsense-reader", daemon=True)
+        self._thread.start()
+        self.create_timer(1.0, self._publish_diagnostics)
+
+    def _validate(self, params):
+        for cls in (RealSenseConfig, CameraTopicsConfig, RealSenseNodeConfig):
+            res = validate_update(self, cls, params)
+            if not res.successful:
+                return res
+        return res
+
+    def _stamp(self, device_t: float) -> float:
+        if self.cfg.stamp_source == "device":
+            return device_t
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _run(self):
+        pose = self.cfg.pose()
+        what = f"recording {self.rs_cfg.file}" if self.rs_cfg.file else "camera"
+        deadline = time.monotonic() + self.cfg.start_timeout_s
+        while self.cam.subscribers() < self.cfg.wait_for_subscribers and time.monotonic() < deadline:
+            if self._stop.wait(0.05):
+                return
+        while not self._stop.is_set():
+            try:
+                with RealSenseSource(self.rs_cfg) as src:
+                    self.get_logger().info(f"streaming from {what}: {src.image_size[1]}x{src.image_size[0]} "
+                                           f"@ {src.fps} Hz")
+                    self.error = ""
+                    for frame in src:
+                        if self._stop.is_set():
+                            return
+                        frame.cam_to_world = pose
+                        self.cam.publish(frame, self._stamp(frame.stamp))
+                if self.rs_cfg.file and not self.rs_cfg.repeat:
+                    self.get_logger().info(f"{what} played: {self.cam.published} frames")
+                    self.done = True
+                    return
+            except (RuntimeError, TimeoutError) as e:
+                self.error = str(e)
+                self.reconnects += 1
+                self.get_logger().error(f"[camera] {e}; retrying in {self.cfg.reconnect_s:.1f} s")
+                self._stop.wait(self.cfg.reconnect_s)
+
+    def _publish_diagnostics(self):
+        st = DiagnosticStatus(name=f"{self.get_name()}: RealSense", hardware_id=self.rs_cfg.serial or
+                              self.rs_cfg.file or "realsense")
+        if self.error:
+            st.level, st.message = DiagnosticStatus.ERROR, self.error
+        elif self.done:
+            st.level, st.message = DiagnosticStatus.OK, "recording finished"
+        else:
+            st.level, st.message = DiagnosticStatus.OK, "streaming"
+        st.values = [KeyValue(key="frames_published", value=str(self.cam.published)),
+                     KeyValue(key="reconnects", value=str(self.reconnects))]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.diag.publish(arr)
+
+    def shutdown(self):
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``realsense_node [--ros-args -p file:=clip.db3 ...]``."""
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = RealSenseNode()
+    except (ValueError, RuntimeError) as e:
+        print(f"realsense: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        while rclpy.ok() and not (node.done and node.cfg.exit_when_done):
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

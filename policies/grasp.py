@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from traceany_ros.episode import unproject
 from traceany_ros.policies.kabsch import RobustFitConfig, robust_rigid_fit
 from traceany_ros.policies.plan import Plan, Waypoint, top_down_quaternion
 from traceany_ros.policies.segment import SegmentConfig, free_space, largest_cluster
@@ -161,26 +162,25 @@ def _icp_refine(src_pts: np.ndarray, goal_pts: np.ndarray, init: np.ndarray, max
     return np.asarray(res.transformation), float(res.fitness), float(res.inlier_rmse)
 
 
-def _dense_object_points(seed_pts: np.ndarray, depth: np.ndarray, K, cam_to_world, table_z: float,
-                         reach: float = 0.08, eps: float = 0.006, min_height: float = 0.004) -> np.ndarray:
+def _dense_object_points(seed_pts: np.ndarray, points: np.ndarray, table_z: float, reach: float = 0.08,
+                         eps: float = 0.006, min_height: float = 0.004) -> np.ndarray:
     """Full-resolution points [M,3] of the object the coarse field points [N,3] lie on.
 
-    Region growing: the above-table points of the view near the seeds, grouped
-    into eps-connected components; the components that touch a seed are the object.
+    Region growing over ``points`` [P,3] (a view's points where it changed, so that a
+    box resting on another does not grow into it): the above-table points near the
+    seeds, grouped into eps-connected components; those that touch a seed are the object.
     """
     from scipy.spatial import cKDTree
 
-    from traceany_ros.episode import unproject
+    from traceany_ros.policies.segment import _components
 
-    pts = unproject(depth, K, cam_to_world).reshape(-1, 3)
-    ok = (np.asarray(depth).reshape(-1) > 0) & (pts[:, 2] > table_z + min_height)
+    pts = np.asarray(points, np.float64).reshape(-1, 3)
+    ok = pts[:, 2] > table_z + min_height
     lo, hi = seed_pts.min(0) - reach, seed_pts.max(0) + reach
     ok &= np.all((pts > lo) & (pts < hi), axis=1)
     cand = pts[ok]
     if len(cand) < len(seed_pts):
         return seed_pts
-    from traceany_ros.policies.segment import _components
-
     labels = _components(cand, eps)
     d, idx = cKDTree(cand).query(seed_pts, distance_upper_bound=2 * eps)
     hit = np.unique(labels[idx[np.isfinite(d)]])
@@ -259,30 +259,39 @@ def motion_from_field(fld, clip, frame: int, config: GraspConfig = GraspConfig()
     end = fld.positions(t_goal, frames=[frame])[0]
     disp = np.linalg.norm(end - start, axis=-1)
     contradicted = free_space(end, depth_goal, K, c2w[-1])
+    vanished = free_space(start, depth_goal, K, c2w[-1])       # the goal view sees past where it is now
     valid_now = (conf_now > 0) & above(start)
     consistent = valid_now & (disp > cfg.min_displacement) & ~contradicted
-    cand = valid_now & ((disp > cfg.min_displacement) | contradicted)
+    cand = valid_now & ((disp > cfg.min_displacement) | contradicted | vanished)
     if cand.sum() < cfg.min_points:
         raise ValueError("no moving object in the field between the current view and the goal image: "
                          "is the object moved in the goal image, and is the backend's field confident?")
-    keep = largest_cluster(start[cand], conf_now[cand], eps=cfg.eps, min_points=cfg.min_points)
+    # the object is the group that left its place (vanished) or whose tracks the goal view confirms
+    score = conf_now * (vanished + 0.1 * consistent)
+    keep = largest_cluster(start[cand], score[cand], eps=cfg.eps, min_points=cfg.min_points)
     obj_mask = np.zeros_like(cand)
     obj_mask[np.nonzero(cand)[0][keep], np.nonzero(cand)[1][keep]] = True
     src_coarse = start[obj_mask]
-    src = _dense_object_points(src_coarse, depth_now, K, c2w[frame], config.table_z)
+    full_now = unproject(depth_now, K, c2w[frame])
+    full_goal = unproject(depth_goal, K, c2w[-1])
+    changed_now = free_space(full_now, depth_goal, K, c2w[-1]) & (depth_now > 0)
+    changed_goal = free_space(full_goal, depth_now, K, c2w[frame]) & (depth_goal > 0)
+    src = _dense_object_points(src_coarse, full_now[changed_now], config.table_z)
 
-    # object at the goal: goal pixels whose curves at "now" the current view contradicts (or that moved)
+    # object at the goal: goal pixels the current view contradicts, where they are or where their curves were
     g_own = own[-1]
     g_start = fld.positions(t_now, frames=[fld.num_frames - 1])[0]
     g_valid = (conf_goal > 0) & above(g_own)
-    g_cand = g_valid & (free_space(g_start, depth_now, K, c2w[frame])
-                        | (np.linalg.norm(g_own - g_start, axis=-1) > cfg.min_displacement))
+    appeared = free_space(g_own, depth_now, K, c2w[frame])
+    g_moved = np.linalg.norm(g_own - g_start, axis=-1) > cfg.min_displacement
+    g_cand = g_valid & (free_space(g_start, depth_now, K, c2w[frame]) | g_moved | appeared)
     info: dict = {"num_points": int(obj_mask.sum()), "num_consistent_tracks": int((consistent & obj_mask).sum())}
     goal_obj = None
     if g_cand.sum() >= cfg.min_points:
-        gk = largest_cluster(g_own[g_cand], conf_goal[g_cand], eps=cfg.eps, min_points=cfg.min_points)
+        g_score = conf_goal * (appeared + 0.1 * (g_moved & ~appeared))
+        gk = largest_cluster(g_own[g_cand], g_score[g_cand], eps=cfg.eps, min_points=cfg.min_points)
         if gk.any():
-            goal_obj = _dense_object_points(g_own[g_cand][gk], depth_goal, K, c2w[-1], config.table_z)
+            goal_obj = _dense_object_points(g_own[g_cand][gk], full_goal[changed_goal], config.table_z)
 
     hyps = {}
     tracks = consistent & obj_mask

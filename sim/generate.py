@@ -85,10 +85,10 @@ def _work(job) -> dict:
     path = Path(out) / episode_name(seed)
     if path.exists():
         return {"seed": seed, "skipped": True, "bytes": path.stat().st_size}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ep = make_episode(seed, cfg)
     save_episode(path, ep)
-    return {"seed": seed, "skipped": False, "frames": ep.num_frames, "queries": ep.num_queries,
+    return {"cpu_s": time.process_time() - c0, "seed": seed, "skipped": False, "frames": ep.num_frames, "queries": ep.num_queries,
             "dynamic": int(ep.dynamic.sum()), "family": ep.meta["family"], "bytes": path.stat().st_size,
             "seconds": time.perf_counter() - t0}
 
@@ -136,4 +136,6 @@ def generate(out: str | os.PathLike, seeds, cfg: GenerateConfig = GenerateConfig
         "disk_mb": round(sum(r["bytes"] for r in results) / 2**20, 2),
         "mb_per_episode": round(sum(r["bytes"] for r in results) / max(1, len(results)) / 2**20, 3),
         "workers": workers,
+        # CPU time per frame is independent of other load on the machine; frames/s per free core = 1 / it
+        "cpu_ms_per_frame": round(1e3 * sum(r["cpu_s"] for r in made) / frames, 1) if frames else None,
     }

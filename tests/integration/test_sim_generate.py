@@ -39,6 +39,7 @@ def test_same_seed_gives_identical_bytes(generated):
         assert (root / "a" / n).read_bytes() == (root / "b" / n).read_bytes()
     assert (root / "a" / names[0]).read_bytes() != (root / "a" / names[1]).read_bytes()
     assert summary["frames"] == 16 and 0 < summary["dynamic_share"] <= 1 and summary["disk_mb"] > 0
+    assert summary["cpu_ms_per_frame"] > 0
 
 
 def test_generate_resumes_and_validate_passes(generated):

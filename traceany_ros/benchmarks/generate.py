@@ -28,6 +28,9 @@ def run(args) -> dict:
     return {"size": f"{w}x{h}", "frames_per_episode": args.frames, "episodes": s["generated"],
             "workers": args.workers, "frames_per_s": s["frames_per_s"],
             "frames_per_s_per_worker": round(s["frames_per_s"] / max(1, args.workers), 2),
+            "cpu_ms_per_frame": s["cpu_ms_per_frame"],
+            # what the workers would reach on otherwise idle cores (wall numbers depend on other load)
+            "frames_per_s_idle_cores": round(args.workers * 1e3 / s["cpu_ms_per_frame"], 2),
             "target_frames_per_s": 20.0, "meets_target": s["frames_per_s"] >= 20.0,
             "dynamic_share": s["dynamic_share"], "mb_per_episode": s["mb_per_episode"],
             "families": s["families"]}

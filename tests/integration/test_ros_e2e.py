@@ -81,3 +81,28 @@ def test_sim_camera_tracer_and_subscriber_processes(ros_procs, tmp_path):
     assert str(got["0/camera_frame_id"]) == "camera_color_optical_frame"
     err, static, used = score_fields(got, ep)
     assert err < 0.5 * static, f"field error {err * 100:.1f} cm vs static {static * 100:.1f} cm ({used} fields)"
+
+
+def test_realsense_recording_played_through_tracer(ros_procs, tmp_path):
+    from transforms3d.quaternions import mat2quat
+
+    from traceany_ros.sources.realsense import write_recording
+
+    ep = make_synthetic_episode(num_frames=20, height=96, width=128, seed=6, num_queries=2048)
+    rec = write_recording(tmp_path / "clip.db3", ep.rgb, ep.depth, ep.intrinsics, ORIGIN + ep.timestamps)
+    pose = ep.cam_to_world[0].astype(float)
+    assert np.allclose(ep.cam_to_world, pose)  # a fixed camera: its pose is a static parameter
+    w, x, y, z = mat2quat(pose[:3, :3])
+    out = tmp_path / "fields.npz"
+    cap = ros_procs.script("subscriber", "capture_fields.py",
+                           ["--topic", "/traceany_tracer/trajectory_field", "--out", str(out), "--count", "6",
+                            "--timeout", "60"], env=shm_env())
+    traceany_up(ros_procs, "graph", ["playback", f"file:={rec}", "repeat:=true", "stamp_source:=device",
+                                     "backend:=flow", "window:=8", "step:=4", f"field_stride:={FIELD_STRIDE}",
+                                     f"camera_position:={[float(v) for v in pose[:3, 3]]}",
+                                     f"camera_orientation:={[float(x), float(y), float(z), float(w)]}"])
+    rc = ros_procs.wait(cap, timeout=90)
+    assert rc == 0, ros_procs.dump()
+    got = np.load(out)
+    err, static, used = score_fields(got, ep, rate=1.0 / float(ep.timestamps[1] - ep.timestamps[0]))
+    assert err < 0.5 * static, f"field error {err * 100:.1f} cm vs static {static * 100:.1f} cm ({used} fields)"

@@ -17,7 +17,9 @@ playback of a file gives every recorded frame exactly once.
 """
 from __future__ import annotations
 
+import collections
 import os
+import threading
 import time
 from dataclasses import dataclass, field as dc_field
 from typing import Iterator
@@ -63,6 +65,39 @@ def _intrinsics_matrix(intr) -> np.ndarray:
     return np.array([[intr.fx, 0.0, intr.ppx], [0.0, intr.fy, intr.ppy], [0.0, 0.0, 1.0]], np.float32)
 
 
+class _FrameQueue:
+    """Frames from the playback thread to __iter__; ``put`` waits while full once ``bounded`` (back-pressure)."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize, self.bounded = maxsize, False
+        self._items: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+
+    def put(self, item, closing) -> None:
+        with self._cond:
+            while self.bounded and len(self._items) >= self.maxsize and not closing():
+                self._cond.wait(0.1)
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def get_all(self, timeout: float) -> list:
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            out = list(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return out
+
+    def clear(self) -> None:
+        with self._cond:
+            self._items.clear()
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class RealSenseSource:
     """Aligned RGB-D frames from pyrealsense2 (see the module docstring)."""
 
@@ -78,8 +113,10 @@ class RealSenseSource:
         self._align = None
         self._playback = None
         self._sensors: list = []
-        self._queue = None
+        self._pyq: _FrameQueue | None = None
+        self._closing = False
         self._syncer = None
+        self._pace = None
         self._started = False
         self.fps = config.fps
         self._index = 0
@@ -94,8 +131,11 @@ class RealSenseSource:
             except RuntimeError as e:
                 raise RuntimeError(f"cannot open RealSense recording {cfg.file!r}: {e}") from e
             self._playback = dev.as_playback() if hasattr(dev, "as_playback") else dev
-            self._playback.set_real_time(bool(cfg.real_time))
-            self._queue = rs.frame_queue(256, keep_frames=True)
+            # read every frame (non-real-time, back-pressured by a small queue); real-time pacing happens
+            # in __iter__ from the recorded timestamps, so playback is exact and never drops frames
+            self._playback.set_real_time(False)
+            self._pyq = _FrameQueue(maxsize=8)
+            self._closing = False
             self._sensors = list(dev.query_sensors())
             profiles = []
             for s in self._sensors:
@@ -105,8 +145,10 @@ class RealSenseSource:
             # start every sensor while paused: a non-real-time playback otherwise races the second start
             self._playback.pause()
             for s in self._sensors:
-                s.start(self._queue)
+                s.start(self._on_frame)
+            # resume() waits for the reader thread: the callback must not block before it returns
             self._playback.resume()
+            self._pyq.bounded = True
             cprof = next(p for p in profiles if p.stream_type() == rs.stream.color).as_video_stream_profile()
             dprof = next(p for p in profiles if p.stream_type() == rs.stream.depth).as_video_stream_profile()
             depth_sensors = [s for s in self._sensors if s.is_depth_sensor()]
@@ -149,13 +191,23 @@ class RealSenseSource:
         self._started = True
         return self
 
+    def _on_frame(self, fr) -> None:
+        """Playback callback: hand the frame to __iter__, waiting while the queue is full (back-pressure)."""
+        fr.keep()
+        q = self._pyq
+        if q is not None:
+            q.put(fr, lambda: self._closing)
+
     def stop(self) -> None:
+        self._closing = True
         if self.pipeline is not None:
             try:
                 self.pipeline.stop()
             except RuntimeError:
                 pass
             self.pipeline = None
+        if self._pyq is not None:  # unblock a callback waiting on a full queue
+            self._pyq.clear()
         for s in self._sensors:
             try:
                 s.stop()
@@ -163,6 +215,7 @@ class RealSenseSource:
             except RuntimeError:
                 pass
         self._sensors = []
+        self._pyq = None
         self._started = False
 
     def __enter__(self):
@@ -174,9 +227,9 @@ class RealSenseSource:
     @property
     def finished(self) -> bool:
         """A file that played to its end (never true for a live camera or a looping file)."""
-        if self._playback is None or self.config.repeat:
+        if self._playback is None or self._pyq is None:
             return False
-        return self._playback.current_status() == self.rs.playback_status.stopped
+        return self._playback.current_status() == self.rs.playback_status.stopped and not len(self._pyq)
 
     def _next(self, timeout_ms: int) -> list:
         """Frames that arrived within ``timeout_ms``: [(seconds, rs.frame)], [] on timeout."""
@@ -186,15 +239,9 @@ class RealSenseSource:
                 return []
             frames = [fs]
         else:
-            ok, f = self._queue.try_wait_for_frame(timeout_ms)
-            if not ok:
+            frames = self._pyq.get_all(timeout_ms / 1000)
+            if not frames:
                 return []
-            frames = [f]
-            while True:  # drain what is already there
-                ok, f = self._queue.try_wait_for_frame(0)
-                if not ok:
-                    break
-                frames.append(f)
         out = []
         for fr in frames:
             if self._align is not None:
@@ -211,6 +258,15 @@ class RealSenseSource:
                 out.append((fr.get_timestamp() * 1e-3, fr))
         return out
 
+    def _wait_until(self, t: float) -> None:
+        """Real-time pacing of a file: frame at recorded time t goes out (t - t0) after the first one."""
+        if self._pace is None or self._pace[1] is None:
+            start = time.monotonic() if self._pace is None else max(self._pace[0], time.monotonic())
+            self._pace = (start, t)
+        delay = self._pace[0] + (t - self._pace[1]) - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
     def __iter__(self) -> Iterator[Frame]:
         """Yield aligned frames until a file ends or no frame comes for ``timeout_s`` (then TimeoutError if live)."""
         if not self._started:
@@ -224,7 +280,18 @@ class RealSenseSource:
             got = self._next(int(min(self.config.timeout_s, 0.5) * 1000))
             if not got:
                 if self.finished or (self.config.file and time.monotonic() - last_frame_wall > self.config.timeout_s):
-                    return
+                    if not self.config.repeat:
+                        return
+                    # loop the recording: reopen it (stamps start again; subscribers see a time jump)
+                    self.stop()
+                    self.start()
+                    colours.clear()
+                    depths.clear()
+                    self._last_emitted = -np.inf
+                    if self._pace is not None:
+                        self._pace = (time.monotonic() + 1.0 / max(self.fps, 1), None)
+                    last_frame_wall = time.monotonic()
+                    continue
                 if time.monotonic() - last_frame_wall > self.config.timeout_s:
                     raise TimeoutError(f"no RealSense frame for {self.config.timeout_s:.1f} s: camera unplugged?")
                 continue
@@ -242,9 +309,11 @@ class RealSenseSource:
                 if abs(td - tc) > tol:
                     continue
                 rgb, raw = colours.pop(tc), depths.pop(td)
-                if tc <= self._last_emitted and not self.config.repeat:
+                if tc <= self._last_emitted:
                     continue
                 self._last_emitted = tc
+                if self.config.file and self.config.real_time:
+                    self._wait_until(tc)
                 depth = raw.astype(np.float32) * np.float32(self.depth_scale)
                 yield Frame(rgb=rgb, depth=depth, intrinsics=self.intrinsics, cam_to_world=None, stamp=tc,
                             index=self._index)

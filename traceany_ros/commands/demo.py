@@ -66,20 +66,23 @@ def _quat_xyzw(R: np.ndarray) -> list[float]:
 
 
 class _Graph:
-    """Child ROS 2 processes of the demo; always terminated on exit."""
+    """The demo graph's node processes (``config/graphs/demo.yaml``); always stopped on exit."""
 
     def __init__(self, log_dir: Path):
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.log_dir = log_dir
 
-    def start(self, name: str, module: str, params: dict) -> None:
-        from traceany_ros.nodes.params import ros_args_from_overrides
+    def start(self, overrides: dict) -> None:
+        from traceany_ros.commands.up import commands
 
-        cmd = [sys.executable, "-m", module, *ros_args_from_overrides(params)]
-        log = open(self.log_dir / f"{name}.log", "w")
-        self.procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                  start_new_session=True)))
-        _log(f"started {name} (pid {self.procs[-1][1].pid}): {' '.join(cmd[1:4])} ...")
+        cmds, env_add = commands("demo", overrides)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **env_add)
+        os.environ.update(env_add)  # this process joins the same DDS transport settings
+        for name, argv in cmds:
+            log = open(self.log_dir / f"{name}.log", "w")
+            self.procs.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                      start_new_session=True)))
+            _log(f"started {name} (pid {self.procs[-1][1].pid}): python -m {argv[2]}")
 
     def check(self) -> None:
         for name, p in self.procs:
@@ -88,16 +91,9 @@ class _Graph:
                 raise RuntimeError(f"{name} exited with code {p.returncode}; its log ends:\n{tail}")
 
     def stop(self) -> None:
-        for _, p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGINT)
-        deadline = time.monotonic() + 10
-        for _, p in self.procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        from traceany_ros.commands.up import _shutdown
+
+        _shutdown(self.procs, grace=10.0)
 
 
 def run(args) -> int:
@@ -125,12 +121,10 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
-    from traceany_ros.backends import make_backend
     from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
     from traceany_ros.nodes.convert import depth_to_image, field_from_msg, intrinsics_to_camera_info, rgb_to_image
-    from traceany_ros.policies.grasp import plan_pick_place
     from traceany_ros.sim.tasks import make_task
-    from traceany_ros.sim.tasks.env import frame_window
+    from traceany_ros.srv import PlanPickPlace
 
     _log(f"task {args.task} seed {args.seed}, backend {backend}")
     task = make_task(args.task, seed=args.seed)
@@ -140,10 +134,8 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     frame_id = "camera_color_optical_frame"
     T = obs0.cam_to_world
 
-    graph.start("tracer", "traceany_ros.nodes.tracer", {
-        "backend": backend, "window": 8, "step": 4, "field_stride": 4,
-        "camera_position": [float(v) for v in T[:3, 3]], "camera_orientation": _quat_xyzw(T[:3, :3]),
-        "forecast_s": 0.3})
+    graph.start({"backend": backend, "camera_position": [float(v) for v in T[:3, 3]],
+                 "camera_orientation": _quat_xyzw(T[:3, :3])})
 
     rclpy.init(args=[])
     node = rclpy.create_node("traceany_demo_camera")
@@ -154,6 +146,7 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     fields: list[tuple[float, object]] = []
     node.create_subscription(TrajectoryFieldMsg, f"/{TRACER_NAME}/trajectory_field",
                              lambda m: fields.append((time.monotonic(), field_from_msg(m))), 10)
+    client = node.create_client(PlanPickPlace, "/planner/plan_pick_place")
     frames: dict[float, np.ndarray] = {}
     sent = {"n": 0, "t0": None}
 
@@ -177,25 +170,32 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     env.add_step_hook(lambda: publish(env.render(with_seg=False)) if env.steps % every == 0 else None)
 
     try:
-        _log("waiting for the tracer to subscribe ...")
+        _log("waiting for the tracer and the planner ...")
         deadline = time.monotonic() + args.timeout
-        while pub_rgb.get_subscription_count() == 0 or pub_depth.get_subscription_count() == 0:
+        while (pub_rgb.get_subscription_count() < 2 or pub_depth.get_subscription_count() < 2
+               or not client.service_is_ready()):
             graph.check()
             rclpy.spin_once(node, timeout_sec=0.1)
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the tracer did not subscribe within {args.timeout:.0f} s; see {out}/tracer.log")
+                raise RuntimeError(f"tracer and planner did not come up within {args.timeout:.0f} s; "
+                                   f"see {out}/traceany_tracer.log and {out}/planner.log")
         _log(f"streaming the still scene for {args.warmup:.1f} s")
         env.wait(args.warmup)
 
-        _log("planning with the goal image as the last frame of the clip")
-        planner_backend = make_backend(backend, **({"stride": 2} if backend == "flow" else {}))
-        plan = plan_pick_place(frame_window([task.render()]), goal.rgb, goal.depth, planner_backend)
+        _log("calling /planner/plan_pick_place with the goal image (it becomes the clip's last frame)")
+        request = PlanPickPlace.Request(goal_rgb=rgb_to_image(goal.rgb, 0.0, frame_id),
+                                        goal_depth=depth_to_image(goal.depth, 0.0, frame_id))
+        t_call = time.monotonic()
+        msg = _call(node, client, request, graph, args.timeout)
+        plan = plan_from_msg(msg.plan)
+        plan.planning_time_s = time.monotonic() - t_call
+        view = task.render()
         if not plan.success:
             _log(f"no plan: {plan.message}")
         else:
             _log(f"plan: {len(plan.waypoints)} waypoints, object moves "
                  f"{100 * np.linalg.norm(plan.object_motion[:3, 3]):.1f} cm, fit rmse {1000 * plan.fit_rmse:.1f} mm, "
-                 f"{plan.planning_time_s:.2f} s")
+                 f"{plan.planning_time_s:.2f} s round trip ({plan.message})")
         _log("executing with the simulated Panda while streaming")
         metrics = task.execute(plan)
         env.wait(0.5)
@@ -209,7 +209,7 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
         rclpy.try_shutdown()
 
     _log(f"{sent['n']} frames published, {len(fields)} fields received")
-    pictures = _pictures(out, plan, obs0, goal, final, fields, frames)
+    pictures = _pictures(out, plan, view, goal, final, fields, frames, bool(metrics["success"]))
     return {"task": args.task, "seed": args.seed, "backend": backend, "success": bool(metrics["success"]),
             "grasp_success": bool(metrics["grasp_success"]), "pos_error_cm": float(metrics["pos_error_cm"]),
             "rot_error_deg": float(metrics["rot_error_deg"]), "plan_found": bool(plan.success),
@@ -217,31 +217,52 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
             "frames_published": sent["n"], "fields_received": len(fields), "pictures": pictures}
 
 
-def _pictures(out: Path, plan, obs0, goal, final, fields, frames) -> list[str]:
+def _call(node, client, request, graph: _Graph, timeout: float):
+    """Call a service and spin until the answer (or a clear error)."""
+    import rclpy
+
+    future = client.call_async(request)
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        rclpy.spin_once(node, timeout_sec=0.1)
+        graph.check()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{client.srv_name} did not answer within {timeout:.0f} s")
+    return future.result()
+
+
+def plan_from_msg(msg):
+    """traceany_ros/msg/GraspPlan -> :class:`traceany_ros.policies.plan.Plan` (for the simulated Panda)."""
+    from traceany_ros.nodes.convert import pose_to_matrix
+    from traceany_ros.policies.plan import Plan, Waypoint
+
+    wps = []
+    for pose, lab, grip in zip(msg.waypoints, msg.waypoint_labels, msg.gripper):
+        T = pose_to_matrix(pose)
+        wps.append(Waypoint(label=lab, position=T[:3, 3], quaternion=_quat_xyzw(T[:3, :3]), gripper=float(grip)))
+    grasp = next((w for w in wps if w.label == "grasp"), None)
+    return Plan(success=bool(msg.success), message=msg.message, waypoints=wps,
+                object_motion=pose_to_matrix(msg.object_motion), fit_rmse=float(msg.fit_rmse),
+                num_object_points=int(msg.num_object_points), grasp=grasp)
+
+
+def _pictures(out: Path, plan, view, goal, final, fields, frames, success: bool) -> list[str]:
     import imageio.v3 as iio
 
     from traceany_ros import viz
 
     written = []
-    # 1. the goal-conditioned field: where each object pixel goes from now to the goal
-    fld = plan.info.get("field")
-    if fld is not None:
-        mask = plan.info.get("object_mask")
-        curves, _ = viz.field_curves(fld, frame=0, max_curves=250, moving_only=mask is None, mask=mask)
-        a = viz.draw_curves(obs0.rgb, curves, obs0.intrinsics, obs0.cam_to_world, dot_index=0)
-        b = viz.draw_curves(goal.rgb, curves, goal.intrinsics, goal.cam_to_world, dot_index=curves.shape[1] - 1)
-        pts = plan.info.get("object_points")
-        if pts is not None and len(pts):  # the fitted rigid motion applied to the object's points
-            moved = pts @ plan.object_motion[:3, :3].T + plan.object_motion[:3, 3]
-            c = viz.draw_curves(final.rgb, np.stack([pts, moved], 1), final.intrinsics, final.cam_to_world,
-                                dot_index=1, dim=1.0)
-        else:
-            c = viz.draw_curves(final.rgb, curves[:0], final.intrinsics, final.cam_to_world, dim=1.0)
-        iio.imwrite(out / "goal_field.png", np.concatenate([
-            viz.label(a, f"now: {len(curves)} object curves ({fld.meta.get('backend', '')})"),
-            viz.label(b, "goal image: where the curves end"),
-            viz.label(c, "after execution: fitted rigid motion")], 1))
-        written.append("goal_field.png")
+    # 1. the plan: end-effector path over the view it was planned on, the goal, the result
+    if plan.success:
+        path = np.stack([w.position for w in plan.waypoints])[None]  # [1, N, 3]
+        a = viz.draw_curves(view.rgb, path, view.intrinsics, view.cam_to_world, thickness=2, dot_index=1, dim=0.75)
+        g = viz.draw_curves(goal.rgb, path[:, :0], goal.intrinsics, goal.cam_to_world, dim=0.75)
+        f = viz.draw_curves(final.rgb, path[:, :0], final.intrinsics, final.cam_to_world, dim=0.75)
+        verdict = "SUCCESS" if success else "FAILED"
+        iio.imwrite(out / "plan.png", np.concatenate([
+            viz.label(a, f"plan: {' > '.join(w.label for w in plan.waypoints)}"),
+            viz.label(g, "goal image"), viz.label(f, f"after execution: {verdict}")], 1))
+        written.append("plan.png")
     # 2. the live fields from the tracer, drawn on the frame they were computed at
     if fields:
         scored = sorted(fields, key=lambda f: float(f[1].motion_score().max()))
@@ -249,7 +270,7 @@ def _pictures(out: Path, plan, obs0, goal, final, fields, frames) -> list[str]:
         last = best.num_frames - 1
         curves, own = viz.field_curves(best, frame=last, max_curves=300, min_confidence=0.9)
         stamp = min(frames, key=lambda s: abs(s - float(best.times[last])))
-        pic = viz.draw_curves(frames[stamp], curves, obs0.intrinsics, obs0.cam_to_world, dot_index=own)
+        pic = viz.draw_curves(frames[stamp], curves, view.intrinsics, view.cam_to_world, dot_index=own)
         iio.imwrite(out / "trajectories.png", viz.label(pic, f"tracer field: {len(curves)} moving curves"))
         written.append("trajectories.png")
     # 3. the execution as a GIF

@@ -217,6 +217,7 @@ class SlidingWindowPredictor:
         self._latencies: collections.deque[float] = collections.deque(maxlen=config.stats_window)
         self._field_walls: collections.deque[float] = collections.deque(maxlen=config.stats_window)
         self._kept_log: collections.deque[tuple[float, int]] = collections.deque(maxlen=config.stats_window)
+        self._compute: collections.deque[float] = collections.deque(maxlen=config.stats_window)
         self._counts = collections.Counter()
         self._last_error = ""
         self._first_push_wall: float | None = None
@@ -389,6 +390,8 @@ class SlidingWindowPredictor:
             out["latency_p50_ms"] = float(np.percentile(lat, 50)) if lat.size else float("nan")
             out["latency_p95_ms"] = float(np.percentile(lat, 95)) if lat.size else float("nan")
             out["latency_max_ms"] = float(lat.max()) if lat.size else float("nan")
+            comp = np.array(self._compute) * 1e3
+            out["compute_p50_ms"] = float(np.percentile(comp, 50)) if comp.size else float("nan")
             out["buffered"] = len(self._buffer)
             out["busy"] = self._busy
             out["last_error"] = self._last_error
@@ -441,6 +444,7 @@ class SlidingWindowPredictor:
                     self._latencies.append(info["latency_s"])
                     self._field_walls.append(now)
                     self._kept_log.append((now, kept))
+                    self._compute.append(compute)
                     self._wake.notify_all()
                 if self.on_field is not None:
                     self.on_field(field, info)

@@ -420,7 +420,8 @@ class TracerNode(LifecycleNode):
         values = {"state": self._state, "fields_published": published}
         if self.predictor is not None:
             s = self.predictor.stats()
-            values.update({k: s[k] for k in ("fields_hz", "kept_hz", "latency_p50_ms", "latency_p95_ms", "pushed",
+            values.update({k: s[k] for k in ("fields_hz", "kept_hz", "latency_p50_ms", "latency_p95_ms",
+                                             "compute_p50_ms", "pushed",
                                              "dropped", "rejected", "restarts", "errors", "backend", "device")})
         if lat.size:
             values["stamp_to_publish_p50_ms"] = float(np.percentile(lat, 50))

@@ -76,3 +76,16 @@ def test_argument_table_lists_every_argument():
     table = g.argument_table()
     for k in g.arguments:
         assert f"| `{k}` |" in table
+
+
+@pytest.mark.parametrize("name", ["tracer", "playback", "sim"])
+def test_launch_files_use_their_graph(name):
+    import ast
+
+    from traceany_ros.nodes.graph import config_dir
+
+    src = (config_dir().parent / "launch" / f"{name}.launch.py").read_text()
+    tree = ast.parse(src)
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "launch_description"]
+    assert len(calls) == 1 and calls[0].args[0].value == name
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)

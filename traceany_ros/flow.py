@@ -70,18 +70,20 @@ def dense_flow(img0: np.ndarray, img1: np.ndarray, method: str = "dis_medium") -
 
 
 def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear lookup with edge clamping: img [H,W,C], x (cols) [M], y (rows) [M] -> [M,C]."""
+    """Bilinear lookup with edge clamping (OpenCV remap): img [H,W,C] float32, x (cols) [M], y (rows) [M] -> [M,C]."""
+    import cv2
+
     h, w = img.shape[:2]
-    x = np.clip(x, 0, w - 1)
-    y = np.clip(y, 0, h - 1)
-    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(x.shape, np.int64)
-    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(y.shape, np.int64)
-    ax = (x - x0)[:, None]
-    ay = (y - y0)[:, None]
-    x1 = np.minimum(x0 + 1, w - 1)
-    y1 = np.minimum(y0 + 1, h - 1)
-    return ((img[y0, x0] * (1 - ax) + img[y0, x1] * ax) * (1 - ay)
-            + (img[y1, x0] * (1 - ax) + img[y1, x1] * ax) * ay)
+    m = x.shape[0]
+    width = 4096  # remap's output must stay below 32767 pixels per side
+    rows = max(1, -(-m // width))
+    mx = np.zeros(rows * width, np.float32)
+    my = np.zeros(rows * width, np.float32)
+    mx[:m] = np.clip(x, 0, w - 1)
+    my[:m] = np.clip(y, 0, h - 1)
+    out = cv2.remap(np.ascontiguousarray(img, dtype=np.float32), mx.reshape(rows, width), my.reshape(rows, width),
+                    cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(rows * width, -1)[:m].astype(np.float64)
 
 
 def _lift(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, x: np.ndarray, y: np.ndarray):

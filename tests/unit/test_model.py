@@ -68,7 +68,7 @@ def test_predict_field_is_world_frame_and_passes_through_own_points():
 def test_untrained_backend_equals_static():
     ep = make_synthetic_episode(num_frames=4, height=32, width=48, seed=5)
     from traceany_ros.predict import predict_episode
-    a, _ = predict_episode(ep, make_backend("model", preset="tiny"))
+    a, _ = predict_episode(ep, make_backend("model", preset="tiny-pure"))
     b, _ = predict_episode(ep, make_backend("static"))
     np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -110,3 +110,20 @@ def test_corrupt_and_mismatched_checkpoints_fail_clearly(tmp_path):
         load_checkpoint(bad)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_flow_prior_model_starts_from_the_flow_baseline():
+    """With a zero residual and an open gate the tiny preset predicts the flow baseline's curves."""
+    ep = make_synthetic_episode(num_frames=6, height=48, width=64, seed=7)
+    backend = make_backend("model", preset="tiny")
+    assert backend.model.config.flow_prior and backend.model.config.in_channels == 20
+    with torch.no_grad():
+        backend.model.out.bias[-1] = 30.0  # gate fully open
+    model_field = backend.predict(ep.inputs())
+    flow_field = make_backend("flow", stride=4).predict(ep.inputs())
+    assert model_field.control_points.shape == flow_field.control_points.shape
+    # same curves up to the anchoring through each cell's own unprojected point
+    d_model = model_field.control_points - model_field.frame_points()[:, :, :, None]
+    d_flow = flow_field.control_points - flow_field.frame_points()[:, :, :, None]
+    np.testing.assert_allclose(d_model, d_flow, atol=1e-4)
+    assert np.abs(d_flow).max() > 0.01

@@ -7,7 +7,7 @@ import pytest
 from traceany_ros.backends import make_backend
 from traceany_ros.cli import main
 from traceany_ros.episode import save_episode
-from traceany_ros.model import load_checkpoint
+from traceany_ros.model import ModelConfig, load_checkpoint
 from traceany_ros.predict import predict_episode
 from traceany_ros.train.data import WindowDataset, list_episodes
 from traceany_ros.train.loop import TrainConfig, train
@@ -30,7 +30,7 @@ def _epe(ep, tracks):
 
 def test_model_overfits_one_episode(one_episode, tmp_path):
     root, ep = one_episode
-    cfg = TrainConfig(data=str(root / "train"), out=str(tmp_path / "run"), steps=200, val_every=200, window=8,
+    cfg = TrainConfig(data=str(root / "train"), out=str(tmp_path / "run"), steps=150, val_every=150, window=8,
                       min_window=8, max_stride=1, warmup=10, lr=1e-3, threads=1, dense_points=0)
     log = train(cfg, progress=False)
     static_all, static_dyn = _epe(ep, predict_episode(ep, make_backend("static"))[0])
@@ -84,7 +84,8 @@ def test_dense_ground_truth_windows_from_simulator_extras(tmp_path):
     poses[1, :, :3, 3] = ep.tracks_world[card] - ep.tracks_world[card, 0]  # pure translation is enough here
     ep.extras = {"gt_labels": labels, "gt_link_poses": poses.astype(np.float32)}
     save_episode(tmp_path / "ep.npz", ep)
-    ds = WindowDataset(list_episodes(tmp_path), window=4, max_queries=256, dense_points_per_window=64)
+    ds = WindowDataset(list_episodes(tmp_path), window=4, max_queries=256, dense_points_per_window=64,
+                       model_config=ModelConfig.preset("tiny"))
     s = ds.sample(0)
     assert len(s.frame) > 64 and s.dynamic.any() and (~s.dynamic).any()
     # queries of one point id at different frames share the same ground-truth curve

@@ -10,7 +10,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="directory of training episodes (.npz)")
     p.add_argument("--val", dest="val_data", default=None,
                    help="directory of validation episodes (default: DATA/../val when DATA ends in 'train')")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
+    p.add_argument("--preset", default="tiny", choices=["tiny", "tiny-pure", "base"])
     p.add_argument("--out", required=True, help="run directory (runs/NAME): checkpoints, log.json, curves.png")
     p.add_argument("--steps", type=int, default=2000, help="total optimiser steps (resume continues to this)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")

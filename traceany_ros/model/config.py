@@ -17,6 +17,10 @@ class ModelConfig:
     num_control_points: K = 3m + 1 of each curve.
     use_depth: feed the unprojected points (depth + pose) to the network; when False it sees RGB
         only (the ablation), while curves are still anchored at each pixel's unprojection.
+    flow_prior: also feed the ``flow`` baseline's curves (OpenCV DIS flow chained and lifted with depth,
+        ``traceany_ros.flow``) and predict a residual over them; the network learns where to trust,
+        correct or silence them (its motion gate zeroes static points exactly).
+    flow_method: OpenCV flow preset of the prior.
     """
 
     name: str = "tiny"
@@ -30,6 +34,8 @@ class ModelConfig:
     head_channels: int = 32
     num_control_points: int = 10
     use_depth: bool = True
+    flow_prior: bool = False
+    flow_method: str = "dis_medium"
 
     def __post_init__(self):
         from traceany_ros.field import num_segments
@@ -42,12 +48,14 @@ class ModelConfig:
 
     @property
     def in_channels(self) -> int:
-        """RGB (3) + camera-0 points (3) + valid-depth mask (1) with depth, else RGB only."""
-        return 7 if self.use_depth else 3
+        """RGB (3) + camera-0 points (3) + valid-depth mask (1) with depth, else RGB only;
+        + flow prior (its curve offsets at s = 0, 1/3, 2/3, 1 (12) + its confidence (1))."""
+        return (7 if self.use_depth else 3) + (PRIOR_CHANNELS if self.flow_prior else 0)
 
     @staticmethod
     def preset(name: str, **overrides) -> "ModelConfig":
-        """``tiny`` (CPU real time) or ``base`` (GPU), with optional field overrides."""
+        """``tiny`` (CPU real time, flow prior), ``tiny-pure`` (no flow prior) or ``base`` (GPU),
+        with optional field overrides."""
         if name not in PRESETS:
             raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
         return ModelConfig(**{**asdict(PRESETS[name]), **overrides})
@@ -62,8 +70,12 @@ class ModelConfig:
         return ModelConfig(**d)
 
 
+PRIOR_CHANNELS = 13
+PRIOR_TIMES = (0.0, 1 / 3, 2 / 3, 1.0)
+
 PRESETS = {
-    "tiny": ModelConfig(name="tiny"),
-    "base": ModelConfig(name="base", dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
+    "tiny": ModelConfig(name="tiny", flow_prior=True),
+    "tiny-pure": ModelConfig(name="tiny-pure"),
+    "base": ModelConfig(name="base", flow_prior=True, dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
                         head_channels=64),
 }

@@ -26,6 +26,8 @@ class WindowInputs:
     s: [T] float32 spline parameter of each frame (0 first, 1 last).
     scale: metres per normalised unit; rot0 [3,3], trans0 [3]: camera 0 pose (world <- cam0).
     size: (H, W) before padding.
+    prior: [T, Hp/s, Wp/s, K, 3] float32 flow-prior control-point offsets (normalised camera-0 frame,
+        zero at the own frame's time), or None without a flow prior.
     """
 
     image: torch.Tensor
@@ -34,6 +36,7 @@ class WindowInputs:
     rot0: np.ndarray
     trans0: np.ndarray
     size: tuple[int, int]
+    prior: torch.Tensor | None = None
 
     def world_to_norm(self, points: np.ndarray) -> np.ndarray:
         """World points [...,3] -> normalised camera-0 coordinates [...,3]."""
@@ -51,32 +54,83 @@ def spline_parameters(times: np.ndarray) -> np.ndarray:
     return (times - times[0]) / span if span > 0 else np.zeros_like(times)
 
 
-def prepare_window(window: FrameWindow, use_depth: bool = True, patch_size: int = 16) -> WindowInputs:
-    """FrameWindow (rgb [T,H,W,3] uint8, depth [T,H,W], K, cam_to_world [T,4,4], times [T]) -> WindowInputs."""
+def flow_prior(field, rot0: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """A flow-baseline TrajectoryField (world) as offsets from each cell's own point.
+
+    Returns offsets [T, h, w, K, 3] float32 (normalised camera-0 frame, zero at the own frame's time)
+    and confidence [T, h, w] in [0, 1].
+    """
+    from traceany_ros.field import bspline_basis
+
+    cp = field.control_points  # [T,h,w,K,3] world, float32
+    b = bspline_basis(field.frame_parameters(), field.num_control_points).astype(np.float32)  # [T,K]
+    own = np.einsum("tk,thwkd->thwd", b, cp)
+    off = (cp - own[:, :, :, None, :]) @ (rot0 / scale).astype(np.float32)
+    return off.astype(np.float32), field.confidence
+
+
+def compute_flow_field(window: FrameWindow, config):
+    """The flow baseline's field on the model's output grid (stride ``out_stride``, same K)."""
+    from traceany_ros.flow import FlowConfig, flow_field
+
+    return flow_field(window, FlowConfig(method=config.flow_method, stride=config.out_stride,
+                                         num_control_points=config.num_control_points))
+
+
+def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInputs:
+    """FrameWindow (rgb [T,H,W,3] uint8, depth [T,H,W], K, cam_to_world [T,4,4], times [T]) -> WindowInputs.
+
+    ``config`` is the model's ModelConfig (default: the tiny-pure preset). With ``config.flow_prior``
+    the flow field is computed here unless given as ``flow`` (a TrajectoryField of this window on the
+    ``compute_flow_field`` grid, e.g. from a training cache).
+    """
+    from traceany_ros.field import bspline_basis
+    from traceany_ros.model.config import PRIOR_CHANNELS, PRIOR_TIMES, ModelConfig
+
+    config = config or ModelConfig()
+    patch_size = config.patch_size
     rgb = np.asarray(window.rgb)
     depth = np.asarray(window.depth, np.float32)
     T, H, W = depth.shape
+    ph, pw = (-H) % patch_size, (-W) % patch_size
     K = np.asarray(window.intrinsics, np.float64)
     c2w = np.asarray(window.cam_to_world, np.float64)
     valid = np.isfinite(depth) & (depth > 0)
     scale = float(np.median(depth[valid])) if valid.any() else 1.0
     scale = max(scale, 0.05)
     rot0, trans0 = c2w[0, :3, :3], c2w[0, :3, 3]
-    chans = [(rgb.astype(np.float32) / 255.0 - RGB_MEAN) / RGB_STD]  # [T,H,W,3]
-    if use_depth:
+    img = np.zeros((T, config.in_channels, H + ph, W + pw), np.float32)  # [T,C,Hp,Wp]
+    img[:, :3, :H, :W] = (rgb.transpose(0, 3, 1, 2).astype(np.float32) * (1 / (255.0 * RGB_STD))
+                          - RGB_MEAN / RGB_STD)
+    ch = 3
+    if config.use_depth:
         z = np.where(valid, depth, 0.0).astype(np.float32)
-        rows, cols = np.mgrid[0:H, 0:W].astype(np.float32)
-        pc = np.stack([(cols - K[0, 2]) / K[0, 0] * z, (rows - K[1, 2]) / K[1, 1] * z, z], -1)  # [T,H,W,3]
-        # camera f -> camera 0: R0^T R_f p + R0^T (t_f - t0)
-        rel_r = np.einsum("ji,tjk->tik", rot0, c2w[:, :3, :3]).astype(np.float32)  # [T,3,3]
-        rel_t = ((c2w[:, :3, 3] - trans0) @ rot0).astype(np.float32)  # [T,3]
-        p0 = np.einsum("tij,thwj->thwi", rel_r, pc) + rel_t[:, None, None, :]
-        p0 = np.where(valid[..., None], p0 / scale, 0.0)
-        chans += [p0.astype(np.float32), valid[..., None].astype(np.float32)]
-    img = np.concatenate(chans, -1).transpose(0, 3, 1, 2)  # [T,C,H,W]
-    ph, pw = (-H) % patch_size, (-W) % patch_size
-    if ph or pw:
-        img = np.pad(img, ((0, 0), (0, 0), (0, ph), (0, pw)))
-    return WindowInputs(image=torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)),
+        u = ((np.arange(W, dtype=np.float32) - K[0, 2]) / K[0, 0]).astype(np.float32)
+        v = ((np.arange(H, dtype=np.float32) - K[1, 2]) / K[1, 1]).astype(np.float32)
+        # camera f -> camera 0: R0^T R_f p + R0^T (t_f - t0), divided by scale
+        rel_r = (np.einsum("ji,tjk->tik", rot0, c2w[:, :3, :3]) / scale).astype(np.float32)  # [T,3,3]
+        rel_t = ((c2w[:, :3, 3] - trans0) @ rot0 / scale).astype(np.float32)  # [T,3]
+        pc = (u[None, None, :] * z, v[None, :, None] * z, z)  # each [T,H,W]
+        for i in range(3):
+            img[:, ch + i, :H, :W] = (rel_r[:, i, 0, None, None] * pc[0] + rel_r[:, i, 1, None, None] * pc[1]
+                                      + rel_r[:, i, 2, None, None] * pc[2] + rel_t[:, i, None, None]) * valid
+        img[:, ch + 3, :H, :W] = valid
+        ch += 4
+    prior = None
+    if config.flow_prior:
+        st = config.out_stride
+        field = compute_flow_field(window, config) if flow is None else flow
+        off, fconf = flow_prior(field, rot0, scale)
+        t_, h, w = fconf.shape
+        prior = np.zeros((t_, (H + ph) // st, (W + pw) // st) + off.shape[3:], np.float32)
+        prior[:, :h, :w] = off
+        # the prior's curve at 4 times, per pixel (nearest cell), as image channels
+        b4 = bspline_basis(np.asarray(PRIOR_TIMES), config.num_control_points).astype(np.float32)  # [4,K]
+        at = np.einsum("jk,thwkd->tjdhw", b4, off).reshape(t_, 12, h, w)
+        feat = np.concatenate([at, fconf[:, None]], 1)  # [T,13,h,w]
+        up = np.repeat(np.repeat(feat, st, axis=2), st, axis=3)[:, :, :H, :W]
+        img[:, ch:ch + PRIOR_CHANNELS, :up.shape[2], :up.shape[3]] = up
+    return WindowInputs(image=torch.from_numpy(img),
                         s=torch.from_numpy(spline_parameters(window.times).astype(np.float32)),
-                        scale=scale, rot0=rot0, trans0=trans0, size=(H, W))
+                        scale=scale, rot0=rot0, trans0=trans0, size=(H, W),
+                        prior=None if prior is None else torch.from_numpy(prior))

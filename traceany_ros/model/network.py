@@ -85,11 +85,12 @@ class TraceModel(nn.Module):
         self.time_head = nn.Linear(D, 1)
         nn.init.zeros_(self.out.weight)  # start as the static predictor with confidence 1 + e^0
         nn.init.zeros_(self.out.bias)
-        with torch.no_grad():  # motion gate starts mostly closed (sigmoid(-2) = 0.12): static by default
-            self.out.bias[-1] = -2.0
+        with torch.no_grad():  # motion gate starts mostly closed (static by default); half open over a flow prior
+            self.out.bias[-1] = 0.0 if c.flow_prior else -2.0
 
-    def forward(self, image: torch.Tensor, s: torch.Tensor) -> dict[str, torch.Tensor]:
-        """image [B,T,C,H,W] (H, W multiples of patch_size), s [B,T] spline parameters ->
+    def forward(self, image: torch.Tensor, s: torch.Tensor, prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """image [B,T,C,H,W] (H, W multiples of patch_size), s [B,T] spline parameters,
+        prior [B,T,H/s,W/s,K,3] flow-prior offsets (required when ``config.flow_prior``) ->
         dict(offsets [B,T,H/s,W/s,K,3] anchored, confidence [B,T,H/s,W/s] >= 1, time [B,T],
         motion [B,T,H/s,W/s] in (0,1), motion_logit [B,T,H/s,W/s])."""
         c = self.config
@@ -122,6 +123,11 @@ class TraceModel(nn.Module):
         motion_logit = out[:, 3 * K + 1].reshape(B, T, hs, ws)
         motion = torch.sigmoid(motion_logit)
         offsets = out[:, : 3 * K].reshape(B, T, K, 3, hs, ws).permute(0, 1, 4, 5, 2, 3)
+        if c.flow_prior:
+            if prior is None or prior.shape != offsets.shape:
+                raise ValueError(f"this model refines a flow prior: pass prior of shape {tuple(offsets.shape)} "
+                                 f"(prepare_window computes it), got {None if prior is None else tuple(prior.shape)}")
+            offsets = offsets + prior.to(offsets.dtype)
         offsets = anchor_offsets(offsets * motion[..., None, None], s)
         conf = 1.0 + torch.exp(out[:, 3 * K].clamp(CONF_RAW_MIN, CONF_RAW_MAX)).reshape(B, T, hs, ws)
         return {"offsets": offsets, "confidence": conf, "time": time, "motion": motion, "motion_logit": motion_logit}
@@ -137,10 +143,11 @@ class TraceModel(nn.Module):
         from traceany_ros.model.inputs import prepare_window
 
         c = self.config
-        inp = prepare_window(window, c.use_depth, c.patch_size)
+        inp = prepare_window(window, c)
         was_training = self.training
         self.eval()
-        out = self(inp.image[None].to(device), inp.s[None].to(device))
+        prior = None if inp.prior is None else inp.prior[None].to(device)
+        out = self(inp.image[None].to(device), inp.s[None].to(device), prior)
         self.train(was_training)
         stride, off = c.out_stride, c.out_stride // 2
         base, valid = grid_points_world(window, stride, off)  # [T,h,w,3]

@@ -53,6 +53,69 @@ class EpisodeCache:
         return ep
 
 
+class FlowCache:
+    """The flow baseline's field of every whole episode, computed once and kept on disk.
+
+    Training windows of a model with a flow prior take their prior from the whole-clip field
+    (:func:`window_flow_field`) instead of recomputing flow per window; at inference on a clip that
+    is one window the two are the same thing.
+    """
+
+    def __init__(self, directory: str | Path | None, model_config):
+        self.dir = Path(directory) if directory else None
+        self.config = model_config
+        self._mem: OrderedDict[str, object] = OrderedDict()
+
+    def _key(self, path: Path) -> str:
+        c = self.config
+        return f"{path.stem}_{c.flow_method}_s{c.out_stride}_K{c.num_control_points}"
+
+    def get(self, path: Path, ep: Episode):
+        """TrajectoryField of the flow baseline over the whole episode (world frame)."""
+        from traceany_ros.field import TrajectoryField
+        from traceany_ros.model.inputs import compute_flow_field
+
+        key = self._key(Path(path))
+        if key in self._mem:
+            return self._mem[key]
+        f = self.dir / f"{key}.npz" if self.dir else None
+        field = None
+        if f is not None and f.is_file():
+            try:
+                with np.load(f) as z:
+                    field = TrajectoryField(z["control_points"], z["confidence"], z["times"], stride=int(z["stride"]),
+                                            pixel_offset=int(z["pixel_offset"]),
+                                            image_size=tuple(int(v) for v in z["image_size"]))
+            except (OSError, ValueError, KeyError):
+                field = None  # a broken cache file is recomputed
+        if field is None:
+            field = compute_flow_field(ep.inputs(), self.config)
+            if f is not None:
+                f.parent.mkdir(parents=True, exist_ok=True)
+                tmp = f.with_name(f".{f.stem}.tmp.npz")
+                np.savez(tmp, control_points=field.control_points, confidence=field.confidence, times=field.times,
+                         stride=field.stride, pixel_offset=field.pixel_offset, image_size=np.array(field.image_size))
+                tmp.replace(f)
+        self._mem[key] = field
+        if len(self._mem) > 8:
+            self._mem.popitem(last=False)
+        return field
+
+
+def window_flow_field(field, frames: np.ndarray):
+    """Restrict a whole-clip field to frames [T']: their curves, re-fitted to the window's time span."""
+    from traceany_ros.field import TrajectoryField, evaluate, fit_trajectory
+
+    frames = np.asarray(frames)
+    times = field.times[frames]
+    pos = evaluate(field.control_points[frames], field.normalized_time(times))  # [T',h,w,T',3]
+    span = (float(times[0]), float(times[-1]))
+    s = (times - span[0]) / max(span[1] - span[0], 1e-9)
+    cp = fit_trajectory(s, pos, field.num_control_points)
+    return TrajectoryField(cp.astype(np.float32), field.confidence[frames], times, stride=field.stride,
+                           pixel_offset=field.pixel_offset, image_size=field.image_size, time_span=span)
+
+
 @dataclass
 class WindowSample:
     """One training window.
@@ -149,14 +212,15 @@ def choose_frames(num_frames: int, window: int, rng: np.random.Generator, max_st
 
 
 def make_sample(ep: Episode, frames: np.ndarray, rng: np.random.Generator, max_queries: int = 1024,
-                use_depth: bool = True, patch_size: int = 16, dense_points_per_window: int = 0) -> WindowSample:
+                model_config=None, dense_points_per_window: int = 0, flow=None) -> WindowSample:
     """Build a WindowSample of ``frames`` of ``ep`` with at most ``max_queries`` queries (half dynamic if possible).
 
     ``dense_points_per_window`` > 0 draws fresh points from the dense ground truth when the episode has it.
+    ``flow``: the flow-prior field of these frames (default: computed from them when the model needs it).
     """
     win = FrameWindow(rgb=ep.rgb[frames], depth=ep.depth[frames], intrinsics=ep.intrinsics,
                       cam_to_world=ep.cam_to_world[frames], times=ep.timestamps[frames])
-    inp = prepare_window(win, use_depth, patch_size)
+    inp = prepare_window(win, model_config, flow=flow)
     f, r, c, qid, gt, dyn = window_queries(ep, frames, rng, dense_points_per_window)
     di, si = np.nonzero(dyn)[0], np.nonzero(~dyn)[0]
     nd = min(len(di), max_queries // 2)
@@ -173,18 +237,23 @@ def make_sample(ep: Episode, frames: np.ndarray, rng: np.random.Generator, max_q
 class WindowDataset:
     """Random training windows from a set of episodes (deterministic per (seed, index))."""
 
-    def __init__(self, paths, window: int = 8, max_queries: int = 1024, max_stride: int = 2, use_depth: bool = True,
-                 patch_size: int = 16, seed: int = 0, cache: int = 64, dense_points_per_window: int = 0,
-                 min_window: int | None = None):
+    def __init__(self, paths, window: int = 8, max_queries: int = 1024, max_stride: int = 2, model_config=None,
+                 seed: int = 0, cache: int = 64, dense_points_per_window: int = 0, min_window: int | None = None,
+                 flow_cache_dir: str | Path | None = None):
         self.episodes = EpisodeCache(paths, cache)
+        self.flow_cache = FlowCache(flow_cache_dir, model_config) if (model_config is not None and
+                                                                      model_config.flow_prior) else None
         self.dense_points_per_window = dense_points_per_window
         self.min_window = min_window
         self.window, self.max_queries, self.max_stride = window, max_queries, max_stride
-        self.use_depth, self.patch_size, self.seed = use_depth, patch_size, seed
+        self.model_config, self.seed = model_config, seed
 
     def sample(self, index: int) -> WindowSample:
         rng = np.random.default_rng([self.seed, index])
-        ep = self.episodes[int(rng.integers(len(self.episodes)))]
+        i = int(rng.integers(len(self.episodes)))
+        ep = self.episodes[i]
         frames = choose_frames(ep.num_frames, self.window, rng, self.max_stride, self.min_window)
-        return make_sample(ep, frames, rng, self.max_queries, self.use_depth, self.patch_size,
-                           self.dense_points_per_window)
+        flow = None
+        if self.flow_cache is not None:
+            flow = window_flow_field(self.flow_cache.get(self.episodes.paths[i], ep), frames)
+        return make_sample(ep, frames, rng, self.max_queries, self.model_config, self.dense_points_per_window, flow)

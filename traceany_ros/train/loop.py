@@ -49,6 +49,7 @@ class TrainConfig:
     max_queries: int = 1024
     max_stride: int = 3
     dense_points: int = 256               # fresh points per window from the dense gt extras (0: contract queries)
+    flow_cache: str | None = None         # where whole-clip flow fields are kept (default OUT/flow_cache)
     val_every: int = 200
     val_episodes: int = 8
     val_window: int = 24
@@ -97,7 +98,8 @@ def window_losses(model, sample: WindowSample, cfg: LossConfig, rng: np.random.G
     """Forward one window and return the loss terms, ``total`` and ``epe_m`` (metres, for logging)."""
     net = model.module if hasattr(model, "module") else model
     inp = sample.inputs
-    out = model(inp.image[None].to(device), inp.s[None].to(device))
+    prior = None if inp.prior is None else inp.prior[None].to(device)
+    out = model(inp.image[None].to(device), inp.s[None].to(device), prior)
     one = {"offsets": out["offsets"][0], "confidence": out["confidence"][0], "motion_logit": out["motion_logit"][0]}
     cp, conf, motion_logit = query_curves(one, sample, net.config.out_stride)
     s = inp.s.to(device)
@@ -284,7 +286,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     data = WindowDataset(train_files, window=cfg.window, max_queries=cfg.max_queries, max_stride=cfg.max_stride,
-                         use_depth=mcfg.use_depth, patch_size=mcfg.patch_size, seed=cfg.seed,
+                         model_config=mcfg, seed=cfg.seed, flow_cache_dir=cfg.flow_cache or out / "flow_cache",
                          dense_points_per_window=cfg.dense_points, min_window=cfg.min_window)
     val_eps = None
     backend = _NetBackend(net, device)

@@ -35,11 +35,12 @@ class InterceptConfig:
     block_opening: finger opening while blocking (less than the object's width).
     reach_x / reach_y: where the gripper may go (world).
     max_horizon_s: furthest forecast considered.
+    top_band / pool_radius / min_track_confidence: which curves vote in the forecast (see object_forecast).
     """
 
     speed: float = 0.6
     settle_s: float = 0.125
-    latency_s: float = 0.25
+    latency_s: float = 0.5
     margin_s: float = 0.35
     hover_height: float = 0.07
     block_height: float = 0.02
@@ -49,6 +50,8 @@ class InterceptConfig:
     max_horizon_s: float = 4.0
     dt: float = 0.02
     top_band: float = 0.01
+    pool_radius: float = 0.04
+    min_track_confidence: float = 0.75
     segment: SegmentConfig = SegmentConfig(min_displacement=0.02, displacement_weight=1.0)
 
 
@@ -99,28 +102,41 @@ def plan_intercept_from_track(position, velocity, t_now: float, ee_start, config
 def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: float = 0.0):
     """The moving object's centre now, its velocity, and a forecast function, from a field.
 
-    Uses the curves of the last frame's object pixels on the object's top face
-    (within ``top_band`` of its highest points: their xy centre is the object's
-    centre, unlike the camera-facing sides): now = their positions at the last
-    frame's time, future = the same curves past the end of the span (end-tangent
-    extrapolation). The per-time median over the curves keeps a few wrong curves
-    from steering the forecast.
+    The object is the largest group of the last frame's moving pixels
+    (:mod:`segment`). Its forecast pools the curves of every frame's moving
+    pixels that are at the object now (within ``pool_radius`` of it at the end
+    of the clip), as in spatio-temporal fusion: each curve continued past the
+    clip along its end tangent (the method's forecast) votes, and the per-time
+    median over the confident curves on the object's top face (its xy centre
+    is the object's centre, unlike the camera-facing sides) is the track.
     Returns (centre [3], velocity [3], track(tau) -> [3], segment) or raises ValueError.
     """
     from traceany_ros.field import evaluate
 
     last = fld.num_frames - 1
-    t_end = float(fld.time_span[1])
-    segs = moving_segments(fld, float(fld.time_span[0]), t_end, frame=last, config=config.segment, table_z=table_z)
+    t0, t_end = float(fld.time_span[0]), float(fld.time_span[1])
+    segs = moving_segments(fld, t0, t_end, frame=last, config=config.segment, table_z=table_z)
     if not segs:
         raise ValueError("no moving object in the clip: nothing to intercept")
     seg = segs[0]
-    now = fld.positions(t_end, frames=[last])[0][seg.pixels[:, 0], seg.pixels[:, 1]]
-    top = float(np.percentile(now[:, 2], 90))
-    face = now[:, 2] > top - config.top_band
-    if face.sum() < 3:
-        face[:] = True
-    cp = fld.control_points[last, seg.pixels[face, 0], seg.pixels[face, 1]]  # [N, K, 3]
+    now_last = fld.positions(t_end, frames=[last])[0][seg.pixels[:, 0], seg.pixels[:, 1]]
+    centre0 = np.median(now_last, axis=0)
+    top = float(np.percentile(now_last[:, 2], 90))
+    cps, confs = [], []
+    for f in range(fld.num_frames):
+        ends = fld.positions(np.array([t0, t_end]), frames=[f])[0]  # [h, w, 2, 3]
+        moving = np.linalg.norm(ends[..., 1, :] - ends[..., 0, :], axis=-1) > config.segment.min_displacement
+        near = np.linalg.norm(ends[..., 1, :2] - centre0[:2], axis=-1) < config.pool_radius
+        face = ends[..., 1, 2] > top - config.top_band
+        m = moving & near & face & (fld.confidence[f] > 0)
+        cps.append(fld.control_points[f][m])
+        confs.append(fld.confidence[f][m])
+    cp, conf = np.concatenate(cps), np.concatenate(confs)
+    good = conf >= config.min_track_confidence * conf.max() if len(conf) else conf > 0
+    if good.sum() >= 3:
+        cp = cp[good]
+    if len(cp) < 3:  # fall back on the last frame's object pixels
+        cp = fld.control_points[last, seg.pixels[:, 0], seg.pixels[:, 1]]
 
     def track(tau: float) -> np.ndarray:
         x = evaluate(cp, np.atleast_1d(fld.normalized_time(t_end + tau)))[:, 0]
@@ -128,6 +144,7 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
 
     centre = track(0.0)
     vel = (track(0.5) - centre) / 0.5
+    seg.info = {"pooled_curves": int(len(cp))}
     return centre, vel, track, seg
 
 

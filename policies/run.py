@@ -84,6 +84,9 @@ def run_episode(task, planner, record: bool = False) -> dict:
     out = dict(metrics)
     out.update(planned=bool(plan.success), message=plan.message or err, planning_time_s=plan_s,
                method=plan.info.get("method", ""), plan=plan)
+    budget = getattr(getattr(task, "config", None), "latency_s", None)
+    if budget is not None:  # tasks where the world moves while the planner thinks
+        out["over_latency_budget"] = bool(plan_s > budget)
     return out
 
 

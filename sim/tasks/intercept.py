@@ -5,7 +5,8 @@ The box is driven like a parcel on a conveyor: a force-limited velocity servo
 stops it, so its motion is predictable from a short clip and a gripper in its
 path can hold it. The robot sees ``clip_frames`` camera frames at
 ``clip_rate`` Hz (:meth:`InterceptTask.observe`), then, after
-``latency_s`` of planning time, follows the plan (closed fingers lowered into
+``latency_s`` of planning time (the world moves on meanwhile; ``traceany
+eval-policy`` reports how often the real planning time exceeded it), follows the plan (closed fingers lowered into
 the box's path) and holds its last pose until the horizon.
 
 Success: the box never crosses the exit line (its centre, across the far
@@ -22,7 +23,7 @@ from traceany_ros.sim.tasks.env import EnvConfig, Observation, TableEnv
 
 
 @dataclass(frozen=True)
-class InterceptConfig:
+class InterceptTaskConfig:
     """Scene sampling and timing of the intercept task (metres, seconds, m/s, N)."""
 
     x_range: tuple[float, float] = (0.45, 0.62)
@@ -36,7 +37,7 @@ class InterceptConfig:
     drive_gain: float = 20.0
     clip_frames: int = 8
     clip_rate: float = 10.0
-    latency_s: float = 0.25
+    latency_s: float = 0.5
     extra_time_s: float = 1.5
     rest_speed: float = 0.05
 
@@ -52,7 +53,7 @@ class InterceptTask:
 
     name = "intercept"
 
-    def __init__(self, seed: int = 0, config: InterceptConfig = InterceptConfig(),
+    def __init__(self, seed: int = 0, config: InterceptTaskConfig = InterceptTaskConfig(),
                  env_config: EnvConfig = EnvConfig()):
         self.config = config
         self.env_config = env_config

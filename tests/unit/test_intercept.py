@@ -71,7 +71,7 @@ def test_plan_blocks_on_the_path_in_time():
     assert ready + cfg.margin_s <= tau + 1e-9
     assert tau - cfg.dt < ready + cfg.margin_s  # the earliest such point, not a later one
     # a slower robot has to go further down the path
-    slow = plan_intercept(None, FakeBackend(fld), ee, InterceptConfig(speed=0.3))
+    slow = plan_intercept(None, FakeBackend(fld), ee, InterceptConfig(speed=0.45))
     assert slow.info["tau_s"] > tau
 
 

@@ -25,13 +25,14 @@ def traceany(*args):
 def generated(tmp_path_factory):
     root = tmp_path_factory.mktemp("gen")
     r1 = traceany("generate", "--out", str(root / "a"), "--n", "2", "--seed", "7", "--json", *TINY)
-    r2 = traceany("generate", "--out", str(root / "b"), "--n", "2", "--seed", "7", "--json", *TINY)
+    r2 = traceany("generate", "--out", str(root / "b"), "--n", "2", "--seed", "7", "--json", "--workers", "2", *TINY)
     assert r1.returncode == 0, r1.stderr
     assert r2.returncode == 0, r2.stderr
     return root, json.loads(r1.stdout.strip().splitlines()[-1])
 
 
 def test_same_seed_gives_identical_bytes(generated):
+    """One process and two worker processes write byte-identical files."""
     root, summary = generated
     names = sorted(p.name for p in (root / "a").glob("*.npz"))
     assert names == ["ep_000007.npz", "ep_000008.npz"] and summary["generated"] == 2

@@ -71,7 +71,7 @@ def test_sim_camera_tracer_and_subscriber_processes(ros_procs, tmp_path):
     cap = ros_procs.script("subscriber", "capture_fields.py",
                            ["--topic", "/traceany_tracer/trajectory_field", "--out", str(out), "--count", "6",
                             "--timeout", "60"], env=shm_env())
-    traceany_up(ros_procs, "graph", ["sim", "source:=episode", f"episode:={path}", f"rate_hz:={RATE}",
+    up = traceany_up(ros_procs, "graph", ["sim", "source:=episode", f"episode:={path}", f"rate_hz:={RATE}",
                                      f"time_origin:={ORIGIN}", "backend:=flow", "window:=8", "step:=4",
                                      f"field_stride:={FIELD_STRIDE}", "wait_for_subscribers:=1"])
     rc = ros_procs.wait(cap, timeout=90)
@@ -81,6 +81,16 @@ def test_sim_camera_tracer_and_subscriber_processes(ros_procs, tmp_path):
     assert str(got["0/camera_frame_id"]) == "camera_color_optical_frame"
     err, static, used = score_fields(got, ep)
     assert err < 0.5 * static, f"field error {err * 100:.1f} cm vs static {static * 100:.1f} cm ({used} fields)"
+    # `traceany up` forwards Ctrl-C to every node and they all exit cleanly
+    import re
+    import signal
+
+    pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)\)", ros_procs.log("graph"))]
+    assert len(pids) == 2
+    up.send_signal(signal.SIGINT)
+    assert ros_procs.wait(up, timeout=30) == 0, ros_procs.log("graph")
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
 
 
 def test_realsense_recording_played_through_tracer(ros_procs, tmp_path):

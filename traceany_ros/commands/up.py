@@ -9,6 +9,7 @@ shutdown (SIGKILL after ``--grace`` seconds).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -17,16 +18,38 @@ import threading
 import time
 
 
-def register(sub) -> None:
-    p = sub.add_parser("up", help="run a ROS 2 graph (tracer | playback | sim) as separate processes",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("graph", help="graph name (config/graphs/NAME.yaml): tracer, playback, sim")
-    p.add_argument("overrides", nargs="*", metavar="name:=value", help="launch arguments, as for ros2 launch")
+def _add_flags(p) -> None:
     p.add_argument("--show-args", action="store_true", help="print the graph's launch arguments (markdown) and exit")
     p.add_argument("--dry-run", action="store_true", help="print the commands and environment, start nothing")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to wait after SIGINT before SIGKILL")
     p.add_argument("--exit-on-any", action="store_true", help="stop the whole graph when any node exits")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("up", help="run a ROS 2 graph (tracer | playback | sim) as separate processes",
+                       description=__doc__.split("\n\n")[0],
+                       epilog="example: traceany up sim source:=synthetic backend:=flow window:=8")
+    _add_flags(p)
+    # graph name, name:=value overrides and flags in any order (argparse alone cannot mix them)
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="GRAPH [name:=value ...]",
+                   help="graph name (config/graphs/NAME.yaml: tracer, playback, sim), then launch arguments")
     p.set_defaults(func=run)
+
+
+def _split(args) -> None:
+    """Fill args.graph / args.overrides (and late flags) from args.rest."""
+    late = argparse.ArgumentParser(prog="traceany up", add_help=False)
+    _add_flags(late)
+    ns, positional = late.parse_known_args(args.rest)
+    for k, v in vars(ns).items():
+        if v != late.get_default(k):
+            setattr(args, k, v)
+    flags = [a for a in positional if a.startswith("-")]
+    if flags:
+        raise ValueError(f"unknown option(s) {flags}")
+    if not positional:
+        raise ValueError("name a graph: traceany up tracer|playback|sim [name:=value ...]")
+    args.graph, args.overrides = positional[0], positional[1:]
 
 
 def commands(graph_name: str, overrides: dict) -> tuple[list[tuple[str, list[str]]], dict]:
@@ -48,6 +71,7 @@ def run(args) -> int:
     from traceany_ros.nodes.graph import load_graph, parse_overrides
 
     try:
+        _split(args)
         graph = load_graph(args.graph)
         overrides = parse_overrides(args.overrides)
         cmds, env_add = commands(args.graph, overrides)

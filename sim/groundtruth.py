@@ -9,8 +9,9 @@ with that link::
     p_link = inv(poses[l, f]) @ p_world        tracks[:, t] = poses[l, t] @ p_link
 
 Visibility at frame t: the point projects inside the image, the nearest pixel
-shows the same link, and the rendered depth there is within ``depth_tol`` of the
-point's camera-axis depth. Dynamic: the point moves more than 5 mm away from its
+shows the same link, and the rendered depth there (moved to the point's sub-pixel
+position along the link's inverse-depth slope) is within ``depth_tol`` of the point's
+camera-axis depth. Dynamic: the point moves more than 5 mm away from its
 query-frame position at some frame.
 
 Nothing here imports pybullet; training uses these functions on the ``gt_*`` extras
@@ -41,9 +42,37 @@ def tracks_from_links(points_world: np.ndarray, frames: np.ndarray, links: np.nd
     return np.einsum("ntij,nj->nti", Pt[..., :3, :3], local) + Pt[..., :3, 3]
 
 
+def inverse_depth_gradients(depth: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse depth w = 1/z [H,W] (0 where invalid) and its slopes (dw/dcol, dw/drow) [H,W].
+
+    Inverse depth is affine in the image over a plane, so w + slope * (sub-pixel offset) is exact
+    on flat faces. Slopes use neighbours showing the same link with valid depth: central
+    differences where both do, one-sided where one does, 0 otherwise (never across silhouettes).
+    """
+    d = np.asarray(depth, dtype=np.float64)
+    valid = d > 0
+    w = np.where(valid, 1.0 / np.where(valid, d, 1.0), 0.0)
+    lab = np.where(valid, labels.astype(np.int64), -2)
+    out = []
+    for axis in (1, 0):
+        diff = np.diff(w, axis=axis)
+        same = (np.diff(lab, axis=axis) == 0) & (np.delete(lab, 0, axis=axis) >= 0)
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (0, 1)
+        fwd, okf = np.pad(diff, pad), np.pad(same, pad)
+        pad[axis] = (1, 0)
+        bwd, okb = np.pad(diff, pad), np.pad(same, pad)
+        out.append(np.where(okf & okb, 0.5 * (fwd + bwd), np.where(okf, fwd, np.where(okb, bwd, 0.0))))
+    return w, out[0], out[1]
+
+
 def visibility(tracks: np.ndarray, links: np.ndarray, labels: np.ndarray, depth: np.ndarray,
                K: np.ndarray, cam_to_world: np.ndarray, depth_tol: float = VIS_DEPTH_TOL_M) -> np.ndarray:
-    """tracks [N,T,3], links [N], labels [T,H,W], depth [T,H,W], K [3,3], cam_to_world [T,4,4] -> visible [N,T]."""
+    """tracks [N,T,3], links [N], labels [T,H,W], depth [T,H,W], K [3,3], cam_to_world [T,4,4] -> visible [N,T].
+
+    The rendered depth is compared at the point's sub-pixel position (nearest pixel plus its
+    same-link inverse-depth slope), so surfaces seen at grazing angles are not marked occluded.
+    """
     N, T, _ = tracks.shape
     _, H, W = labels.shape
     vis = np.zeros((N, T), dtype=bool)
@@ -55,7 +84,11 @@ def visibility(tracks: np.ndarray, links: np.ndarray, labels: np.ndarray, depth:
         ok &= (ri >= 0) & (ri < H) & (ci >= 0) & (ci < W)
         rs, cs = np.where(ok, ri, 0), np.where(ok, ci, 0)
         ok &= labels[t, rs, cs] == links
-        ok &= np.abs(depth[t, rs, cs] - z) < depth_tol
+        w, gu, gv = inverse_depth_gradients(depth[t], labels[t])
+        w_at = w[rs, cs] + gu[rs, cs] * np.nan_to_num(cols - cs) + gv[rs, cs] * np.nan_to_num(rows - rs)
+        ok &= w_at > 0
+        z_at = 1.0 / np.where(w_at > 0, w_at, 1.0)
+        ok &= np.abs(z_at - z) < depth_tol
         vis[:, t] = ok
     return vis
 

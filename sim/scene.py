@@ -38,7 +38,7 @@ FAMILIES = ("push", "drop", "carry", "arm", "spin", "mixed")
 TRAIN_FAMILIES = ("push", "drop", "carry", "arm")
 HELDOUT_FAMILIES = ("spin", "mixed")
 GENERATOR = "traceany_ros.sim"
-VERSION = "1.0"
+VERSION = "1.1"  # 1.1: visibility compares depth at the sub-pixel position
 
 TABLE_TOP_Z = 0.0
 TABLE_HALF = (0.7, 0.5)            # table top half extents (x, y), metres
@@ -650,7 +650,11 @@ def record_clip(client, bodies, scripts, cam_poses: np.ndarray, cam_cfg: CameraC
     timestamp is ``t0 + tau`` (the sim clock).
     """
     links = link_table(client, bodies)
-    lut = {(u, l): i for i, (u, l, _) in enumerate(links)}
+    # (body, link) -> link-table index as one array lookup on key = body * stride + link + 1
+    stride = 1 + max(l for _, l, _ in links) + 1
+    lut = np.full((max(u for u, _, _ in links) + 1) * stride, -1, np.int16)
+    for i, (u, l, _) in enumerate(links):
+        lut[u * stride + l + 1] = i
     T, H, W = len(cam_poses), cam_cfg.height, cam_cfg.width
     rgb = np.empty((T, H, W, 3), np.uint8)
     depth = np.empty((T, H, W), np.float32)
@@ -671,8 +675,7 @@ def record_clip(client, bodies, scripts, cam_poses: np.ndarray, cam_cfg: CameraC
         stamps[k] = t0 + tau
         poses[:, k] = capture_poses(client, links)
         rgb[k], depth[k], body, link = render(client, cam_poses[k], cam_cfg, light)
-        lab = labels[k]
-        for (u, l), i in lut.items():
-            lab[(body == u) & (link == l)] = i
+        seen = (body >= 0) & (body * stride + link + 1 < len(lut))
+        labels[k][seen] = lut[(body * stride + link + 1)[seen]]
     return Clip(rgb=rgb, depth=depth, labels=labels, cam_to_world=np.asarray(cam_poses, dtype=np.float64).copy(),
                 timestamps=stamps, K=intrinsics(cam_cfg), poses=poses, links=links, description={})

@@ -508,14 +508,14 @@ class TabletopScene:
         self.desc["motions"].append({"type": "spin", "target": self._name(uid), "omega": round(omega, 3),
                                      "lift": round(lift, 3), "axis": axis.round(3).tolist()})
 
-    def _ik(self, pos, down: bool = True) -> np.ndarray:
+    def _ik(self, pos) -> np.ndarray:
+        """Panda joint angles [7] putting the hand at ``pos`` pointing down (random yaw), solved from home."""
         c = self.client
         for j, q in enumerate(self.panda_home):
             c.resetJointState(self.panda, j, float(q))
-        orn = Rotation.from_euler("xyz", [np.pi, 0, float(self.rng.uniform(-0.6, 0.6))]).as_quat() if down else None
-        sol = c.calculateInverseKinematics(self.panda, PANDA_EE_LINK, list(pos), orn.tolist() if orn is not None else None,
-                                           maxNumIterations=60, residualThreshold=1e-4) if down else \
-            c.calculateInverseKinematics(self.panda, PANDA_EE_LINK, list(pos), maxNumIterations=60)
+        orn = Rotation.from_euler("xyz", [np.pi, 0, float(self.rng.uniform(-0.6, 0.6))]).as_quat()
+        sol = c.calculateInverseKinematics(self.panda, PANDA_EE_LINK, list(pos), orn.tolist(),
+                                           maxNumIterations=60, residualThreshold=1e-4)
         return np.array(sol[:7])
 
     def _script_panda(self, push: bool) -> None:

@@ -30,7 +30,7 @@ class InterceptTaskConfig:
     start_y: float = 0.30
     exit_y: float = 0.25
     heading_deg: float = 15.0
-    speed: tuple[float, float] = (0.12, 0.22)
+    speed: tuple[float, float] = (0.10, 0.20)
     half_size: float = 0.02
     mass: float = 0.2
     drive_force: float = 2.0

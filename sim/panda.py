@@ -98,7 +98,13 @@ class Panda:
         return np.array(s[4]), np.array(s[5])
 
     def gripper_width(self) -> float:
+        """Measured finger opening, metres."""
         return float(sum(s[0] for s in self.client.getJointStates(self.id, FINGER_JOINTS)))
+
+    @property
+    def commanded_width(self) -> float:
+        """Last commanded finger opening, metres."""
+        return self._width
 
     # ------------------------------------------------------------------ control
     def ik(self, position, quaternion) -> np.ndarray:

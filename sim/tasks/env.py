@@ -165,7 +165,7 @@ class TableEnv:
         err = 0.0
         for wp in plan.waypoints:
             err = max(err, self.panda.move_to(wp.position, wp.quaternion, self.step, speed=wp.speed))
-            if abs(wp.gripper - self.panda._width) > 1e-4:
+            if abs(wp.gripper - self.panda.commanded_width) > 1e-4:
                 self.panda.gripper_to(wp.gripper, self.step)
             if on_waypoint is not None:
                 on_waypoint(wp.label)

@@ -46,6 +46,8 @@ class GraspConfig:
     table_z: height of the table plane (world z).
     goal_dt: seconds between the last current frame and the goal frame in the clip.
     icp_refine / icp_max_distance: refine the motion by ICP against the goal frame's points.
+    motion_source: "auto" (best of both hypotheses), "field" (Kabsch on the field's tracks only),
+        "registration" (goal registration only); see :func:`motion_from_field`.
     """
 
     approach_height: float = 0.10
@@ -58,10 +60,15 @@ class GraspConfig:
     goal_dt: float = 1.0
     icp_refine: bool = True
     icp_max_distance: float = 0.02
+    motion_source: str = "auto"
     fast_speed: float = 0.6
     slow_speed: float = 0.25
     segment: SegmentConfig = SegmentConfig()
     fit: RobustFitConfig = RobustFitConfig()
+
+    def __post_init__(self):
+        if self.motion_source not in ("auto", "field", "registration"):
+            raise ValueError(f"motion_source must be auto, field or registration, got {self.motion_source!r}")
 
 
 def yaw_of(R: np.ndarray) -> float:
@@ -295,13 +302,13 @@ def motion_from_field(fld, clip, frame: int, config: GraspConfig = GraspConfig()
 
     hyps = {}
     tracks = consistent & obj_mask
-    if tracks.sum() >= 3:
+    if tracks.sum() >= 3 and config.motion_source in ("auto", "field"):
         fit = robust_rigid_fit(start[tracks], end[tracks], conf_now[tracks], config.fit)
         hyps["field-kabsch"] = fit.T
         info.update(rmse=fit.rmse, num_inliers=int(fit.inliers.sum()), kabsch_motion=fit.T.copy())
     src_top = _top_face(src, config.top_band)
     goal_top = _top_face(goal_obj, config.top_band) if goal_obj is not None and len(goal_obj) >= 10 else None
-    if goal_top is not None and len(src) >= 10:
+    if goal_top is not None and len(src) >= 10 and config.motion_source in ("auto", "registration"):
         hyps["goal-registration"] = _yaw_search(src_top, goal_top, config.icp_max_distance)
     if not hyps:
         raise ValueError("found the object now but neither consistent tracks nor the object in the goal image: "

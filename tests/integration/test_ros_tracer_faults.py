@@ -13,7 +13,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
 
 from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
 from traceany_ros.nodes import convert
@@ -31,7 +32,7 @@ class Harness:
 
     def __init__(self, ctx, **params):
         defaults = dict(window=3, step=1, backend="static", field_stride=4, diagnostics_period_s=0.1,
-                        problem_hold_s=0.6, stale_timeout_s=0.6, autostart=False)
+                        problem_hold_s=0.6, stale_timeout_s=0.6, autostart=False, cloud_min_confidence=0.5)
         defaults.update(params)
         self.tracer = TracerNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in defaults.items()])
         self.src = rclpy.create_node("fake_camera", context=ctx)
@@ -43,6 +44,9 @@ class Harness:
         self.src.create_subscription(TrajectoryFieldMsg, "/traceany_tracer/trajectory_field",
                                      lambda m: self.fields.append(convert.field_from_msg(m)), 10)
         self.src.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.diags.append(m.status[0]), 50)
+        self.markers, self.clouds = [], []
+        self.src.create_subscription(MarkerArray, "/traceany_tracer/markers", self.markers.append, 10)
+        self.src.create_subscription(PointCloud2, "/traceany_tracer/fused_points", self.clouds.append, 10)
         self.ex = SingleThreadedExecutor(context=ctx)
         self.ex.add_node(self.tracer)
         self.ex.add_node(self.src)
@@ -134,6 +138,11 @@ def test_good_stream_gives_fields_and_ok_diagnostics(harness):
     st = h.status()
     v = values(st)
     assert st.level == OKL and v["backend"] == "static" and v["device"] == "cpu" and int(v["pushed"]) == 5
+    # the static backend's cloud: every valid pixel of every window frame at the latest time
+    assert h.clouds and h.clouds[-1].width == 3 * 12 * 16 and h.clouds[-1].header.frame_id == "world"
+    pts = convert.point_cloud_to_array(h.clouds[-1])
+    assert np.all(np.abs(pts[:, 2]) < 2.0)  # the synthetic scene lies within 1 m of the camera
+    assert h.markers and h.markers[-1].markers[0].action == h.markers[-1].markers[0].DELETEALL
 
 
 def test_wrong_encoding(harness, capfd):

@@ -155,6 +155,13 @@ class RealSenseSource:
             if depth_sensors:
                 self.depth_scale = float(depth_sensors[0].as_depth_sensor().get_depth_scale())
         else:
+            # ask first: pipeline.start() waits ~15 s before it reports a missing camera
+            serials = [d.get_info(rs.camera_info.serial_number) for d in rs.context().query_devices()]
+            if not serials:
+                raise RuntimeError("no RealSense camera connected (rs-enumerate-devices lists none): plug one in, "
+                                   "or play a recording with file:=PATH")
+            if cfg.serial and cfg.serial not in serials:
+                raise RuntimeError(f"RealSense {cfg.serial} is not connected; connected: {serials}")
             pipe = rs.pipeline()
             rcfg = rs.config()
             if cfg.serial:

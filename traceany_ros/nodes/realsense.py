@@ -4,7 +4,7 @@ Publishes the realsense-ros topics (:mod:`traceany_ros.nodes.camera`): colour,
 depth aligned to colour, camera_info, and the (static) camera pose. Use it
 where the official realsense-ros driver is not installed (pip setups, CI) or
 to play recordings (``file:=clip.db3``; pyrealsense2 2.59 records rosbag2
-``.db3``, older ``.bag`` files play too).
+``.db3``; older ``.bag`` recordings are untested).
 
 A reader thread pulls frames from :class:`~traceany_ros.sources.realsense.RealSenseSource`
 and publishes them. When a live camera stops delivering (unplugged, USB

@@ -7,8 +7,8 @@
             ...
 
 Recordings: pyrealsense2 2.59 records rosbag2 ``.db3`` files (``rs.recorder``)
-and plays them with ``config.enable_device_from_file``; older ``.bag`` files
-play too. :func:`write_recording` makes a recording from numpy frames with
+and plays them back through a playback device (``context.load_device``);
+older ``.bag`` recordings are untested. :func:`write_recording` makes a recording from numpy frames with
 ``rs.software_device`` (no camera needed; the tests use it).
 
 Depth is aligned to colour with ``rs.align`` when the two streams differ

@@ -68,3 +68,16 @@ def test_wilson_interval():
     lo, hi = wilson_interval(90, 100)
     assert 0.82 < lo < 0.83 and 0.94 < hi < 0.95  # textbook values 0.826 .. 0.945
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_draw_plan_marks_the_projected_waypoints():
+    from traceany_ros.policies.viz import draw_plan
+
+    K = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]])
+    c2w = np.eye(4)  # camera at the origin looking along +z
+    plan = plan_from_motion(box_surface_points(_pose(0.0, 0.0, 1.0, 0.0), [0.02, 0.015, 0.02]), np.eye(4))
+    img = draw_plan(np.full((48, 64, 3), 255, np.uint8), K, c2w, plan, scale=2)
+    assert img.shape == (96, 128, 3)
+    g = plan.waypoints[1].position
+    u, v = 2 * (100 * g[0] / g[2] + 32) + 1, 2 * (100 * g[1] / g[2] + 24) + 1
+    assert tuple(img[int(v), int(u)]) != (255, 255, 255)  # something is drawn at the grasp

@@ -19,5 +19,5 @@ def test_demo_runs_end_to_end_and_writes_pictures(tmp_path):
     assert summary["pos_error_cm"] < 3.0
     # the tracer ran as its own process and its fields reached this graph
     assert summary["fields_received"] >= 3
-    for name in ("plan.png", "trajectories.png", "execution.gif"):
+    for name in ("plan.png", "trajectories.png", "fused_cloud.png", "fused_cloud.ply", "execution.gif"):
         assert (out / name).stat().st_size > 5000, name

@@ -273,6 +273,16 @@ def _pictures(out: Path, plan, view, goal, final, fields, frames, success: bool)
         pic = viz.draw_curves(frames[stamp], curves, view.intrinsics, view.cam_to_world, dot_index=own)
         iio.imwrite(out / "trajectories.png", viz.label(pic, f"tracer field: {len(curves)} moving curves"))
         written.append("trajectories.png")
+        # the same field fused at its last time: every frame's curves evaluated at one instant
+        from traceany_ros.policies import fusion
+
+        rgb = np.stack([frames[min(frames, key=lambda s: abs(s - float(t)))] for t in best.times])
+        cloud = fusion.fuse(best, float(best.times[-1]), rgb=rgb)
+        fusion.save_ply(cloud, out / "fused_cloud.ply")
+        extra = {"plan": np.stack([w.position for w in plan.waypoints])} if plan.success else None
+        fusion.render_png(cloud, out / "fused_cloud.png", extra=extra,
+                          title=f"fused cloud at the field's last time ({best.num_frames} frames)")
+        written += ["fused_cloud.ply", "fused_cloud.png"]
     # 3. the execution as a GIF
     stamps = sorted(frames)
     if stamps:

@@ -40,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 
-from traceany_ros.field import TrajectoryField, fit_trajectory
+from traceany_ros.field import TrajectoryField, bspline_basis, fit_trajectory
 
 log = logging.getLogger(__name__)
 
@@ -157,18 +157,26 @@ def join_fields(prev: TrajectoryField | None, new: TrajectoryField, anchor_weigh
     k = new.num_control_points
     m = max(3 * k, 2 * new.num_frames)
     ts = np.linspace(a, b_new, m)
-    p_old = prev.positions(ts, frames=i_prev).astype(np.float64)  # [F, h, w, M, 3]
-    p_new = new.positions(ts, frames=i_new).astype(np.float64)
     x = np.clip((b_old - ts) / (b_old - a), 0.0, 1.0)
     w_old = x * x * (3.0 - 2.0 * x)  # 1 at a, 0 at b_old
-    ok_old = np.isfinite(p_old).all(-1) & (prev.confidence[i_prev] > 0)[..., None]
-    wo = np.where(ok_old, w_old, 0.0)[..., None]
-    blended = wo * np.nan_to_num(p_old) + (1.0 - wo) * p_new
-    fit_w = np.ones(m)
-    fit_w[0] = anchor_weight
-    s = new.normalized_time(ts)
+    # Everything is linear in the control points: blend the two curves' samples, then least-squares fit
+    # them (the anchor sample repeated ``anchor_weight`` times) == one [K, K_old] and one [K, K] matrix.
+    reps = max(int(round(anchor_weight)), 1)
+    expand = np.vstack([np.repeat(np.eye(m)[:1], reps - 1, axis=0), np.eye(m)])       # [M', M]
+    s_fit = expand @ new.normalized_time(ts)
+    fit = fit_trajectory(s_fit, np.eye(len(s_fit))[:, :, None], k)[..., 0].T @ expand  # [K, M]: samples -> cp
+    p_old = fit @ (w_old[:, None] * bspline_basis(prev.normalized_time(ts), prev.num_control_points))
+    p_new = fit @ ((1.0 - w_old)[:, None] * bspline_basis(new.normalized_time(ts), k))
+
+    def apply(mat, cps):  # [K, Kin] x [..., Kin, 3] -> [..., K, 3] as one matrix product
+        moved = np.moveaxis(cps.astype(np.float64), -2, 0)
+        return np.moveaxis((mat @ moved.reshape(moved.shape[0], -1)).reshape(mat.shape[0], *moved.shape[1:]), 0, -2)
+
+    cp_old, cp_new = prev.control_points[i_prev], new.control_points[i_new]
+    ok_old = np.isfinite(cp_old).all(axis=(-1, -2)) & (prev.confidence[i_prev] > 0)
+    joined = apply(p_old, np.nan_to_num(cp_old)) + apply(p_new, cp_new)
     cp = new.control_points.copy()
-    cp[i_new] = fit_trajectory(s, blended, k, weights=np.broadcast_to(fit_w, blended.shape[:-1])).astype(np.float32)
+    cp[i_new] = np.where(ok_old[..., None, None], joined, cp_new).astype(np.float32)
     out = new._replace(control_points=cp)
     out.meta["joined_frames"] = int(i_new.size)
     return out

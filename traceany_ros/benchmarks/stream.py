@@ -104,7 +104,7 @@ def run(args) -> dict:
     cmds, env_add = commands("sim", overrides)
     env = dict(os.environ)
     env.update(env_add)
-    env.setdefault("ROS_DOMAIN_ID", str(args.domain_id if args.domain_id is not None else 120 + os.getpid() % 100))
+    env.setdefault("ROS_DOMAIN_ID", str(args.domain_id if args.domain_id is not None else 101 - os.getpid() % 50))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("ROS_HOME", os.path.join(tmp, "ros_home"))
@@ -209,7 +209,7 @@ def run(args) -> dict:
     load1 = os.getloadavg()[0]
     return {
         "rate_hz": float(args.rate),
-        "kept_hz": round(len(new_frames) / elapsed, 2) if meas else 0.0,
+        "kept_hz": round(min(len(new_frames), offered) / elapsed, 2) if meas else 0.0,
         "fields_hz": round(len(meas) / elapsed, 2),
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
         "latency_p95_ms": round(float(np.percentile(lat, 95)), 1) if lat.size else None,

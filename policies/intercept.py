@@ -6,7 +6,7 @@ is the largest group of the last frame's pixels whose curves move
 past the clip along their end tangents (``TrajectoryField.positions`` with
 t beyond the span, see method.md). The planner walks along the forecast and
 picks the earliest time tau at which the gripper, starting now (plus the
-planning latency), can be down in the object's path with ``margin_s`` to
+time already spent planning and the actuation delay), can be down in the object's path with ``margin_s`` to
 spare; it lowers the closed fingers there and holds them as a wall.
 
     plan = plan_intercept(window, make_backend("flow"), ee_position)
@@ -29,7 +29,8 @@ class InterceptConfig:
 
     speed / settle_s: the robot's Cartesian speed and the settle time after each segment
         (match ``sim.panda.PandaConfig``: speed, settle_steps * time_step).
-    latency_s: time between the last frame and the robot starting to move (planning).
+    actuation_delay_s: time from the end of planning until the robot starts to move.
+    compute_margin_s: planning time still to come after the intercept search starts.
     margin_s: the gripper must be in place this long before the object arrives.
     hover_height: height of the approach waypoint; block_height: grasp-target height of the wall.
     block_opening: finger opening while blocking (less than the object's width).
@@ -40,7 +41,8 @@ class InterceptConfig:
 
     speed: float = 0.6
     settle_s: float = 0.125
-    latency_s: float = 0.5
+    actuation_delay_s: float = 0.1
+    compute_margin_s: float = 0.05
     margin_s: float = 0.35
     hover_height: float = 0.07
     block_height: float = 0.02
@@ -62,7 +64,7 @@ def travel_time(a: np.ndarray, b: np.ndarray, config: InterceptConfig) -> float:
 
 def plan_intercept_from_track(position, velocity, t_now: float, ee_start, config: InterceptConfig = InterceptConfig(),
                               object_half_size: float = 0.02, track: Callable[[float], np.ndarray] | None = None,
-                              ) -> Plan:
+                              elapsed_s: float = 0.0) -> Plan:
     """Intercept plan for an object whose centre will be at ``track(tau)`` (default ``position + velocity * tau``).
 
     Args:
@@ -70,6 +72,7 @@ def plan_intercept_from_track(position, velocity, t_now: float, ee_start, config
         t_now: time of "now" (s), only recorded.
         ee_start [3]: end-effector position when planning starts.
         track: optional forecast tau (s after now) -> [3] centre position.
+        elapsed_s: seconds of planning already spent since "now" (the last frame).
     Returns:
         Plan with waypoints "pre-block" and "block", or a failure when no point of the
         forecast is reachable in time.
@@ -88,12 +91,14 @@ def plan_intercept_from_track(position, velocity, t_now: float, ee_start, config
             continue
         block = np.array([c[0], c[1], config.block_height])
         hover = block + np.array([0, 0, config.hover_height])
-        t_ready = config.latency_s + travel_time(ee, hover, config) + travel_time(hover, block, config)
+        t_ready = (elapsed_s + config.compute_margin_s + config.actuation_delay_s
+                   + travel_time(ee, hover, config) + travel_time(hover, block, config))
         if t_ready + config.margin_s <= tau:
             wps = [Waypoint("pre-block", hover, q, config.block_opening, config.speed),
                    Waypoint("block", block, q, config.block_opening, config.speed)]
             return Plan(success=True, message="ok", waypoints=wps, grasp=wps[1],
-                        info={"tau_s": float(tau), "t_ready_s": float(t_ready), "intercept": block,
+                        info={"tau_s": float(tau), "t_ready_s": float(t_ready), "elapsed_s": float(elapsed_s),
+                              "intercept": block,
                               "velocity": v, "position": p, "t_now": float(t_now)})
     return Plan.failure("no point of the forecast path is reachable before the object gets there",
                         velocity=v, position=p)
@@ -168,7 +173,8 @@ def plan_intercept(window, backend, ee_start, config: InterceptConfig = Intercep
         plan.planning_time_s = time.perf_counter() - t0
         return plan
     # the object's centre is below its visible surface: put the track at the object's mid-height
-    plan = plan_intercept_from_track(centre, vel, float(fld.time_span[1]), ee_start, config, track=track)
+    plan = plan_intercept_from_track(centre, vel, float(fld.time_span[1]), ee_start, config, track=track,
+                                     elapsed_s=time.perf_counter() - t0)
     plan.num_object_points = len(seg)
     plan.info.update(field=fld, backend=getattr(backend, "name", ""),
                      forecast=np.stack([track(t) for t in np.arange(0, 2.0, 0.1)]))

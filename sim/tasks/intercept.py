@@ -4,9 +4,10 @@ The box is driven like a parcel on a conveyor: a force-limited velocity servo
 (``drive_force`` N at most) keeps it at a constant velocity until something
 stops it, so its motion is predictable from a short clip and a gripper in its
 path can hold it. The robot sees ``clip_frames`` camera frames at
-``clip_rate`` Hz (:meth:`InterceptTask.observe`), then, after
-``latency_s`` of planning time (the world moves on meanwhile; ``traceany
-eval-policy`` reports how often the real planning time exceeded it), follows the plan (closed fingers lowered into
+``clip_rate`` Hz (:meth:`InterceptTask.observe`), then, after the planner's
+measured wall-clock planning time (``plan.planning_time_s``: the world moves
+on while the planner thinks, so a slow planner arrives late) plus
+``actuation_delay_s``, follows the plan (closed fingers lowered into
 the box's path) and holds its last pose until the horizon.
 
 Success: the box never crosses the exit line (its centre, across the far
@@ -37,7 +38,7 @@ class InterceptTaskConfig:
     drive_gain: float = 20.0
     clip_frames: int = 8
     clip_rate: float = 10.0
-    latency_s: float = 0.5
+    actuation_delay_s: float = 0.1
     extra_time_s: float = 1.5
     rest_speed: float = 0.05
 
@@ -135,11 +136,12 @@ class InterceptTask:
 
     # ------------------------------------------------------------------ acting
     def execute(self, plan, record: bool = False) -> dict:
-        """Wait the planning latency, follow the plan, hold until the horizon; returns :meth:`metrics`."""
+        """Let the world run for the plan's planning time plus the actuation delay, follow the plan,
+        hold until the horizon; returns :meth:`metrics`."""
         env = self.env
         env.recording = record
         env.frames = [o.rgb for o in self.observations] if record else []
-        env.wait(self.config.latency_s)
+        env.wait(float(plan.planning_time_s) + self.config.actuation_delay_s)
         if plan.success:
             env.execute(plan)
         remaining = self.horizon - env.time
@@ -166,7 +168,7 @@ class InterceptTask:
         cl = self.env.client
         return {"position": np.array(cl.getBasePositionAndOrientation(self.target)[0]),
                 "velocity": self.velocity.copy(), "time": self.env.time, "half_size": self.config.half_size,
-                "latency_s": self.config.latency_s}
+                "actuation_delay_s": self.config.actuation_delay_s}
 
     def close(self) -> None:
         if self.env is not None:

@@ -67,7 +67,8 @@ def test_plan_blocks_on_the_path_in_time():
     on_path = P0 + V * (fld.time_span[1] + tau)
     assert np.linalg.norm(block[:2] - on_path[:2]) < 2e-3
     hover = plan.waypoints[0].position
-    ready = cfg.latency_s + travel_time(ee, hover, cfg) + travel_time(hover, block, cfg)
+    ready = (plan.info["elapsed_s"] + cfg.compute_margin_s + cfg.actuation_delay_s
+             + travel_time(ee, hover, cfg) + travel_time(hover, block, cfg))
     assert ready + cfg.margin_s <= tau + 1e-9
     assert tau - cfg.dt < ready + cfg.margin_s  # the earliest such point, not a later one
     # a slower robot has to go further down the path

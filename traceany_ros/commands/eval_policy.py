@@ -46,16 +46,6 @@ def _gif(path, result, task) -> None:
     imageio.mimsave(path, frames, duration=0.08, loop=0)
 
 
-def task_latency(name: str) -> float:
-    from traceany_ros.sim.tasks import make_task
-
-    t = make_task(name, seed=0)
-    try:
-        return float(t.config.latency_s)
-    finally:
-        t.close()
-
-
 def run(args) -> int:
     import os
     import platform
@@ -114,9 +104,6 @@ def run(args) -> int:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "failed_seeds": [r["seed"] for r in rows if not r["success"]],
     }
-    if any("over_latency_budget" in r for r in rows):
-        result["over_latency_budget_rate"] = sum(bool(r.get("over_latency_budget")) for r in rows) / n
-        result["latency_budget_s"] = float(task_latency(args.task))
     methods = [r["method"] for r in rows if r.get("method")]
     if methods:
         result["plan_methods"] = {m: methods.count(m) for m in sorted(set(methods))}
@@ -133,9 +120,6 @@ def run(args) -> int:
             print(f"{key:>22}: {result[key]:.1%}")
         for key in ("pos_error_cm", "rot_error_deg", "planning_time_s"):
             print(f"{key:>22}: mean {result[key + '_mean']:.3g}  median {result[key + '_median']:.3g}")
-        if "over_latency_budget_rate" in result:
-            print(f"{'over latency budget':>22}: {result['over_latency_budget_rate']:.1%} of plans took longer than "
-                  f"the task's {result['latency_budget_s']} s")
         if result["failed_seeds"]:
             print(f"{'failed seeds':>22}: {result['failed_seeds'][:30]}")
     sys.stdout.flush()

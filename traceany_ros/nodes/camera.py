@@ -83,11 +83,12 @@ class CameraPublisher:
         """Publish one frame with header stamp ``stamp`` (seconds, ROS time)."""
         cfg = self.cfg
         h, w = frame.rgb.shape[:2]
+        # pose and camera_info first: a subscriber has them when the images arrive
+        if frame.cam_to_world is not None and self.pose is not None:
+            self.publish_pose(np.asarray(frame.cam_to_world, np.float64), stamp)
         self.info.publish(convert.intrinsics_to_camera_info(frame.intrinsics, h, w, stamp, cfg.frame_id))
         self.color.publish(convert.rgb_to_image(frame.rgb, stamp, cfg.frame_id))
         self.depth.publish(convert.depth_to_image(frame.depth, stamp, cfg.frame_id, encoding=cfg.depth_encoding))
-        if frame.cam_to_world is not None and self.pose is not None:
-            self.publish_pose(np.asarray(frame.cam_to_world, np.float64), stamp)
         self.published += 1
 
     def publish_pose(self, cam_to_world: np.ndarray, stamp: float) -> None:

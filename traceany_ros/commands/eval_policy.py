@@ -104,13 +104,16 @@ def run(args) -> int:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "failed_seeds": [r["seed"] for r in rows if not r["success"]],
     }
+    if any("stop_margin_cm" in r for r in rows):
+        result["stop_margin_cm_mean"] = mean("stop_margin_cm")
     methods = [r["method"] for r in rows if r.get("method")]
     if methods:
         result["plan_methods"] = {m: methods.count(m) for m in sorted(set(methods))}
-    text = json.dumps(result, default=float)
+    result = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
+    text = json.dumps(result, default=float, allow_nan=False)
     if args.output:
         with open(args.output, "w") as f:
-            f.write(json.dumps(result, indent=2, default=float) + "\n")
+            f.write(json.dumps(result, indent=2, default=float, allow_nan=False) + "\n")
     if args.json:
         print(text)
     else:
@@ -119,7 +122,10 @@ def run(args) -> int:
         for key in ("grasp_success_rate", "place_success_rate", "planned_rate"):
             print(f"{key:>22}: {result[key]:.1%}")
         for key in ("pos_error_cm", "rot_error_deg", "planning_time_s"):
-            print(f"{key:>22}: mean {result[key + '_mean']:.3g}  median {result[key + '_median']:.3g}")
+            if result[key + "_mean"] is not None:
+                print(f"{key:>22}: mean {result[key + '_mean']:.3g}  median {result[key + '_median']:.3g}")
+        if "stop_margin_cm_mean" in result:
+            print(f"{'stop margin (cm)':>22}: mean {result['stop_margin_cm_mean']:.3g} (short of the exit line)")
         if result["failed_seeds"]:
             print(f"{'failed seeds':>22}: {result['failed_seeds'][:30]}")
     sys.stdout.flush()

@@ -237,6 +237,10 @@ def test_invalid_parameter_is_rejected_on_set(harness):
     res = h.tracer.set_parameters([Parameter("window", value=1000)])[0]  # outside the descriptor range
     assert not res.successful
     assert h.tracer.get_parameter("window").value == 3
+    d = h.tracer.describe_parameter("window")
+    assert (d.integer_range[0].from_value, d.integer_range[0].to_value) == (2, 64) and "frames per backend" in \
+        d.description
+    assert "flow" in h.tracer.describe_parameter("backend").additional_constraints
 
 
 def test_source_dies_and_comes_back(harness, capfd):

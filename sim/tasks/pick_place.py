@@ -32,6 +32,7 @@ class GoalTaskConfig:
     min_move: float = 0.10          # goal at least this far from the start (xy)
     max_yaw_change_deg: float = 60.0
     min_clearance: float = 0.09     # between box centres
+    base_clearance: float = 0.14    # stack-goal: between the top box and the (larger) base
     pos_tol: float = 0.03
     yaw_tol_deg: float = 15.0
     lift_min: float = 0.03
@@ -236,10 +237,8 @@ class StackGoalTask(GoalImageTask):
                                   rgba=PALETTE[colors[0]])
         # the base: wider than the top box, heavy, at least min_move away
         base_half = np.array([r.uniform(0.035, 0.045), r.uniform(0.035, 0.045), r.uniform(0.02, 0.03)])
-        for _ in range(200):
-            bxy = self._free_xy(taken, avoid_min=max(c.min_move, c.min_clearance))
-            if np.linalg.norm(bxy - xy) >= c.min_move:
-                break
+        # far enough that the open gripper (8 cm + fingers) reaching for the top box clears the base
+        bxy = self._free_xy(taken, avoid_min=max(c.min_move, c.base_clearance))
         taken.append(bxy)
         byaw = r.uniform(-np.pi, np.pi)
         self.base = env.add_box(base_half, [bxy[0], bxy[1], base_half[2]], byaw, rgba=PALETTE[colors[1]],

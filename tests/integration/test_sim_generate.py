@@ -111,3 +111,13 @@ def test_every_family_gives_a_valid_episode_with_motion(family):
     assert s["epe_static"] < 1e-3      # "static" allows up to 5 mm of motion (settling, nudges); ~0 in practice
     assert s["epe_dynamic"] > 5e-3
     assert evaluate_predictions(ep, *oracle_prediction(ep))["epe"] == 0
+
+
+def test_eval_routes_other_methods_to_backends(generated):
+    root, _ = generated
+    r = traceany("eval", "--data", str(root / "a"), "--method", "flow", "--limit", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["method"] == "flow" and res["episodes"] == 1 and 0 <= res["epe"] < 1.0
+    r = traceany("eval", "--data", str(root / "a"), "--method", "no-such-method")
+    assert r.returncode != 0 and "unknown method 'no-such-method'" in r.stderr

@@ -53,12 +53,13 @@ def draw_curves(rgb: np.ndarray, curves_world: np.ndarray, intrinsics: np.ndarra
 
 def field_curves(field: TrajectoryField, frame: int, samples: int = 16, max_curves: int = 300,
                  moving_only: bool = True, min_confidence: float = 0.0, mask: np.ndarray | None = None,
-                 seed: int = 0):
+                 min_motion: float = 0.0, seed: int = 0):
     """Curves of one frame's field pixels over the field's time span.
 
     Args:
         moving_only: keep pixels of ``TrajectoryField.dynamic_mask`` only.
         mask: optional [H, W] bool of the field grid to keep (e.g. an object's pixels).
+        min_motion: keep curves that get at least this far (m) from their start within the span.
     Returns (curves [N, samples, 3] world, index of the sample nearest the frame's own time);
     at most ``max_curves`` curves, chosen at random (seeded).
     """
@@ -69,6 +70,8 @@ def field_curves(field: TrajectoryField, frame: int, samples: int = 16, max_curv
         keep &= field.dynamic_mask()[frame]
     if mask is not None:
         keep &= np.asarray(mask, bool)
+    if min_motion > 0:
+        keep &= np.linalg.norm(pos - pos[:, :, :1], axis=-1).max(-1) >= min_motion
     idx = np.argwhere(keep & np.isfinite(pos).all((-1, -2)))
     if len(idx) > max_curves:
         idx = idx[np.random.default_rng(seed).choice(len(idx), max_curves, replace=False)]

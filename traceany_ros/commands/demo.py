@@ -268,7 +268,9 @@ def _pictures(out: Path, plan, view, goal, final, fields, frames, success: bool)
         scored = sorted(fields, key=lambda f: float(f[1].motion_score().max()))
         best = scored[-1][1]
         last = best.num_frames - 1
-        curves, own = viz.field_curves(best, frame=last, max_curves=300, min_confidence=0.9)
+        conf = best.confidence[last]
+        curves, own = viz.field_curves(best, frame=last, max_curves=300, min_confidence=float(np.median(conf[conf > 0])),
+                                       min_motion=0.02)
         stamp = min(frames, key=lambda s: abs(s - float(best.times[last])))
         pic = viz.draw_curves(frames[stamp], curves, view.intrinsics, view.cam_to_world, dot_index=own)
         iio.imwrite(out / "trajectories.png", viz.label(pic, f"tracer field: {len(curves)} moving curves"))

@@ -65,6 +65,9 @@ class StreamConfig:
     checkpoint: str = dc_field(default="", metadata={"help": "model checkpoint (.pt); empty = the shipped one"})
     preset: str = dc_field(default="", metadata={
         "help": "model preset to build UNTRAINED when no checkpoint is given (timing only); empty = load"})
+    input_downscale: int = dc_field(default=1, metadata={
+        "range": (1, 8), "help": "use every n-th image row/column (e.g. 2: 640x480 -> 320x240); the field "
+                                 "still refers to full-size pixels"})
     field_stride: int = dc_field(default=4, metadata={"range": (1, 64),
                                                       "help": "pixel stride of the field (flow/static)"})
     num_control_points: int = dc_field(default=10, metadata={"range": (4, 31),
@@ -125,6 +128,7 @@ class _Frame:
     stamp: float             # seconds
     index: int               # running number of accepted frames
     wall: float              # time.monotonic() at push
+    full_size: tuple = ()    # (H, W) before input_downscale
 
 
 def join_fields(prev: TrajectoryField | None, new: TrajectoryField, anchor_weight: float = 100.0) -> TrajectoryField:
@@ -322,6 +326,18 @@ class SlidingWindowPredictor:
             raise
         if not valid.all():
             depth = np.where(valid, depth, np.float32(0.0))
+        full_size = rgb.shape[:2]
+        f = self.config.input_downscale
+        if f > 1:
+            # subsampling keeps pixel (r', c') exactly at full-size pixel (f r', f c'); a centred Gaussian
+            # blur first keeps the colour from aliasing (depth is taken as is: no mixing across edges)
+            import cv2
+
+            rgb = np.ascontiguousarray(cv2.GaussianBlur(rgb, (0, 0), 0.5 * f)[::f, ::f])
+            depth = np.ascontiguousarray(depth[::f, ::f])
+            K = K.copy()
+            K[:2, :] /= f
+            K[2, 2] = 1.0
         with self._wake:
             if stamp == self._last_stamp:
                 self._counts["rejected_duplicate"] += 1
@@ -343,7 +359,7 @@ class SlidingWindowPredictor:
             now = time.monotonic()
             if self._first_push_wall is None:
                 self._first_push_wall = now
-            frame = _Frame(rgb, depth, K, T, stamp, self._next_index, now)
+            frame = _Frame(rgb, depth, K, T, stamp, self._next_index, now, full_size)
             self._next_index += 1
             self._last_stamp = stamp
             self._buffer.append(frame)
@@ -436,6 +452,10 @@ class SlidingWindowPredictor:
                 t0 = time.monotonic()
                 raw = self.backend.predict(window)
                 raw.frame_id = self.frame_id
+                f = self.config.input_downscale
+                if f > 1:  # back to full-size pixels: field pixel (i, j) -> f * (offset + stride * i)
+                    raw = raw._replace(stride=raw.stride * f, pixel_offset=raw.pixel_offset * f,
+                                       image_size=frames[-1].full_size)
                 compute = time.monotonic() - t0
                 field = join_fields(prev, raw) if self.config.join_windows else raw
                 field.meta.setdefault("backend", getattr(self.backend, "name", ""))

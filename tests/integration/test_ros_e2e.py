@@ -108,6 +108,7 @@ def test_realsense_recording_played_through_tracer(ros_procs, tmp_path):
                            ["--topic", "/traceany_tracer/trajectory_field", "--out", str(out), "--count", "6",
                             "--timeout", "60"], env=shm_env())
     traceany_up(ros_procs, "graph", ["playback", f"file:={rec}", "repeat:=true", "stamp_source:=device",
+                                     "input_downscale:=1",
                                      "backend:=flow", "window:=8", "step:=4", f"field_stride:={FIELD_STRIDE}",
                                      f"camera_position:={[float(v) for v in pose[:3, 3]]}",
                                      f"camera_orientation:={[float(x), float(y), float(z), float(w)]}"])

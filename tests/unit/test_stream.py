@@ -190,13 +190,14 @@ def test_config_validates_ranges():
         StreamConfig(window=1)
 
 
-def test_flow_stream_beats_static_on_moving_points():
-    from traceany_ros.backends import make_backend
+@pytest.mark.parametrize("downscale", [1, 2])
+def test_flow_stream_beats_static_on_moving_points(downscale):
     from traceany_ros.train.synthetic import make_synthetic_episode
 
-    ep = make_synthetic_episode(num_frames=16, height=72, width=96, seed=3, num_queries=1024)
+    ep = make_synthetic_episode(num_frames=16, height=72 * downscale, width=96 * downscale, seed=3,
+                                num_queries=1024 * downscale ** 2)
     fields = []
-    cfg = StreamConfig(window=8, step=4, backend="flow", field_stride=1)
+    cfg = StreamConfig(window=8, step=4, backend="flow", field_stride=1, input_downscale=downscale)
     with SlidingWindowPredictor(cfg, on_field=lambda f, i: fields.append(f)) as p:
         for t in range(ep.num_frames):
             p.push(ep.rgb[t], ep.depth[t], ep.intrinsics, ep.cam_to_world[t], ep.timestamps[t])
@@ -204,17 +205,41 @@ def test_flow_stream_beats_static_on_moving_points():
                 time.sleep(0.005)
     assert len(fields) == 3  # windows ending at frames 7, 11, 15
     last = fields[-1]
-    assert last.stride == 1 and last.pixel_offset == 0 and last.meta["joined_frames"] == 4
-    # moving queries of the last window's frames, each on its own frame's curve, over the window's times
+    assert last.stride == downscale and last.pixel_offset == 0 and last.meta["joined_frames"] == 4
+    assert last.image_size == ep.image_size
+    # moving queries on the field grid, of the last window's frames, each on its own frame's curve
     first = int(np.searchsorted(ep.timestamps, last.times[0]))
     q = ep.query_pixels
-    sel = (q[:, 0] >= first) & ep.dynamic
+    sel = (q[:, 0] >= first) & ep.dynamic & (q[:, 1] % downscale == 0) & (q[:, 2] % downscale == 0)
     assert sel.sum() >= 20
     win = slice(first, first + 8)
-    pos = last.positions(ep.timestamps[win])  # [8, H, W, 8, 3]
-    pred = pos[q[sel, 0] - first, q[sel, 1], q[sel, 2]]
+    pos = last.positions(ep.timestamps[win])  # [8, h, w, 8, 3]
+    pred = pos[q[sel, 0] - first, q[sel, 1] // downscale, q[sel, 2] // downscale]
     gt = ep.tracks_world[sel][:, win]
     static = ep.tracks_world[sel, q[sel, 0]][:, None]
     err_pred = np.linalg.norm(pred - gt, axis=-1).mean()
     err_static = np.linalg.norm(static - gt, axis=-1).mean()
     assert err_pred < 0.5 * err_static, (err_pred, err_static)
+
+
+def test_input_downscale_feeds_small_frames_and_reports_full_size_pixels():
+    seen = []
+
+    class Recorder(FakeBackend):
+        def predict(self, window):
+            seen.append((window.rgb.shape, np.asarray(window.intrinsics).copy(), int(window.rgb.min())))
+            return super().predict(window)
+
+    big = 2
+    K2 = K.copy()
+    K2[:2] *= big  # the same camera at twice the resolution
+    rgb = np.full((H * big, W * big, 3), 7, np.uint8)
+    with SlidingWindowPredictor(StreamConfig(window=2, step=1, input_downscale=big), backend=Recorder()) as p:
+        for i in range(2):
+            p.push(rgb, np.ones((H * big, W * big), np.float32), K2, np.eye(4), stamp=i / 10)
+        field, _ = p.wait_for_field(0, timeout=5)
+    shape, k_seen, lowest = seen[0]
+    assert shape == (2, H, W, 3) and lowest == 7
+    np.testing.assert_allclose(k_seen, K)
+    # Recorder's field has stride 4 on the small images = stride 8 on the camera's
+    assert field.stride == 8 and field.pixel_offset == 0 and field.image_size == (H * big, W * big)

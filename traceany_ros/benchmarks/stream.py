@@ -36,6 +36,7 @@ def add_arguments(p) -> None:
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--step", type=int, default=4)
     p.add_argument("--field-stride", type=int, default=4)
+    p.add_argument("--input-downscale", type=int, default=1, help="tracer input_downscale (2: 640x480 -> 320x240)")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds (after warm-up)")
     p.add_argument("--warmup", type=float, default=4.0, help="seconds ignored at the start")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: from the pid)")
@@ -100,6 +101,7 @@ def run(args) -> dict:
     overrides = {"source": "episode", "episode": episode, "rate_hz": str(float(args.rate)), "loop": "true",
                  "backend": args.backend, "device": args.device, "window": str(args.window),
                  "step": str(args.step), "field_stride": str(args.field_stride), "wait_for_subscribers": "2",
+                 "input_downscale": str(args.input_downscale),
                  "checkpoint": checkpoint, "preset": preset}
     cmds, env_add = commands("sim", overrides)
     env = dict(os.environ)
@@ -228,6 +230,7 @@ def run(args) -> dict:
         "preset": preset_label,
         "image_size": args.size if not args.episode else "episode",
         "window": args.window, "step": args.step, "field_stride": args.field_stride,
+        "input_downscale": args.input_downscale,
         "duration_s": round(elapsed, 1),
         "fields": len(meas),
         "diagnostics_level": diag.get("_level"),

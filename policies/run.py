@@ -13,15 +13,16 @@ import time
 
 import numpy as np
 
-PLANNERS = ("trajfield", "flow", "oracle")
+PLANNERS = ("trajfield", "flow", "static", "oracle")
 
 
 class FieldPlanner:
     """Planner on trajectory fields predicted by ``backend`` (goal-image tasks and intercept)."""
 
-    def __init__(self, backend, name: str, warm_up: bool = True):
+    def __init__(self, backend, name: str, warm_up: bool = True, grasp_config=None):
         self.backend = backend
         self.name = name
+        self.grasp_config = grasp_config
         if warm_up:
             self.warm_up()
 
@@ -46,7 +47,9 @@ class FieldPlanner:
             from traceany_ros.policies.grasp import plan_pick_place
 
             obs, goal = task.render(), task.goal_observation
-            return plan_pick_place(frame_window([obs]), goal.rgb, goal.depth, self.backend)
+            if self.grasp_config is None:
+                return plan_pick_place(frame_window([obs]), goal.rgb, goal.depth, self.backend)
+            return plan_pick_place(frame_window([obs]), goal.rgb, goal.depth, self.backend, self.grasp_config)
         if hasattr(task, "observe"):
             from traceany_ros.policies.intercept import plan_intercept
 
@@ -66,22 +69,29 @@ class OraclePlanner:
         return plan_oracle(task)
 
 
-def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu"):
+def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", grasp_motion: str = "auto"):
     """``trajfield`` = the model backend (needs a checkpoint), ``flow`` = the optical-flow backend,
-    ``oracle`` = ground truth."""
-    from traceany_ros.backends import make_backend
+    ``static`` = the no-motion backend (a baseline: what depth alone gives), ``oracle`` = ground truth.
 
+    ``grasp_motion``: which motion hypothesis the goal-image planner may use ("auto", "field" = the
+    field's own tracks only, "registration"); see :class:`traceany_ros.policies.grasp.GraspConfig`.
+    """
+    from traceany_ros.backends import make_backend
+    from traceany_ros.policies.grasp import GraspConfig
+
+    gcfg = None if grasp_motion == "auto" else GraspConfig(motion_source=grasp_motion,
+                                                           icp_refine=grasp_motion != "field")
     if name == "oracle":
         return OraclePlanner()
-    if name == "flow":
-        return FieldPlanner(make_backend("flow"), "flow")
+    if name in ("flow", "static"):
+        return FieldPlanner(make_backend(name), name, grasp_config=gcfg)
     if name == "trajfield":
         try:
             backend = make_backend("model", checkpoint=checkpoint, device=device)
         except (FileNotFoundError, ImportError, AttributeError) as e:
             raise SystemExit(f"trajfield planner needs a trained model checkpoint ({e}); "
                              "train one with `traceany train` or pass --checkpoint PATH") from e
-        return FieldPlanner(backend, "trajfield")
+        return FieldPlanner(backend, "trajfield", grasp_config=gcfg)
     raise ValueError(f"unknown planner {name!r}; choose one of {PLANNERS}")
 
 

@@ -17,8 +17,12 @@ def register(sub) -> None:
     p = sub.add_parser("eval-policy", help="closed-loop success rate of a planner on a simulated task")
     p.add_argument("--task", required=True, help="pick-place-goal | stack-goal | intercept")
     p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--planner", default="flow", choices=["trajfield", "flow", "oracle"],
-                   help="trajfield = model backend (needs a checkpoint), flow = optical-flow backend, oracle = ground truth")
+    p.add_argument("--planner", default="flow", choices=["trajfield", "flow", "static", "oracle"],
+                   help="trajfield = model backend (needs a checkpoint), flow = optical-flow backend, "
+                        "static = no-motion backend (baseline), oracle = ground truth")
+    p.add_argument("--grasp-motion", default="auto", choices=["auto", "field", "registration"],
+                   help="goal-image tasks: object motion from the best hypothesis (auto), only the field's own "
+                        "tracks (field: weighted Kabsch, no ICP), or only goal registration")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--checkpoint", default=None, help="model checkpoint for --planner trajfield")
     p.add_argument("--device", default="cpu")
@@ -63,7 +67,8 @@ def run(args) -> int:
     if args.episodes < 1:
         print("--episodes must be >= 1", file=sys.stderr)
         return 2
-    planner = make_planner(args.planner, checkpoint=args.checkpoint, device=args.device)
+    planner = make_planner(args.planner, checkpoint=args.checkpoint, device=args.device,
+                           grasp_motion=args.grasp_motion)
     if args.video_dir:
         os.makedirs(args.video_dir, exist_ok=True)
     rows = []
@@ -93,6 +98,7 @@ def run(args) -> int:
 
     result = {
         "task": args.task, "planner": args.planner, "episodes": n, "seed": args.seed,
+        "grasp_motion": args.grasp_motion,
         "success_rate": k / n, "ci_low": lo, "ci_high": hi,
         "grasp_success_rate": sum(bool(r.get("grasp_success")) for r in rows) / n,
         "place_success_rate": sum(bool(r.get("place_success")) for r in rows) / n,

@@ -91,14 +91,14 @@ def test_eval_policy_cli_reports_json_and_gifs(tmp_path):
     import sys
 
     out = subprocess.run([sys.executable, "-m", "traceany_ros.cli", "eval-policy", "--task", "intercept",
-                          "--episodes", "2", "--planner", "oracle", "--json", "--video-dir", str(tmp_path),
+                          "--episodes", "1", "--planner", "oracle", "--json", "--video-dir", str(tmp_path),
                           "--gifs", "1"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     for key in ("task", "planner", "episodes", "success_rate", "ci_low", "ci_high", "grasp_success_rate",
                 "place_success_rate", "planning_time_s_mean"):
         assert key in res, key
-    assert res["task"] == "intercept" and res["planner"] == "oracle" and res["episodes"] == 2
+    assert res["task"] == "intercept" and res["planner"] == "oracle" and res["episodes"] == 1
     assert res["success_rate"] == 1.0 and res["ci_low"] < 1.0 <= res["ci_high"]
     gifs = list(tmp_path.glob("*.gif"))
     assert len(gifs) == 1 and gifs[0].stat().st_size > 10_000

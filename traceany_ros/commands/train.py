@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--val-episodes", type=int, default=8)
     p.add_argument("--K", dest="num_control_points", type=int, default=None, help="control points (ablation)")
     p.add_argument("--no-depth", action="store_true", help="RGB-only network input (ablation)")
+    p.add_argument("--detach-gate", action="store_true",
+                   help="train the motion gate only with the motion loss (the residual must fix poor flow priors)")
+    p.add_argument("--motion-weight", type=float, default=None, help="weight of the motion-gate loss")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (keep 1 on a shared machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -33,6 +36,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from traceany_ros.train.losses import LossConfig
     from traceany_ros.train.loop import TrainConfig, train
 
     cfg = TrainConfig(data=args.data, val_data=args.val_data, out=args.out, preset=args.preset, steps=args.steps,
@@ -40,7 +44,8 @@ def run(args) -> int:
                       min_window=args.min_window, max_stride=args.max_stride, dense_points=args.dense_points,
                       max_queries=args.max_queries, val_every=args.val_every, val_episodes=args.val_episodes,
                       num_control_points=args.num_control_points, use_depth=not args.no_depth,
-                      threads=args.threads, seed=args.seed)
+                      threads=args.threads, seed=args.seed, detach_gate=args.detach_gate,
+                      **({"loss": LossConfig(motion=args.motion_weight)} if args.motion_weight is not None else {}))
     log = train(cfg, progress=not args.no_progress)
     if log.get("val"):
         v = log["val"][-1]

@@ -83,6 +83,7 @@ class TraceModel(nn.Module):
         self.fuse = nn.Sequential(nn.Conv2d(2 * hc, hc, 1), nn.GELU(), nn.Conv2d(hc, hc, 3, padding=1), nn.GELU())
         self.out = nn.Conv2d(hc, c.num_control_points * 3 + 2, 1)
         self.time_head = nn.Linear(D, 1)
+        self.detach_gate = False  # set by the training loop (TrainConfig.detach_gate); not part of the weights
         nn.init.zeros_(self.out.weight)  # start as the static predictor with confidence 1 + e^0
         nn.init.zeros_(self.out.bias)
         with torch.no_grad():  # motion gate starts mostly closed (static by default); half open over a flow prior
@@ -128,7 +129,10 @@ class TraceModel(nn.Module):
                 raise ValueError(f"this model refines a flow prior: pass prior of shape {tuple(offsets.shape)} "
                                  f"(prepare_window computes it), got {None if prior is None else tuple(prior.shape)}")
             offsets = offsets + prior.to(offsets.dtype)
-        offsets = anchor_offsets(offsets * motion[..., None, None], s)
+        # with detach_gate (a training choice) only the motion loss trains the gate: the trajectory loss
+        # must then fix a poor flow prior through the residual instead of shrinking it
+        gate = motion.detach() if (self.detach_gate and self.training) else motion
+        offsets = anchor_offsets(offsets * gate[..., None, None], s)
         conf = 1.0 + torch.exp(out[:, 3 * K].clamp(CONF_RAW_MIN, CONF_RAW_MAX)).reshape(B, T, hs, ws)
         return {"offsets": offsets, "confidence": conf, "time": time, "motion": motion, "motion_logit": motion_logit}
 

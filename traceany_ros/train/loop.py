@@ -50,6 +50,7 @@ class TrainConfig:
     max_stride: int = 3
     dense_points: int = 256               # fresh points per window from the dense gt extras (0: contract queries)
     flow_cache: str | None = None         # where whole-clip flow fields are kept (default OUT/flow_cache)
+    detach_gate: bool = False             # train the motion gate with the motion loss only
     val_every: int = 200
     val_episodes: int = 8
     val_window: int = 24
@@ -260,6 +261,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     data_desc = data_description(cfg, train_files, val_files)
 
     model = TraceModel(mcfg).to(device)
+    model.detach_gate = cfg.detach_gate
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, seconds = 0, 0.0
     log = {"config": config_to_dict(cfg), "model": asdict(mcfg), "data": data_desc, "train": [], "val": [],
@@ -277,6 +279,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             log = json.loads((out / "log.json").read_text())
             log["train"] = [e for e in log["train"] if e["step"] <= step]
             log["val"] = [e for e in log["val"] if e["step"] <= step]
+        if log.get("config") != config_to_dict(cfg):
+            log.setdefault("resumes", []).append({"step": step, "config": config_to_dict(cfg)})
+            log["config"] = config_to_dict(cfg)
         if is_main:
             print(f"resuming {out} from step {step} ({seconds / 3600:.2f} h so far)", flush=True)
     net = model

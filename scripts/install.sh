@@ -38,6 +38,7 @@ else
 fi
 
 bash scripts/build_msgs.sh "$VENV"
-"$VENV/bin/python" -c "import traceany_ros.msg, traceany_ros.field, rclpy, torch, pybullet" \
+bash scripts/ros/build_tf2_msgs.sh "$VENV"   # tf2_msgs has no wheel: generate TFMessage for /tf, /tf_static
+"$VENV/bin/python" -c "import traceany_ros.msg, traceany_ros.field, tf2_msgs.msg, rclpy, torch, pybullet" \
   || { echo "[install] ERROR: import check failed" >&2; exit 1; }
 echo "[install] ok: $VENV"

@@ -40,6 +40,7 @@ from typing import Callable
 
 import numpy as np
 
+from traceany_ros.config_utils import validate_fields
 from traceany_ros.field import TrajectoryField, bspline_basis, fit_trajectory
 
 log = logging.getLogger(__name__)
@@ -83,14 +84,7 @@ class StreamConfig:
                                                         "help": "fields kept for rate/latency statistics"})
 
     def __post_init__(self):
-        for f in self.__dataclass_fields__.values():
-            v = getattr(self, f.name)
-            lo_hi = f.metadata.get("range")
-            if lo_hi and not (lo_hi[0] <= v <= lo_hi[1]):
-                raise ValueError(f"{f.name} must be in [{lo_hi[0]}, {lo_hi[1]}], got {v}")
-            choices = f.metadata.get("choices")
-            if choices and v not in choices:
-                raise ValueError(f"{f.name} must be one of {list(choices)}, got {v!r}")
+        validate_fields(self)
         if self.step > self.window:
             raise ValueError(f"step ({self.step}) must be <= window ({self.window}), or frames are never seen")
         if (self.num_control_points - 1) % 3:

@@ -22,6 +22,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from traceany_ros.config_utils import validate_fields
 from traceany_ros.nodes import convert
 from traceany_ros.sources import Frame
 
@@ -45,8 +46,7 @@ class CameraTopicsConfig:
         "help": "publish images RELIABLE (default BEST_EFFORT, SensorDataQoS, as subscribers use)"})
 
     def __post_init__(self):
-        if self.depth_encoding not in ("16UC1", "32FC1"):
-            raise ValueError(f"depth_encoding must be 16UC1 or 32FC1, got {self.depth_encoding!r}")
+        validate_fields(self)
         if not self.camera_namespace.startswith("/"):
             raise ValueError(f"camera_namespace must be absolute (start with /), got {self.camera_namespace!r}")
 

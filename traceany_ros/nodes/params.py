@@ -3,7 +3,8 @@
 A config dataclass field may carry ``metadata`` with ``help`` (description),
 ``range`` ((lo, hi) for numbers) and ``choices`` (for strings); those become the
 parameter's descriptor. Values are validated by constructing the dataclass, so
-the rules live in one place (its ``__post_init__``).
+the rules live in one place (its ``__post_init__``, which checks ``range`` and
+``choices`` with :func:`traceany_ros.config_utils.validate_fields`).
 """
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
+from traceany_ros.config_utils import validate_fields
 from traceany_ros.nodes.camera import CameraPublisher, CameraTopicsConfig
 from traceany_ros.nodes.params import config_from_node, declare_config, validate_update
 from traceany_ros.sources.realsense import RealSenseConfig, RealSenseSource
@@ -48,8 +49,7 @@ class RealSenseNodeConfig:
                                                               "help": "give up waiting for subscribers after this"})
 
     def __post_init__(self):
-        if self.stamp_source not in ("now", "device"):
-            raise ValueError(f"stamp_source must be now or device, got {self.stamp_source!r}")
+        validate_fields(self)
         q = np.asarray(self.camera_orientation, np.float64)
         if len(self.camera_position) != 3 or q.shape != (4,) or abs(np.linalg.norm(q) - 1) > 1e-3:
             raise ValueError("camera_position must be [x, y, z] and camera_orientation a unit quaternion [x, y, z, w]")

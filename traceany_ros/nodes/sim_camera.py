@@ -24,6 +24,7 @@ from dataclasses import dataclass, field as dc_field
 import rclpy
 from rclpy.node import Node
 
+from traceany_ros.config_utils import validate_fields
 from traceany_ros.nodes.camera import CameraPublisher, CameraTopicsConfig
 from traceany_ros.nodes.params import config_from_node, declare_config, validate_update
 
@@ -53,8 +54,7 @@ class SimCameraConfig:
         "help": "also write the played clip (with its ground truth) to this episode .npz"})
 
     def __post_init__(self):
-        if self.source not in ("episode", "sim", "synthetic"):
-            raise ValueError(f"source must be episode, sim or synthetic, got {self.source!r}")
+        validate_fields(self)
         if self.source == "episode" and not self.episode:
             raise ValueError("source:=episode needs episode:=PATH (an episode .npz), or use source:=sim / synthetic")
 

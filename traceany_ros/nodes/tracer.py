@@ -43,6 +43,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from traceany_ros.config_utils import validate_fields
 from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
 from traceany_ros.nodes import convert
 from traceany_ros.nodes.params import config_from_node, declare_config, validate_update
@@ -95,11 +96,7 @@ class TracerConfig:
     autostart: bool = dc_field(default=True, metadata={"help": "configure and activate at start-up"})
 
     def __post_init__(self):
-        for f in self.__dataclass_fields__.values():
-            v = getattr(self, f.name)
-            lo_hi = f.metadata.get("range")
-            if lo_hi and not (lo_hi[0] <= v <= lo_hi[1]):
-                raise ValueError(f"{f.name} must be in [{lo_hi[0]}, {lo_hi[1]}], got {v}")
+        validate_fields(self)
         if len(self.camera_position) != 3:
             raise ValueError(f"camera_position must be [x, y, z], got {list(self.camera_position)}")
         q = np.asarray(self.camera_orientation, np.float64)

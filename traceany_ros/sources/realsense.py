@@ -26,6 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
+from traceany_ros.config_utils import validate_fields
 from traceany_ros.sources import Frame
 
 
@@ -55,8 +56,7 @@ class RealSenseConfig:
                                                        "help": "no frame for this long ends a file / flags a dead camera"})
 
     def __post_init__(self):
-        if self.align not in ("auto", "on", "off"):
-            raise ValueError(f"align must be auto, on or off, got {self.align!r}")
+        validate_fields(self)
         if self.file and not os.path.exists(self.file):
             raise ValueError(f"RealSense recording {self.file!r} does not exist")
 

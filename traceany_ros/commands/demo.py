@@ -254,10 +254,12 @@ def _pictures(out: Path, plan, view, goal, final, fields, frames, success: bool)
     written = []
     # 1. the plan: end-effector path over the view it was planned on, the goal, the result
     if plan.success:
-        path = np.stack([w.position for w in plan.waypoints])[None]  # [1, N, 3]
-        a = viz.draw_curves(view.rgb, path, view.intrinsics, view.cam_to_world, thickness=2, dot_index=1, dim=0.75)
-        g = viz.draw_curves(goal.rgb, path[:, :0], goal.intrinsics, goal.cam_to_world, dim=0.75)
-        f = viz.draw_curves(final.rgb, path[:, :0], final.intrinsics, final.cam_to_world, dim=0.75)
+        from traceany_ros.policies.viz import draw_plan
+
+        none = np.zeros((1, 0, 3))
+        a = draw_plan(view.rgb, view.intrinsics, view.cam_to_world, plan)
+        g = viz.draw_curves(goal.rgb, none, goal.intrinsics, goal.cam_to_world, dim=1.0)
+        f = viz.draw_curves(final.rgb, none, final.intrinsics, final.cam_to_world, dim=1.0)
         verdict = "SUCCESS" if success else "FAILED"
         iio.imwrite(out / "plan.png", np.concatenate([
             viz.label(a, f"plan: {' > '.join(w.label for w in plan.waypoints)}"),

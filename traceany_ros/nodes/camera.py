@@ -11,19 +11,27 @@ and, when ``tf2_msgs`` is importable (a full ROS install), ``/tf_static``
 (transient local; the camera pose when it is fixed) and ``/tf`` (when it
 moves). Without tf2_msgs the pose topic carries the same information (the
 tracer's ``pose_topic``).
+
+:class:`CameraNode` is the part the camera nodes share (parameters from their
+config dataclasses plus :class:`CameraTopicsConfig`, validated when set), and
+:func:`run_camera_node` their entry point.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field as dc_field
 
 import numpy as np
+import rclpy
 from geometry_msgs.msg import PoseStamped, TransformStamped
+from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from traceany_ros.config_utils import validate_fields
 from traceany_ros.nodes import convert
+from traceany_ros.nodes.params import config_from_node, declare_config, validate_updates
 from traceany_ros.sources import Frame
 
 try:  # tf2_msgs has no PyPI wheel; a full ROS install has it
@@ -104,3 +112,55 @@ class CameraPublisher:
             self._static_sent = cam_to_world
         elif not np.allclose(self._static_sent, cam_to_world, atol=1e-6):
             self.tf.publish(TFMessage(transforms=[tf]))
+
+
+class CameraNode(Node):
+    """Base of the camera nodes: declares ``configs`` and :class:`CameraTopicsConfig` as parameters.
+
+    Parameter updates are accepted only when every config dataclass accepts
+    them. ``self.topics`` is the topic layout; a subclass reads its own configs
+    with ``config_from_node``, makes its :class:`CameraPublisher` (``self.cam``),
+    keeps a ``cfg`` with ``exit_when_done``, sets ``done`` when its clip has
+    played and overrides :meth:`shutdown` to stop background work.
+    """
+
+    def __init__(self, node_name: str, configs: tuple, **kwargs):
+        super().__init__(node_name, **kwargs)
+        classes = (*configs, CameraTopicsConfig)
+        for cls in classes:
+            declare_config(self, cls)
+        self.add_on_set_parameters_callback(lambda params: validate_updates(self, classes, params))
+        self.topics = config_from_node(self, CameraTopicsConfig)
+        self.done = False
+
+    def shutdown(self) -> None:
+        """Stop background work before the node is destroyed (nothing to stop by default)."""
+
+
+def run_camera_node(make_node, name: str, argv: list[str] | None = None,
+                    errors: tuple = (ValueError, RuntimeError)) -> int:
+    """Entry point of a camera node: build it with ``make_node()`` and spin it.
+
+    Returns 2 (with the reason on stderr) when building fails with one of
+    ``errors`` (bad parameters, missing camera or file), else 0 after Ctrl-C,
+    ROS shutdown, or the end of the clip when ``exit_when_done`` is set.
+    """
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = make_node()
+    except errors as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        while rclpy.ok() and not (node.done and node.cfg.exit_when_done):
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -99,6 +99,15 @@ def validate_update(node, cls, params) -> SetParametersResult:
     return SetParametersResult(successful=True)
 
 
+def validate_updates(node, classes, params) -> SetParametersResult:
+    """:func:`validate_update` for a node configured by several dataclasses: the first rejection, else success."""
+    for cls in classes:
+        res = validate_update(node, cls, params)
+        if not res.successful:
+            return res
+    return SetParametersResult(successful=True)
+
+
 def ros_args_from_overrides(overrides: dict) -> list[str]:
     """{name: value} -> ['--ros-args', '-p', 'name:=value', ...] (YAML values)."""
     import yaml

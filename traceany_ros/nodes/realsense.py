@@ -13,19 +13,16 @@ camera every ``reconnect_s`` until it is back.
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from dataclasses import dataclass, field as dc_field
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.node import Node
 
 from traceany_ros.config_utils import validate_fields
-from traceany_ros.nodes.camera import CameraPublisher, CameraTopicsConfig
-from traceany_ros.nodes.params import config_from_node, declare_config, validate_update
+from traceany_ros.nodes.camera import CameraNode, CameraPublisher, run_camera_node
+from traceany_ros.nodes.params import config_from_node
 from traceany_ros.sources.realsense import RealSenseConfig, RealSenseSource
 
 
@@ -64,20 +61,15 @@ class RealSenseNodeConfig:
         return T
 
 
-class RealSenseNode(Node):
+class RealSenseNode(CameraNode):
     """Publishes RealSense frames (see the module docstring)."""
 
     def __init__(self, node_name: str = "realsense", **kwargs):
-        super().__init__(node_name, **kwargs)
-        for cls in (RealSenseConfig, CameraTopicsConfig, RealSenseNodeConfig):
-            declare_config(self, cls)
-        self.add_on_set_parameters_callback(self._validate)
+        super().__init__(node_name, (RealSenseConfig, RealSenseNodeConfig), **kwargs)
         self.rs_cfg = config_from_node(self, RealSenseConfig)
-        self.topics = config_from_node(self, CameraTopicsConfig)
         self.cfg = config_from_node(self, RealSenseNodeConfig)
         self.cam = CameraPublisher(self, self.topics)
         self.diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.done = False
         self.error = ""
         self.reconnects = 0
         self._stop = threading.Event()
@@ -86,13 +78,6 @@ class RealSenseNode(Node):
         self._thread = threading.Thread(target=self._run, name="realsense-reader", daemon=True)
         self._thread.start()
         self.create_timer(1.0, self._publish_diagnostics)
-
-    def _validate(self, params):
-        for cls in (RealSenseConfig, CameraTopicsConfig, RealSenseNodeConfig):
-            res = validate_update(self, cls, params)
-            if not res.successful:
-                return res
-        return res
 
     def _stamp(self, device_t: float) -> float:
         if self.cfg.stamp_source == "device":
@@ -149,25 +134,7 @@ class RealSenseNode(Node):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``realsense_node [--ros-args -p file:=clip.db3 ...]``."""
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = RealSenseNode()
-    except (ValueError, RuntimeError) as e:
-        print(f"realsense: {e}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        while rclpy.ok() and not (node.done and node.cfg.exit_when_done):
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_camera_node(RealSenseNode, "realsense", argv)
 
 
 if __name__ == "__main__":

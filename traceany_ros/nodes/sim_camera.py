@@ -17,16 +17,12 @@ and a subscriber can map a stamp back to its frame. A late timer skips frames
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field as dc_field
 
-import rclpy
-from rclpy.node import Node
-
 from traceany_ros.config_utils import validate_fields
-from traceany_ros.nodes.camera import CameraPublisher, CameraTopicsConfig
-from traceany_ros.nodes.params import config_from_node, declare_config, validate_update
+from traceany_ros.nodes.camera import CameraNode, CameraPublisher, run_camera_node
+from traceany_ros.nodes.params import config_from_node
 
 
 @dataclass(frozen=True)
@@ -79,16 +75,12 @@ def load_clip(cfg: SimCameraConfig):
     return make_synthetic_episode(num_frames=cfg.frames, height=cfg.height, width=cfg.width, seed=cfg.seed)
 
 
-class SimCameraNode(Node):
+class SimCameraNode(CameraNode):
     """Plays a clip on the realsense-ros topics in real time (see the module docstring)."""
 
     def __init__(self, node_name: str = "sim_camera", **kwargs):
-        super().__init__(node_name, **kwargs)
-        declare_config(self, SimCameraConfig)
-        declare_config(self, CameraTopicsConfig)
-        self.add_on_set_parameters_callback(self._validate)
+        super().__init__(node_name, (SimCameraConfig,), **kwargs)
         self.cfg = config_from_node(self, SimCameraConfig)
-        self.topics = config_from_node(self, CameraTopicsConfig)
         from traceany_ros.sources.episode import EpisodeSource
 
         t0 = time.monotonic()
@@ -103,20 +95,12 @@ class SimCameraNode(Node):
         self.get_logger().info(f"{self.cfg.source}: {ep.num_frames} frames {ep.image_size[1]}x{ep.image_size[0]} "
                                f"(ready in {time.monotonic() - t0:.1f} s), publishing at {self.rate:.1f} Hz on "
                                f"{self.cam.color_topic}")
-        self.done = False
         self.skipped = 0
         self._k = -1
         self._start_wall = None
         self._origin = None
         self._wait_since = time.monotonic()
         self._timer = self.create_timer(min(0.5 / self.rate, 0.05), self._tick)
-
-    def _validate(self, params):
-        for cls in (SimCameraConfig, CameraTopicsConfig):
-            res = validate_update(self, cls, params)
-            if not res.successful:
-                return res
-        return res
 
     def _tick(self):
         if self.done:
@@ -146,24 +130,7 @@ class SimCameraNode(Node):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``sim_camera_node [--ros-args -p name:=value ...]``."""
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = SimCameraNode()
-    except (ValueError, RuntimeError, OSError) as e:
-        print(f"sim_camera: {e}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        while rclpy.ok() and not (node.done and node.cfg.exit_when_done):
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_camera_node(SimCameraNode, "sim_camera", argv, errors=(ValueError, RuntimeError, OSError))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from visualization_msgs.msg import MarkerArray
 from traceany_ros.config_utils import validate_fields
 from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
 from traceany_ros.nodes import convert
-from traceany_ros.nodes.params import config_from_node, declare_config, validate_update
+from traceany_ros.nodes.params import config_from_node, declare_config, validate_updates
 from traceany_ros.nodes.sync import ApproxTimeSync
 from traceany_ros.stream import FrameRejected, SlidingWindowPredictor, StreamConfig
 
@@ -152,11 +152,9 @@ class TracerNode(LifecycleNode):
         self._counts = collections.Counter()
 
     def _on_set_parameters(self, params):
-        for cls in (TracerConfig, StreamConfig):
-            res = validate_update(self, cls, params)
-            if not res.successful:
-                self.get_logger().error(f"rejected parameter update: {res.reason}")
-                return res
+        res = validate_updates(self, (TracerConfig, StreamConfig), params)
+        if not res.successful:
+            self.get_logger().error(f"rejected parameter update: {res.reason}")
         return res
 
     def problem(self, key: str, level: int, text: str, throttle_s: float = 5.0) -> None:

@@ -234,19 +234,26 @@ def intrinsics_to_camera_info(K: np.ndarray, height: int, width: int, stamp: flo
 
 # ----------------------------------------------------------------------------- poses
 
-def pose_to_matrix(pose: Pose) -> np.ndarray:
-    """geometry_msgs/Pose -> [4, 4] float64."""
+def position_quaternion_to_matrix(position, orientation) -> np.ndarray:
+    """Position [3] (x, y, z) and unit quaternion [4] in ROS order (x, y, z, w) -> [4, 4] float64."""
     from transforms3d.quaternions import quat2mat
 
+    x, y, z, w = orientation
+    T = np.eye(4)
+    T[:3, :3] = quat2mat([w, x, y, z])
+    T[:3, 3] = position
+    return T
+
+
+def pose_to_matrix(pose: Pose) -> np.ndarray:
+    """geometry_msgs/Pose -> [4, 4] float64."""
     q = np.array([pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z])
     n = np.linalg.norm(q)
     if not np.isfinite(n) or n < 1e-9:
         raise ConversionError(f"pose orientation {q.tolist()} (w, x, y, z) is not a rotation; "
                               f"send a unit quaternion")
-    T = np.eye(4)
-    T[:3, :3] = quat2mat(q / n)
-    T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
-    return T
+    w, x, y, z = q / n
+    return position_quaternion_to_matrix([pose.position.x, pose.position.y, pose.position.z], (x, y, z, w))
 
 
 def _matrix_parts(T: np.ndarray):

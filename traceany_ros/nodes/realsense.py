@@ -21,6 +21,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from traceany_ros.config_utils import validate_fields
+from traceany_ros.nodes import convert
 from traceany_ros.nodes.camera import CameraNode, CameraPublisher, run_camera_node
 from traceany_ros.nodes.params import config_from_node
 from traceany_ros.sources.realsense import RealSenseConfig, RealSenseSource
@@ -52,13 +53,8 @@ class RealSenseNodeConfig:
             raise ValueError("camera_position must be [x, y, z] and camera_orientation a unit quaternion [x, y, z, w]")
 
     def pose(self) -> np.ndarray:
-        from transforms3d.quaternions import quat2mat
-
-        x, y, z, w = self.camera_orientation
-        T = np.eye(4)
-        T[:3, :3] = quat2mat([w, x, y, z])
-        T[:3, 3] = self.camera_position
-        return T
+        """[4, 4] world <- camera optical from camera_position / camera_orientation."""
+        return convert.position_quaternion_to_matrix(self.camera_position, self.camera_orientation)
 
 
 class RealSenseNode(CameraNode):

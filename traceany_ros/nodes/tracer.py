@@ -108,13 +108,7 @@ class TracerConfig:
 
     def static_pose(self) -> np.ndarray:
         """[4, 4] world <- camera optical from camera_position / camera_orientation."""
-        from transforms3d.quaternions import quat2mat
-
-        x, y, z, w = self.camera_orientation
-        T = np.eye(4)
-        T[:3, :3] = quat2mat([w, x, y, z])
-        T[:3, 3] = self.camera_position
-        return T
+        return convert.position_quaternion_to_matrix(self.camera_position, self.camera_orientation)
 
 
 class TracerNode(LifecycleNode):

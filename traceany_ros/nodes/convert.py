@@ -23,7 +23,7 @@ import array
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Pose, Transform
+from geometry_msgs.msg import Point, Pose, Quaternion, Transform, Vector3
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -256,31 +256,28 @@ def pose_to_matrix(pose: Pose) -> np.ndarray:
     return position_quaternion_to_matrix([pose.position.x, pose.position.y, pose.position.z], (x, y, z, w))
 
 
-def _matrix_parts(T: np.ndarray):
+def _matrix_parts(T: np.ndarray) -> tuple[tuple[float, float, float], Quaternion]:
+    """[4, 4] -> translation (x, y, z), rotation as a geometry_msgs/Quaternion."""
     from transforms3d.quaternions import mat2quat
 
     T = np.asarray(T, dtype=np.float64)
     if T.shape != (4, 4):
         raise ConversionError(f"pose must be [4, 4], got {T.shape}")
-    return T[:3, 3], mat2quat(T[:3, :3])  # (w, x, y, z)
+    w, x, y, z = (float(v) for v in mat2quat(T[:3, :3]))
+    tx, ty, tz = (float(v) for v in T[:3, 3])
+    return (tx, ty, tz), Quaternion(x=x, y=y, z=z, w=w)
 
 
 def matrix_to_pose(T: np.ndarray) -> Pose:
     """[4, 4] -> geometry_msgs/Pose."""
-    t, q = _matrix_parts(T)
-    p = Pose()
-    p.position.x, p.position.y, p.position.z = (float(v) for v in t)
-    p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z = (float(v) for v in q)
-    return p
+    (x, y, z), q = _matrix_parts(T)
+    return Pose(position=Point(x=x, y=y, z=z), orientation=q)
 
 
 def matrix_to_transform(T: np.ndarray) -> Transform:
     """[4, 4] -> geometry_msgs/Transform."""
-    t, q = _matrix_parts(T)
-    tr = Transform()
-    tr.translation.x, tr.translation.y, tr.translation.z = (float(v) for v in t)
-    tr.rotation.w, tr.rotation.x, tr.rotation.y, tr.rotation.z = (float(v) for v in q)
-    return tr
+    (x, y, z), q = _matrix_parts(T)
+    return Transform(translation=Vector3(x=x, y=y, z=z), rotation=q)
 
 
 # ----------------------------------------------------------------------------- clouds and markers

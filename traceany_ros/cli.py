@@ -11,8 +11,19 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from types import ModuleType
 
 from traceany_ros import commands as _commands_pkg
+
+
+def discover(package) -> list[tuple[str, ModuleType]]:
+    """(name, module) of every module in ``package`` whose name does not start with ``_``, sorted by name.
+
+    Used for the subcommands (``traceany_ros.commands``) and the benchmarks
+    (``traceany_ros.benchmarks``).
+    """
+    names = sorted(info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_"))
+    return [(name, importlib.import_module(f"{package.__name__}.{name}")) for name in names]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,10 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trajectory fields from RGB-D streams: data, training, prediction, ROS 2 graphs, planners.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for info in sorted(pkgutil.iter_modules(_commands_pkg.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{_commands_pkg.__name__}.{info.name}")
+    for _, module in discover(_commands_pkg):
         module.register(sub)
     return parser
 

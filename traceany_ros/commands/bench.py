@@ -7,10 +7,8 @@ readable table, or as one JSON object with ``--json``, and written to
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import pkgutil
 import platform
 import sys
 import time
@@ -32,15 +30,13 @@ def machine_info() -> dict:
 
 def register(sub) -> None:
     from traceany_ros import benchmarks
+    from traceany_ros.cli import discover
 
     p = sub.add_parser("bench", help="run a benchmark and report JSON")
     targets = p.add_subparsers(dest="target", metavar="TARGET")
     targets.required = True
-    for info in sorted(pkgutil.iter_modules(benchmarks.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"{benchmarks.__name__}.{info.name}")
-        tp = targets.add_parser(info.name, help=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
+    for name, mod in discover(benchmarks):
+        tp = targets.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
         tp.add_argument("--json", action="store_true", help="print one JSON object")
         tp.add_argument("--output", help="also write the JSON result to this file")
         mod.add_arguments(tp)

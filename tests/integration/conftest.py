@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from traceany_ros.commands.up import stop_processes
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "ros_scripts"
@@ -81,24 +82,7 @@ class RosProcesses:
                          for n, p, path in self.procs)
 
     def close(self, grace: float = 5.0) -> None:
-        for _, p, _ in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + grace
-        for _, p, _ in self.procs:
-            try:
-                p.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait(timeout=5)
+        stop_processes([(n, p) for n, p, _ in self.procs], grace, label="ros_procs")
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ def run(args) -> int:
                 break
             time.sleep(0.1)
     finally:
-        _shutdown(procs, args.grace)
+        stop_processes(procs, args.grace)
         for t in pumps:
             t.join(timeout=1.0)
         for s, h in old.items():
@@ -134,7 +134,9 @@ def run(args) -> int:
     return rc
 
 
-def _shutdown(procs, grace: float) -> None:
+def stop_processes(procs: list[tuple[str, subprocess.Popen]], grace: float, label: str = "traceany up") -> None:
+    """Stop ``(name, process)`` pairs started with ``start_new_session=True``: SIGINT to each process group,
+    then SIGKILL to those still running ``grace`` seconds later (reported on stderr as ``label: ...``)."""
     for _, p in procs:
         if p.poll() is None:
             try:
@@ -146,12 +148,15 @@ def _shutdown(procs, grace: float) -> None:
         try:
             p.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f"traceany up: {name} ignored SIGINT for {grace:.0f} s; killing it", file=sys.stderr)
+            print(f"{label}: {name} ignored SIGINT for {grace:.0f} s; killing it", file=sys.stderr)
             try:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             p.wait(timeout=5)
+
+
+_shutdown = stop_processes  # the name commands/demo.py imports
 
 
 def _quote(a: str) -> str:

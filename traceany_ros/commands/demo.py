@@ -91,9 +91,9 @@ class _Graph:
                 raise RuntimeError(f"{name} exited with code {p.returncode}; its log ends:\n{tail}")
 
     def stop(self) -> None:
-        from traceany_ros.commands.up import _shutdown
+        from traceany_ros.commands.up import stop_processes
 
-        _shutdown(self.procs, grace=10.0)
+        stop_processes(self.procs, grace=10.0)
 
 
 def run(args) -> int:

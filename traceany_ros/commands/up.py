@@ -156,9 +156,6 @@ def stop_processes(procs: list[tuple[str, subprocess.Popen]], grace: float, labe
             p.wait(timeout=5)
 
 
-_shutdown = stop_processes  # the name commands/demo.py imports
-
-
 def _quote(a: str) -> str:
     import shlex
 

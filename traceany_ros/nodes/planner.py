@@ -6,7 +6,7 @@ Subscribes (realsense-ros defaults, SensorDataQoS)::
     /camera/camera/aligned_depth_to_color/image_raw   sensor_msgs/Image (16UC1 mm or 32FC1 m)
     /camera/camera/color/camera_info                  sensor_msgs/CameraInfo
     /camera/camera/pose                               geometry_msgs/PoseStamped (world <- optical), optional
-    /tracer/trajectory_field                          traceany_ros/msg/TrajectoryField (the live field)
+    /traceany_tracer/trajectory_field                 traceany_ros/msg/TrajectoryField (the live field)
 
 Offers ``~/plan_pick_place`` (``traceany_ros/srv/PlanPickPlace``): the goal
 image (and optionally its depth) comes in; the latest camera view is "now";
@@ -51,7 +51,7 @@ class PlannerNodeConfig:
     camera_namespace: str = dc_field(default="/camera/camera", metadata={"help": "prefix of the camera topics"})
     pose_topic: str = dc_field(default="", metadata={
         "help": "PoseStamped of the camera optical frame in world_frame; empty = <camera_namespace>/pose"})
-    field_topic: str = dc_field(default="/tracer/trajectory_field", metadata={"help": "the tracer's live field"})
+    field_topic: str = dc_field(default="/traceany_tracer/trajectory_field", metadata={"help": "the tracer's live field"})
     world_frame: str = dc_field(default="world", metadata={"help": "frame of the plan's poses"})
     camera_position: tuple = dc_field(default=(0.0, 0.0, 0.0), metadata={
         "help": "static camera optical frame position in world_frame, used until a pose arrives (x, y, z m)"})

@@ -60,6 +60,10 @@ def test_training_resumes_from_last_checkpoint(one_episode, tmp_path):
     assert (out / "curves.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="another --out"):
         train(TrainConfig(**{**cfg.__dict__, "steps": 8, "num_control_points": 7}), progress=False)
+    # a new run can start from shipped weights (no last.pt in its directory)
+    log = train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "from_init"), "steps": 7,
+                               "init": str(out / "last.pt")}), progress=False)
+    assert log["init"]["step"] == 6 and [e["step"] for e in log["train"]] == [7]
 
 
 def test_train_command(one_episode, tmp_path, capsys):

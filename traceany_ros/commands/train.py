@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--detach-gate", action="store_true",
                    help="train the motion gate only with the motion loss (the residual must fix poor flow priors)")
     p.add_argument("--motion-weight", type=float, default=None, help="weight of the motion-gate loss")
+    p.add_argument("--init", default=None,
+                   help="start from a checkpoint's weights (and step count) when OUT has no last.pt, "
+                        "e.g. the shipped checkpoints/tiny.pt")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (keep 1 on a shared machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -44,7 +47,7 @@ def run(args) -> int:
                       min_window=args.min_window, max_stride=args.max_stride, dense_points=args.dense_points,
                       max_queries=args.max_queries, val_every=args.val_every, val_episodes=args.val_episodes,
                       num_control_points=args.num_control_points, use_depth=not args.no_depth,
-                      threads=args.threads, seed=args.seed, detach_gate=args.detach_gate,
+                      threads=args.threads, seed=args.seed, detach_gate=args.detach_gate, init=args.init,
                       **({"loss": LossConfig(motion=args.motion_weight)} if args.motion_weight is not None else {}))
     log = train(cfg, progress=not args.no_progress)
     if log.get("val"):

@@ -51,6 +51,7 @@ class TrainConfig:
     dense_points: int = 256               # fresh points per window from the dense gt extras (0: contract queries)
     flow_cache: str | None = None         # where whole-clip flow fields are kept (default OUT/flow_cache)
     detach_gate: bool = False             # train the motion gate with the motion loss only
+    init: str | None = None               # start from these weights when OUT has no last.pt (e.g. checkpoints/tiny.pt)
     val_every: int = 200
     val_episodes: int = 8
     val_window: int = 24
@@ -284,6 +285,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             log["config"] = config_to_dict(cfg)
         if is_main:
             print(f"resuming {out} from step {step} ({seconds / 3600:.2f} h so far)", flush=True)
+    elif cfg.init:
+        ck = read_checkpoint(cfg.init, map_location=device)
+        if ck["config"] != asdict(mcfg):
+            raise ValueError(f"--init {cfg.init} holds a model {ck['config']} but this run asks for {asdict(mcfg)}")
+        model.load_state_dict(ck["state_dict"])
+        step, seconds = int(ck.get("train", {}).get("step", 0)), float(ck.get("train", {}).get("seconds", 0.0))
+        log["init"] = {"from": str(cfg.init), "step": step}
+        if is_main:
+            print(f"starting {out} from the weights of {cfg.init} (step {step}; fresh optimizer)", flush=True)
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP

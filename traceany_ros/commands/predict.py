@@ -37,7 +37,11 @@ def run(args) -> int:
     opts = {"device": args.device}
     if args.method == "model" and args.checkpoint:
         opts["checkpoint"] = args.checkpoint
-    backend = make_backend(args.method, **opts)
+    try:
+        backend = make_backend(args.method, **opts)
+    except (RuntimeError, FileNotFoundError, ValueError) as e:  # no CUDA, missing or corrupt checkpoint
+        print(f"traceany predict: {e}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     tracks, conf = predict_episode(ep, backend, window=args.window, overlap=args.overlap)
     dt = time.perf_counter() - t0

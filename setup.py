@@ -8,6 +8,7 @@ from setuptools import find_packages, setup
 core = find_packages(include=["traceany_ros", "traceany_ros.*"])
 sim = ["traceany_ros.sim"] + ["traceany_ros.sim." + p for p in find_packages("sim")]
 policies = ["traceany_ros.policies"] + ["traceany_ros.policies." + p for p in find_packages("policies")]
+checkpoints = ["traceany_ros.checkpoints"]  # the shipped model, loaded by default (no download)
 
 setup(
     name="traceany_ros",
@@ -15,9 +16,10 @@ setup(
     description="Trajectory fields (Trace Anything) from live RGB-D streams on ROS 2, and planners on them",
     license="Apache-2.0",
     python_requires="==3.11.*",
-    packages=core + sim + policies,
-    package_dir={"traceany_ros.sim": "sim", "traceany_ros.policies": "policies"},
-    package_data={"traceany_ros": ["msg/*", "srv/*", "*.so", "checkpoints/*.pt"]},
+    packages=core + sim + policies + checkpoints,
+    package_dir={"traceany_ros.sim": "sim", "traceany_ros.policies": "policies",
+                 "traceany_ros.checkpoints": "checkpoints"},
+    package_data={"traceany_ros": ["msg/*", "srv/*", "*.so"], "traceany_ros.checkpoints": ["*.pt", "*.json"]},
     include_package_data=True,
     entry_points={
         "console_scripts": [

@@ -34,8 +34,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="demo_out", help="output directory for pictures and summary.json")
     p.add_argument("--task", default="pick-place-goal", help="task of the simulator (see traceany eval-policy)")
     p.add_argument("--seed", type=int, default=1, help="task seed")
-    p.add_argument("--backend", default="auto", choices=("auto", "model", "flow"),
-                   help="predictor of tracer and planner; auto = the shipped model when present, else flow")
+    p.add_argument("--backend", default="flow", choices=("auto", "model", "flow"),
+                   help="predictor of tracer and planner (default flow: the shipped model is not yet better "
+                        "than flow on moving points, see MODEL.md); auto = the shipped model when present")
     p.add_argument("--rate", type=float, default=15.0, help="camera rate in Hz of simulated time")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of the still scene streamed before planning")
     p.add_argument("--realtime", type=float, default=1.0,
@@ -267,12 +268,16 @@ def _pictures(out: Path, plan, view, goal, final, fields, frames, success: bool)
         written.append("plan.png")
     # 2. the live fields from the tracer, drawn on the frame they were computed at
     if fields:
-        scored = sorted(fields, key=lambda f: float(f[1].motion_score().max()))
-        best = scored[-1][1]
+        def moving_curves(fld, most: int):
+            conf = fld.confidence[-1]
+            thr = float(np.percentile(conf[conf > 0], 25)) if (conf > 0).any() else 0.0
+            return viz.field_curves(fld, frame=fld.num_frames - 1, max_curves=most, min_confidence=thr,
+                                    min_motion=0.02)
+
+        # the field that shows the most confident motion (the object being carried)
+        best = max((f for _, f in fields), key=lambda f: len(moving_curves(f, 10**9)[0]))
         last = best.num_frames - 1
-        conf = best.confidence[last]
-        curves, own = viz.field_curves(best, frame=last, max_curves=300, min_confidence=float(np.median(conf[conf > 0])),
-                                       min_motion=0.02)
+        curves, own = moving_curves(best, 300)
         stamp = min(frames, key=lambda s: abs(s - float(best.times[last])))
         pic = viz.draw_curves(frames[stamp], curves, view.intrinsics, view.cam_to_world, dot_index=own)
         iio.imwrite(out / "trajectories.png", viz.label(pic, f"tracer field: {len(curves)} moving curves"))

@@ -100,6 +100,19 @@ class GoalImageTask:
         raise RuntimeError(f"could not place an object without overlap (seed {self.seed}); "
                            "widen the workspace or use fewer distractors")
 
+    def _add_target(self):
+        """Place the target box at a random free spot; returns (colour order, taken xy list, xy, yaw)."""
+        r = self.rng
+        colors = list(r.permutation(len(PALETTE)))
+        taken: list[np.ndarray] = []
+        self.half_extents = self._sample_box()
+        xy = self._free_xy(taken)
+        taken.append(xy)
+        yaw = r.uniform(-np.pi / 2, np.pi / 2)
+        self.target = self.env.add_box(self.half_extents, [xy[0], xy[1], self.half_extents[2]], yaw,
+                                       rgba=PALETTE[colors[0]])
+        return colors, taken, xy, yaw
+
     def _build(self) -> None:
         raise NotImplementedError
 
@@ -192,14 +205,7 @@ class PickPlaceGoalTask(GoalImageTask):
 
     def _build(self) -> None:
         c, r, env = self.config, self.rng, self.env
-        colors = list(r.permutation(len(PALETTE)))
-        taken: list[np.ndarray] = []
-        self.half_extents = self._sample_box()
-        xy = self._free_xy(taken)
-        taken.append(xy)
-        yaw = r.uniform(-np.pi / 2, np.pi / 2)
-        self.target = env.add_box(self.half_extents, [xy[0], xy[1], self.half_extents[2]], yaw,
-                                  rgba=PALETTE[colors[0]])
+        colors, taken, xy, yaw = self._add_target()
         # goal: far enough from the start, clear of everything
         for _ in range(200):
             gxy = self._free_xy([])
@@ -227,14 +233,7 @@ class StackGoalTask(GoalImageTask):
 
     def _build(self) -> None:
         c, r, env = self.config, self.rng, self.env
-        colors = list(r.permutation(len(PALETTE)))
-        taken: list[np.ndarray] = []
-        self.half_extents = self._sample_box()
-        xy = self._free_xy(taken)
-        taken.append(xy)
-        yaw = r.uniform(-np.pi / 2, np.pi / 2)
-        self.target = env.add_box(self.half_extents, [xy[0], xy[1], self.half_extents[2]], yaw,
-                                  rgba=PALETTE[colors[0]])
+        colors, taken, xy, yaw = self._add_target()
         # the base: wider than the top box, heavy, at least min_move away
         base_half = np.array([r.uniform(0.035, 0.045), r.uniform(0.035, 0.045), r.uniform(0.02, 0.03)])
         # far enough that the open gripper (8 cm + fingers) reaching for the top box clears the base

@@ -40,14 +40,39 @@ def register(sub) -> None:
         tp.add_argument("--json", action="store_true", help="print one JSON object")
         tp.add_argument("--output", help="also write the JSON result to this file")
         mod.add_arguments(tp)
-        tp.set_defaults(func=lambda args, mod=mod: _run(mod, args))
+        tp.set_defaults(func=lambda args, mod=mod: _run(mod, args), bench_module=mod)
+    ap = targets.add_parser("all", help="run every benchmark with its defaults; one JSON object keyed by name")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--output", help="also write the JSON result to this file")
+    ap.set_defaults(func=lambda args: _run_all(targets, args))
+
+
+def _run_all(targets, args) -> int:
+    """Each benchmark with its own default arguments, in one result keyed by benchmark name."""
+    import argparse
+
+    t0 = time.time()
+    results = {}
+    for name, parser in targets.choices.items():
+        if name == "all":
+            continue
+        sub = parser.parse_args([])
+        sub.target = name
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        results[name] = sub.bench_module.run(sub)
+    out = argparse.Namespace(target="all", json=args.json, output=args.output)
+    return _emit({"benchmark": "all", "results": results, "machine": machine_info(),
+                  "wall_s": round(time.time() - t0, 3)}, out)
 
 
 def _run(mod, args) -> int:
     t0 = time.time()
     result = mod.run(args)
-    result = {"benchmark": args.target, **result, "machine": machine_info(),
-              "wall_s": round(time.time() - t0, 3)}
+    return _emit({"benchmark": args.target, **result, "machine": machine_info(),
+                  "wall_s": round(time.time() - t0, 3)}, args)
+
+
+def _emit(result: dict, args) -> int:
     text = json.dumps(result, indent=None if args.json else 2, default=float)
     if args.output:
         with open(args.output, "w") as f:

@@ -1,4 +1,4 @@
-"""The one episode reader, writer and validator (``shared/docs/episode-format.md``).
+"""The one episode reader, writer and validator (``docs/episode-format.md``).
 
 An episode is one short RGB-D clip with ground-truth 3D point trajectories::
 

@@ -1,4 +1,4 @@
-"""Play an episode file (``shared/docs/episode-format.md``) as a frame source."""
+"""Play an episode file (``docs/episode-format.md``) as a frame source."""
 from __future__ import annotations
 
 import os

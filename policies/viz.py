@@ -25,7 +25,9 @@ def draw_plan(rgb: np.ndarray, intrinsics: np.ndarray, cam_to_world: np.ndarray,
     """
     import cv2
 
-    img = cv2.resize(np.ascontiguousarray(rgb, np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    from traceany_ros.viz import upscale
+
+    img = upscale(rgb, scale)
 
     def px(points):
         r, c, z = project(np.asarray(points, np.float64).reshape(-1, 3), intrinsics, cam_to_world)

@@ -18,6 +18,13 @@ def time_colours(n: int, cmap: str = "turbo") -> np.ndarray:
     return (colormaps[cmap](np.linspace(0.0, 1.0, max(n, 1)))[:, :3] * 255).astype(np.uint8)
 
 
+def upscale(rgb: np.ndarray, scale: int = 3) -> np.ndarray:
+    """[H, W, 3] uint8 -> [H*scale, W*scale, 3], nearest neighbour (small sim images read better larger)."""
+    import cv2
+
+    return cv2.resize(np.ascontiguousarray(rgb, np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
 def draw_curves(rgb: np.ndarray, curves_world: np.ndarray, intrinsics: np.ndarray, cam_to_world: np.ndarray,
                 scale: int = 3, thickness: int = 1, dot_index: int | None = None, dim: float = 0.6) -> np.ndarray:
     """Draw 3D curves into an image.
@@ -33,8 +40,7 @@ def draw_curves(rgb: np.ndarray, curves_world: np.ndarray, intrinsics: np.ndarra
     """
     import cv2
 
-    img = cv2.resize(np.ascontiguousarray(rgb), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    img = (dim * img).astype(np.uint8)
+    img = (dim * upscale(rgb, scale)).astype(np.uint8)
     rows, cols_, z = project(curves_world, intrinsics, cam_to_world)
     uv = np.stack([cols_, rows], -1)
     ok = (z > 1e-3) & np.isfinite(uv).all(-1)

@@ -111,3 +111,41 @@ def test_point_cloud_and_markers():
     assert strips[0].points[0].x == pytest.approx(0.0) and strips[0].points[-1].x == pytest.approx(1.0)
     assert strips[0].colors[0].b > strips[0].colors[-1].b  # blue (old) -> red (new)
     assert dashes[0].points[0].x >= 1.0 - 1e-6  # the forecast starts at the end of the span
+
+
+def test_static_camera_pose_checks_both_parameters():
+    from scipy.spatial.transform import Rotation
+
+    from traceany_ros.nodes.convert import static_camera_pose
+
+    q = Rotation.from_euler("xyz", [-110, 3, 85], degrees=True)
+    T = static_camera_pose([0.9, -0.1, 0.5], q.as_quat())
+    np.testing.assert_allclose(T[:3, :3], q.as_matrix(), atol=1e-12)
+    np.testing.assert_allclose(T[:3, 3], [0.9, -0.1, 0.5])
+    for pos, quat, name in (([0, 0], [0, 0, 0, 1], "camera_position"), ([0, 0, np.nan], [0, 0, 0, 1], "camera_position"),
+                            ([0, 0, 0], [0, 0, 0, 2], "camera_orientation"),
+                            ([0, 0, 0], [np.nan, 0, 0, 1], "camera_orientation")):
+        with pytest.raises(ValueError, match=name):
+            static_camera_pose(pos, quat)
+
+
+def test_grasp_plan_message_round_trip():
+    from traceany_ros.nodes.planner import plan_from_msg, plan_to_msg
+    from traceany_ros.policies.plan import Plan, Waypoint
+
+    down = [1.0, 0.0, 0.0, 0.0]  # gripper pointing down (x, y, z, w)
+    wps = [Waypoint("pre-grasp", [0.5, 0.1, 0.2], down, 0.08), Waypoint("grasp", [0.5, 0.1, 0.02], down, 0.0),
+           Waypoint("place", [0.4, -0.2, 0.03], [0.0, 1.0, 0.0, 0.0], 0.08)]
+    motion = np.eye(4)
+    motion[:3, 3] = [-0.1, -0.3, 0.0]
+    plan = Plan(success=True, message="ok", waypoints=wps, object_motion=motion, fit_rmse=0.002,
+                num_object_points=40, grasp=wps[1])
+    back = plan_from_msg(plan_to_msg(plan, stamp=3.5, frame_id="world"))
+    assert back.success and back.message == "ok" and back.num_object_points == 40
+    assert [w.label for w in back.waypoints] == ["pre-grasp", "grasp", "place"] and back.grasp.label == "grasp"
+    for a, b in zip(wps, back.waypoints):
+        np.testing.assert_allclose(b.position, a.position, atol=1e-9)
+        assert abs(abs(np.dot(b.quaternion, a.quaternion)) - 1.0) < 1e-9  # same rotation (q ~ -q)
+        assert b.gripper == pytest.approx(a.gripper)
+    np.testing.assert_allclose(back.object_motion, motion, atol=1e-9)
+    assert back.fit_rmse == pytest.approx(0.002)

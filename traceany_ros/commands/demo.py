@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -58,12 +56,6 @@ def _pick_backend(choice: str) -> str:
         return "model" if Path(default_checkpoint()).is_file() else "flow"
     except (ImportError, FileNotFoundError):
         return "flow"
-
-
-def _quat_xyzw(R: np.ndarray) -> list[float]:
-    from scipy.spatial.transform import Rotation
-
-    return [float(v) for v in Rotation.from_matrix(R).as_quat()]
 
 
 class _Graph:
@@ -119,12 +111,13 @@ def run(args) -> int:
 
 def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     import rclpy
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
 
     from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
-    from traceany_ros.nodes.convert import depth_to_image, field_from_msg, intrinsics_to_camera_info, rgb_to_image
+    from traceany_ros.nodes.camera import CameraPublisher, CameraTopicsConfig
+    from traceany_ros.nodes.convert import depth_to_image, field_from_msg, matrix_to_pose, rgb_to_image
+    from traceany_ros.nodes.planner import plan_from_msg
     from traceany_ros.sim.tasks import make_task
+    from traceany_ros.sources import Frame
     from traceany_ros.srv import PlanPickPlace
 
     _log(f"task {args.task} seed {args.seed}, backend {backend}")
@@ -132,30 +125,27 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     env = task.env
     obs0 = task.render()
     goal = task.goal_observation
-    frame_id = "camera_color_optical_frame"
     T = obs0.cam_to_world
 
+    q = matrix_to_pose(T).orientation
     graph.start({"backend": backend, "camera_position": [float(v) for v in T[:3, 3]],
-                 "camera_orientation": _quat_xyzw(T[:3, :3])})
+                 "camera_orientation": [q.x, q.y, q.z, q.w]})
 
     rclpy.init(args=[])
     node = rclpy.create_node("traceany_demo_camera")
-    pub_rgb = node.create_publisher(Image, "/camera/camera/color/image_raw", qos_profile_sensor_data)
-    pub_depth = node.create_publisher(Image, "/camera/camera/aligned_depth_to_color/image_raw",
-                                      qos_profile_sensor_data)
-    pub_info = node.create_publisher(CameraInfo, "/camera/camera/color/camera_info", qos_profile_sensor_data)
-    fields: list[tuple[float, object]] = []
+    topics = CameraTopicsConfig()  # realsense-ros topics and frames, SensorDataQoS
+    cam = CameraPublisher(node, topics)
+    fields = []
     node.create_subscription(TrajectoryFieldMsg, f"/{TRACER_NAME}/trajectory_field",
-                             lambda m: fields.append((time.monotonic(), field_from_msg(m))), 10)
+                             lambda m: fields.append(field_from_msg(m)), 10)
     client = node.create_client(PlanPickPlace, "/planner/plan_pick_place")
     frames: dict[float, np.ndarray] = {}
     sent = {"n": 0, "t0": None}
 
     def publish(obs) -> None:
         stamp = node.get_clock().now().nanoseconds * 1e-9
-        pub_info.publish(intrinsics_to_camera_info(obs.intrinsics, *obs.depth.shape, stamp, frame_id))
-        pub_depth.publish(depth_to_image(obs.depth, stamp, frame_id))
-        pub_rgb.publish(rgb_to_image(obs.rgb, stamp, frame_id))
+        cam.publish(Frame(rgb=obs.rgb, depth=obs.depth, intrinsics=obs.intrinsics, cam_to_world=obs.cam_to_world,
+                          stamp=obs.time, index=sent["n"]), stamp)
         frames[round(stamp, 6)] = obs.rgb
         sent["n"] += 1
         if args.realtime > 0:  # pace: simulated seconds -> wall seconds
@@ -173,7 +163,7 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     try:
         _log("waiting for the tracer and the planner ...")
         deadline = time.monotonic() + args.timeout
-        while (pub_rgb.get_subscription_count() < 2 or pub_depth.get_subscription_count() < 2
+        while (cam.color.get_subscription_count() < 2 or cam.depth.get_subscription_count() < 2
                or not client.service_is_ready()):
             graph.check()
             rclpy.spin_once(node, timeout_sec=0.1)
@@ -184,8 +174,8 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
         env.wait(args.warmup)
 
         _log("calling /planner/plan_pick_place with the goal image (it becomes the clip's last frame)")
-        request = PlanPickPlace.Request(goal_rgb=rgb_to_image(goal.rgb, 0.0, frame_id),
-                                        goal_depth=depth_to_image(goal.depth, 0.0, frame_id))
+        request = PlanPickPlace.Request(goal_rgb=rgb_to_image(goal.rgb, 0.0, topics.frame_id),
+                                        goal_depth=depth_to_image(goal.depth, 0.0, topics.frame_id))
         t_call = time.monotonic()
         msg = _call(node, client, request, graph, args.timeout)
         plan = plan_from_msg(msg.plan)
@@ -232,21 +222,6 @@ def _call(node, client, request, graph: _Graph, timeout: float):
     return future.result()
 
 
-def plan_from_msg(msg):
-    """traceany_ros/msg/GraspPlan -> :class:`traceany_ros.policies.plan.Plan` (for the simulated Panda)."""
-    from traceany_ros.nodes.convert import pose_to_matrix
-    from traceany_ros.policies.plan import Plan, Waypoint
-
-    wps = []
-    for pose, lab, grip in zip(msg.waypoints, msg.waypoint_labels, msg.gripper):
-        T = pose_to_matrix(pose)
-        wps.append(Waypoint(label=lab, position=T[:3, 3], quaternion=_quat_xyzw(T[:3, :3]), gripper=float(grip)))
-    grasp = next((w for w in wps if w.label == "grasp"), None)
-    return Plan(success=bool(msg.success), message=msg.message, waypoints=wps,
-                object_motion=pose_to_matrix(msg.object_motion), fit_rmse=float(msg.fit_rmse),
-                num_object_points=int(msg.num_object_points), grasp=grasp)
-
-
 def _pictures(out: Path, plan, view, goal, final, fields, frames, success: bool) -> list[str]:
     import imageio.v3 as iio
 
@@ -257,16 +232,17 @@ def _pictures(out: Path, plan, view, goal, final, fields, frames, success: bool)
     if plan.success:
         from traceany_ros.policies.viz import draw_plan
 
-        none = np.zeros((1, 0, 3))
         a = draw_plan(view.rgb, view.intrinsics, view.cam_to_world, plan)
-        g = viz.draw_curves(goal.rgb, none, goal.intrinsics, goal.cam_to_world, dim=1.0)
-        f = viz.draw_curves(final.rgb, none, final.intrinsics, final.cam_to_world, dim=1.0)
+        g, f = viz.upscale(goal.rgb), viz.upscale(final.rgb)
         verdict = "SUCCESS" if success else "FAILED"
         iio.imwrite(out / "plan.png", np.concatenate([
             viz.label(a, f"plan: {' > '.join(w.label for w in plan.waypoints)}"),
             viz.label(g, "goal image"), viz.label(f, f"after execution: {verdict}")], 1))
         written.append("plan.png")
     # 2. the live fields from the tracer, drawn on the frame they were computed at
+    def frame_at(t: float) -> np.ndarray:
+        return frames[min(frames, key=lambda s: abs(s - t))]
+
     if fields:
         def moving_curves(fld, most: int):
             conf = fld.confidence[-1]
@@ -275,17 +251,16 @@ def _pictures(out: Path, plan, view, goal, final, fields, frames, success: bool)
                                     min_motion=0.02)
 
         # the field that shows the most confident motion (the object being carried)
-        best = max((f for _, f in fields), key=lambda f: len(moving_curves(f, 10**9)[0]))
+        best = max(fields, key=lambda f: len(moving_curves(f, 10**9)[0]))
         last = best.num_frames - 1
         curves, own = moving_curves(best, 300)
-        stamp = min(frames, key=lambda s: abs(s - float(best.times[last])))
-        pic = viz.draw_curves(frames[stamp], curves, view.intrinsics, view.cam_to_world, dot_index=own)
+        pic = viz.draw_curves(frame_at(float(best.times[last])), curves, view.intrinsics, view.cam_to_world, dot_index=own)
         iio.imwrite(out / "trajectories.png", viz.label(pic, f"tracer field: {len(curves)} moving curves"))
         written.append("trajectories.png")
         # the same field fused at its last time: every frame's curves evaluated at one instant
         from traceany_ros.policies import fusion
 
-        rgb = np.stack([frames[min(frames, key=lambda s: abs(s - float(t)))] for t in best.times])
+        rgb = np.stack([frame_at(float(t)) for t in best.times])
         cloud = fusion.fuse(best, float(best.times[-1]), rgb=rgb)
         fusion.save_ply(cloud, out / "fused_cloud.ply")
         extra = {"plan": np.stack([w.position for w in plan.waypoints])} if plan.success else None

@@ -245,6 +245,23 @@ def position_quaternion_to_matrix(position, orientation) -> np.ndarray:
     return T
 
 
+def static_camera_pose(position, orientation) -> np.ndarray:
+    """A camera pose given as parameters -> [4, 4] world <- optical, checked.
+
+    Args:
+        position: [x, y, z] metres; orientation: unit quaternion [x, y, z, w] (ROS order).
+    Raises:
+        ValueError naming the parameter when either is malformed.
+    """
+    p = np.asarray(position, np.float64)
+    if p.shape != (3,) or not np.isfinite(p).all():
+        raise ValueError(f"camera_position must be [x, y, z], got {list(position)}")
+    q = np.asarray(orientation, np.float64)
+    if q.shape != (4,) or not np.isfinite(q).all() or abs(np.linalg.norm(q) - 1.0) > 1e-3:
+        raise ValueError(f"camera_orientation must be a unit quaternion [x, y, z, w], got {q.tolist()}")
+    return position_quaternion_to_matrix(p, q)
+
+
 def pose_to_matrix(pose: Pose) -> np.ndarray:
     """geometry_msgs/Pose -> [4, 4] float64."""
     q = np.array([pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z])

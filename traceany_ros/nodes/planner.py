@@ -37,6 +37,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from traceany_ros.config_utils import validate_fields
 from traceany_ros.msg import GraspPlan
 from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
 from traceany_ros.nodes import convert
@@ -68,21 +69,18 @@ class PlannerNodeConfig:
         "range": (0.0, 1.0), "help": "live-field dynamic fraction above which the plan warns the scene moves"})
 
     def __post_init__(self):
-        if self.backend not in ("flow", "model", "static"):
-            raise ValueError(f"backend must be flow, model or static, got {self.backend!r}")
-        if len(self.camera_position) != 3 or len(self.camera_orientation) != 4:
-            raise ValueError("camera_position needs 3 numbers and camera_orientation 4 (x, y, z, w)")
+        validate_fields(self)
+        self.static_pose()  # raises on a malformed camera_position / camera_orientation
+
+    def static_pose(self) -> np.ndarray:
+        """[4, 4] world <- camera optical from camera_position / camera_orientation."""
+        return convert.static_camera_pose(self.camera_position, self.camera_orientation)
 
 
 def plan_to_msg(plan, stamp: float, frame_id: str) -> GraspPlan:
     """:class:`traceany_ros.policies.plan.Plan` -> traceany_ros/msg/GraspPlan."""
-    from scipy.spatial.transform import Rotation
-
     def pose(p, q):
-        T = np.eye(4)
-        T[:3, :3] = Rotation.from_quat(q).as_matrix()
-        T[:3, 3] = p
-        return convert.matrix_to_pose(T)
+        return convert.matrix_to_pose(convert.position_quaternion_to_matrix(p, q))
 
     msg = GraspPlan()
     msg.header = Header(stamp=convert.sec_to_stamp(stamp), frame_id=frame_id)
@@ -97,6 +95,21 @@ def plan_to_msg(plan, stamp: float, frame_id: str) -> GraspPlan:
     msg.waypoint_labels = [w.label for w in plan.waypoints]
     msg.gripper = [float(w.gripper) for w in plan.waypoints]
     return msg
+
+
+def plan_from_msg(msg: GraspPlan):
+    """traceany_ros/msg/GraspPlan -> :class:`traceany_ros.policies.plan.Plan` (the inverse of :func:`plan_to_msg`)."""
+    from traceany_ros.policies.plan import Plan, Waypoint
+
+    wps = []
+    for pose, label, gripper in zip(msg.waypoints, msg.waypoint_labels, msg.gripper):
+        T = convert.pose_to_matrix(pose)  # checks the quaternion
+        q = convert.matrix_to_pose(T).orientation
+        wps.append(Waypoint(label=label, position=T[:3, 3], quaternion=[q.x, q.y, q.z, q.w], gripper=gripper))
+    return Plan(success=bool(msg.success), message=msg.message, waypoints=wps,
+                object_motion=convert.pose_to_matrix(msg.object_motion), fit_rmse=float(msg.fit_rmse),
+                num_object_points=int(msg.num_object_points),
+                grasp=next((w for w in wps if w.label == "grasp"), None))
 
 
 class PlannerNode(Node):
@@ -115,7 +128,7 @@ class PlannerNode(Node):
         self._rgb = self._depth = self._K = None
         self._rgb_stamp = self._depth_stamp = None
         self._field_moving = None
-        self._cam_to_world = self._static_pose()
+        self._cam_to_world = self.cfg.static_pose()
         ns = cfg.camera_namespace.rstrip("/")
         sensors = MutuallyExclusiveCallbackGroup()
         self.create_subscription(Image, f"{ns}/color/image_raw", self._on_rgb, qos_profile_sensor_data,
@@ -130,14 +143,6 @@ class PlannerNode(Node):
         self.srv = self.create_service(PlanPickPlace, "~/plan_pick_place", self._on_plan,
                                        callback_group=ReentrantCallbackGroup())
         self.get_logger().info(f"planner ready: backend {cfg.backend}, camera {ns}, service {self.srv.srv_name}")
-
-    def _static_pose(self) -> np.ndarray:
-        from scipy.spatial.transform import Rotation
-
-        T = np.eye(4)
-        T[:3, :3] = Rotation.from_quat(self.cfg.camera_orientation).as_matrix()
-        T[:3, 3] = self.cfg.camera_position
-        return T
 
     # ------------------------------------------------------------------ inputs
     def _on_rgb(self, msg: Image) -> None:

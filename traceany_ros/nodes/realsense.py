@@ -48,13 +48,11 @@ class RealSenseNodeConfig:
 
     def __post_init__(self):
         validate_fields(self)
-        q = np.asarray(self.camera_orientation, np.float64)
-        if len(self.camera_position) != 3 or q.shape != (4,) or abs(np.linalg.norm(q) - 1) > 1e-3:
-            raise ValueError("camera_position must be [x, y, z] and camera_orientation a unit quaternion [x, y, z, w]")
+        self.pose()  # raises on a malformed camera_position / camera_orientation
 
     def pose(self) -> np.ndarray:
         """[4, 4] world <- camera optical from camera_position / camera_orientation."""
-        return convert.position_quaternion_to_matrix(self.camera_position, self.camera_orientation)
+        return convert.static_camera_pose(self.camera_position, self.camera_orientation)
 
 
 class RealSenseNode(CameraNode):

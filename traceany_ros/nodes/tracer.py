@@ -97,18 +97,14 @@ class TracerConfig:
 
     def __post_init__(self):
         validate_fields(self)
-        if len(self.camera_position) != 3:
-            raise ValueError(f"camera_position must be [x, y, z], got {list(self.camera_position)}")
-        q = np.asarray(self.camera_orientation, np.float64)
-        if q.shape != (4,) or not np.isfinite(q).all() or abs(np.linalg.norm(q) - 1.0) > 1e-3:
-            raise ValueError(f"camera_orientation must be a unit quaternion [x, y, z, w], got {q.tolist()}")
+        self.static_pose()  # raises on a malformed camera_position / camera_orientation
         for name in ("color_topic", "depth_topic", "info_topic"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must not be empty")
 
     def static_pose(self) -> np.ndarray:
         """[4, 4] world <- camera optical from camera_position / camera_orientation."""
-        return convert.position_quaternion_to_matrix(self.camera_position, self.camera_orientation)
+        return convert.static_camera_pose(self.camera_position, self.camera_orientation)
 
 
 class TracerNode(LifecycleNode):

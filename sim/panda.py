@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from traceany_ros.policies.plan import top_down_quaternion  # noqa: F401  (re-exported: one convention)
 
 ARM_JOINTS = tuple(range(7))
 FINGER_JOINTS = (9, 10)

@@ -19,7 +19,6 @@ Each backend has ``name``, ``device`` and ``predict(window)``. Heavy imports
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 

@@ -3,7 +3,6 @@
 The decoded trajectories must beat the static baseline on the episode's moving points.
 """
 import os
-import time
 
 import numpy as np
 import pytest

@@ -40,7 +40,7 @@ def test_camera_pose_goes_out_on_tf_static_then_tf(rclpy_context):
         tf = static[0].transforms[0]
         assert tf.header.frame_id == "world" and tf.child_frame_id == "camera_color_optical_frame"
         t, q = tf.transform.translation, tf.transform.rotation
-        from geometry_msgs.msg import Point, Pose, Quaternion
+        from geometry_msgs.msg import Point, Pose
 
         got = pose_to_matrix(Pose(position=Point(x=t.x, y=t.y, z=t.z), orientation=q))
         np.testing.assert_allclose(got, pose, atol=1e-6)

@@ -1,6 +1,5 @@
 """Forecast-based intercept on a synthetic field of a constant-velocity object."""
 import numpy as np
-import pytest
 
 from traceany_ros.field import TrajectoryField, fit_trajectory
 from traceany_ros.policies.intercept import (InterceptConfig, object_forecast, plan_intercept,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -161,7 +160,6 @@ def run(args) -> dict:
         while time.monotonic() - t_first < args.warmup:
             rclpy.spin_once(node, timeout_sec=0.05)
         n_warm = len(arrivals)
-        diag_warm = dict(diag)
         rss_start = _rss_mb(tracer_pid)
         t_start = time.monotonic()
         last_sample = 0.0

@@ -170,3 +170,45 @@ class TableEnv:
             if on_waypoint is not None:
                 on_waypoint(wp.label)
         return {"tracking_error_m": err}
+
+
+class Task:
+    """Base of the tasks: a seeded scene in its own :class:`TableEnv` (ravens-style).
+
+    A subclass sets ``name`` and ``config_class`` and implements ``reset(seed)``,
+    which starts with :meth:`_new_world`; it adds ``execute``, ``success``,
+    ``metrics`` and ``oracle_info``.
+    """
+
+    name = "task"
+    config_class: type = None
+
+    def __init__(self, seed: int = 0, config=None, env_config: EnvConfig = EnvConfig()):
+        self.config = config if config is not None else self.config_class()
+        self.env_config = env_config
+        self.env: TableEnv | None = None
+        self.reset(seed)
+
+    def reset(self, seed: int) -> Observation:
+        raise NotImplementedError
+
+    def _new_world(self, seed: int) -> None:
+        """Close the previous world; set ``seed``, ``rng`` (seeded generator) and a fresh ``env``."""
+        if self.env is not None:
+            self.env.close()
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.env = TableEnv(self.env_config)
+
+    def render(self) -> Observation:
+        """Current RGB-D view (OpenCV optical, 256x192 by default)."""
+        return self.env.render()
+
+    @property
+    def ee_pose(self):
+        return self.env.panda.ee_pose()
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None

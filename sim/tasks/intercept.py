@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traceany_ros.sim.tasks.env import EnvConfig, Observation, TableEnv
+from traceany_ros.sim.tasks.env import Observation, Task
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class InterceptTaskConfig:
     rest_speed: float = 0.05
 
 
-class InterceptTask:
+class InterceptTask(Task):
     """See the module doc. Use::
 
         task = make_task("intercept", seed=0)
@@ -54,20 +54,11 @@ class InterceptTask:
 
     name = "intercept"
 
-    def __init__(self, seed: int = 0, config: InterceptTaskConfig = InterceptTaskConfig(),
-                 env_config: EnvConfig = EnvConfig()):
-        self.config = config
-        self.env_config = env_config
-        self.env: TableEnv | None = None
-        self.reset(seed)
+    config_class = InterceptTaskConfig
 
     def reset(self, seed: int) -> Observation:
-        if self.env is not None:
-            self.env.close()
-        c = self.config
-        self.seed = int(seed)
-        self.rng = r = np.random.default_rng(self.seed)
-        self.env = env = TableEnv(self.env_config)
+        self._new_world(seed)
+        c, r, env = self.config, self.rng, self.env
         side = 1.0 if r.uniform() < 0.5 else -1.0          # start on +y or -y, move across
         x0 = r.uniform(*c.x_range)
         heading = np.deg2rad(r.uniform(-c.heading_deg, c.heading_deg))
@@ -115,13 +106,6 @@ class InterceptTask:
             self.touched = True
 
     # ------------------------------------------------------------------ sensing
-    def render(self) -> Observation:
-        return self.env.render()
-
-    @property
-    def ee_pose(self):
-        return self.env.panda.ee_pose()
-
     def observe(self) -> list[Observation]:
         """Let the box move and capture ``clip_frames`` frames at ``clip_rate`` Hz (first one now)."""
         c, env = self.config, self.env
@@ -170,7 +154,3 @@ class InterceptTask:
                 "velocity": self.velocity.copy(), "time": self.env.time, "half_size": self.config.half_size,
                 "actuation_delay_s": self.config.actuation_delay_s}
 
-    def close(self) -> None:
-        if self.env is not None:
-            self.env.close()
-            self.env = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traceany_ros.sim.tasks.env import EnvConfig, Observation, TableEnv
+from traceany_ros.sim.tasks.env import Observation, Task
 
 PALETTE = ((0.85, 0.15, 0.15, 1), (0.15, 0.65, 0.2, 1), (0.15, 0.3, 0.85, 1), (0.9, 0.75, 0.1, 1),
            (0.6, 0.2, 0.7, 1), (0.95, 0.5, 0.1, 1))
@@ -49,7 +49,7 @@ def yaw_error_deg(T_a: np.ndarray, T_b: np.ndarray, symmetry_deg: float = 180.0)
     return float(abs(d))
 
 
-class GoalImageTask:
+class GoalImageTask(Task):
     """Base of the goal-image tasks: move ``self.target`` to ``self.goal_pose``.
 
     Use::
@@ -62,21 +62,12 @@ class GoalImageTask:
 
     name = "goal-image"
 
-    def __init__(self, seed: int = 0, config: GoalTaskConfig = GoalTaskConfig(),
-                 env_config: EnvConfig = EnvConfig()):
-        self.config = config
-        self.env_config = env_config
-        self.env: TableEnv | None = None
-        self.reset(seed)
+    config_class = GoalTaskConfig
 
     # ------------------------------------------------------------------ scene
     def reset(self, seed: int) -> Observation:
         """Build a fresh scene for ``seed`` (deterministic) and return the current view."""
-        if self.env is not None:
-            self.env.close()
-        self.seed = int(seed)
-        self.rng = np.random.default_rng(self.seed)
-        self.env = TableEnv(self.env_config)
+        self._new_world(seed)
         self._grasped = None
         self._lift_z = None
         self._build()
@@ -123,14 +114,6 @@ class GoalImageTask:
         goal = env.render()
         env.set_pose(self.target, self.start_pose)
         return goal
-
-    def render(self) -> Observation:
-        """Current RGB-D view (OpenCV optical, 256x192 by default)."""
-        return self.env.render()
-
-    @property
-    def ee_pose(self):
-        return self.env.panda.ee_pose()
 
     # ------------------------------------------------------------------ acting
     def execute(self, plan, record: bool = False) -> dict:
@@ -191,11 +174,6 @@ class GoalImageTask:
         """Ground truth for the oracle: start/goal poses [4,4], half extents [3], body id."""
         return {"start_pose": self.start_pose.copy(), "goal_pose": self.goal_pose.copy(),
                 "half_extents": self.half_extents.copy(), "body": self.target}
-
-    def close(self) -> None:
-        if self.env is not None:
-            self.env.close()
-            self.env = None
 
 
 class PickPlaceGoalTask(GoalImageTask):

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-PLANNERS = ("trajfield", "flow", "static", "oracle")
+PLANNERS = ("trajfield", "flow", "flow-rigid", "static", "oracle")
 
 
 class FieldPlanner:
@@ -71,6 +71,7 @@ class OraclePlanner:
 
 def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", grasp_motion: str = "auto"):
     """``trajfield`` = the model backend (needs a checkpoint), ``flow`` = the optical-flow backend,
+    ``flow-rigid`` = flow tracks moved with their rigid parts (:mod:`traceany_ros.rigid`),
     ``static`` = the no-motion backend (a baseline: what depth alone gives), ``oracle`` = ground truth.
 
     ``grasp_motion``: which motion hypothesis the goal-image planner may use ("auto", "field" = the
@@ -83,7 +84,7 @@ def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", 
                                                            icp_refine=grasp_motion != "field")
     if name == "oracle":
         return OraclePlanner()
-    if name in ("flow", "static"):
+    if name in ("flow", "flow-rigid", "static"):
         return FieldPlanner(make_backend(name), name, grasp_config=gcfg)
     if name == "trajfield":
         try:

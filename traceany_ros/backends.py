@@ -118,6 +118,21 @@ class FlowBackend:
         return flow_field(window, self.config)
 
 
+class FlowRigidBackend(FlowBackend):
+    """The flow tracks made robust for moving rigid parts (:mod:`traceany_ros.rigid`): a track ends
+    where the depth under it jumps (it slid onto another surface or an occluder), and a lost point
+    moves with the fitted one-step motion of its rigid part instead of holding its last position.
+    Same options as ``flow``; these two default on.
+    """
+
+    name = "flow-rigid"
+
+    def __init__(self, device: str = "cpu", **options):
+        from traceany_ros.model.config import FLOW_TRACKERS
+
+        super().__init__(device, **{**FLOW_TRACKERS["rigid"], **options})
+
+
 class ModelBackend:
     """The trajectory-field network.
 
@@ -147,11 +162,11 @@ class ModelBackend:
         return self.model.predict_field(window, device=self.device)
 
 
-BACKENDS = {"static": StaticBackend, "flow": FlowBackend, "model": ModelBackend}
+BACKENDS = {"static": StaticBackend, "flow": FlowBackend, "flow-rigid": FlowRigidBackend, "model": ModelBackend}
 
 
 def make_backend(name: str, **options):
-    """Build a backend by name ("static" | "flow" | "model") with its options (see each class)."""
+    """Build a backend by name ("static" | "flow" | "flow-rigid" | "model") with its options (see each class)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
     return BACKENDS[name](**options)

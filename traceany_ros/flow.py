@@ -35,6 +35,11 @@ class FlowConfig:
     fb_threshold_px: forward-backward error (px) above which a track is lost,
         plus ``fb_relative`` times the flow magnitude.
     lost_weight: fit weight of the held position at frames where the track is lost.
+    depth_jump_abs, depth_jump_rel: a step whose change of camera depth exceeds
+        ``abs + rel * (its in-plane 3D motion)`` ends the track (it slid onto another surface at a
+        depth edge, or onto an occluder); ``inf`` turns the check off.
+    rigid: move lost points with the fitted motion of their rigid part instead of holding them
+        (:mod:`traceany_ros.rigid`; ``rigid_options`` overrides its RigidConfig fields).
     """
 
     method: str = "dis_medium"
@@ -43,6 +48,10 @@ class FlowConfig:
     fb_threshold_px: float = 1.0
     fb_relative: float = 0.05
     lost_weight: float = 0.05
+    depth_jump_abs: float = float("inf")
+    depth_jump_rel: float = 1.0
+    rigid: bool = False
+    rigid_options: tuple = ()
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -132,12 +141,19 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
         alive[f, :, f] = own_valid[f].reshape(n)
         weights[f, :, f] = 1.0
 
+    rc = None
+    if config.rigid:
+        from traceany_ros.rigid import RigidConfig, StepMotion
+
+        rc = RigidConfig(**dict(config.rigid_options))
     # direction +1: sources f <= t step from t to t+1 with fwd[t]; direction -1: sources f >= t step to t-1
     for direction in (+1, -1):
         x = np.tile(gx, (T, 1))  # [T_src, n] current positions
         y = np.tile(gy, (T, 1))
         live = alive[np.arange(T), :, np.arange(T)].copy()  # [T_src, n]
         held = points[np.arange(T), :, np.arange(T)].copy()  # [T_src, n, 3] last alive world position
+        moving = np.zeros((T, n), bool)  # rigid mode: the point was last seen moving
+        vel = np.zeros((T, n, 3))         # rigid mode: its last one-step displacement
         steps = range(T - 1) if direction > 0 else range(T - 1, 0, -1)
         for t in steps:
             nxt = t + direction
@@ -152,9 +168,43 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
             ok = (fb < config.fb_threshold_px + config.fb_relative * np.hypot(d[:, 0], d[:, 1]))
             ok &= (xn >= 0) & (xn <= W - 1) & (yn >= 0) & (yn <= H - 1)
             pts, has_depth = _lift(depth[nxt], K, c2w[nxt], xn, yn)
+            prev = held[src].reshape(-1, 3)
+            if np.isfinite(config.depth_jump_abs):
+                w2c = np.linalg.inv(c2w[nxt])
+                step = (pts - prev) @ w2c[:3, :3].T  # camera-frame step
+                jump = has_depth & (np.abs(step[:, 2]) > config.depth_jump_abs
+                                    + config.depth_jump_rel * np.hypot(step[:, 0], step[:, 1]))
+                ok &= ~jump
             lv = live[src].reshape(-1) & ok
             good = lv & has_depth
             shape = (len(src), n)
+            if rc is not None:
+                own = t if direction > 0 else 0  # row of the sources that start at frame t (the plain grid)
+                own_ok = (ok & has_depth).reshape(shape)[own] & live[t]
+                motion = StepMotion(own_pts[t].reshape(n, 3), pts.reshape(*shape, 3)[own], own_ok,
+                                    own_valid[t].reshape(n), (h, w), rc)
+                mov = moving[src].reshape(-1) & ~good
+                v_prev = vel[src].reshape(-1, 3)
+                moved, found = motion.apply(prev, mov, v_prev)
+                # grid points of frame t that lost their first step: move with the part they lie on
+                first = np.zeros(shape, bool)
+                first[own] = ~good.reshape(shape)[own] & own_valid[t].reshape(n)
+                moved_own, found_own = motion.apply_own(prev.reshape(*shape, 3)[own], first.reshape(shape)[own])
+                moved.reshape(*shape, 3)[own][found_own] = moved_own[found_own]
+                found.reshape(shape)[own] |= found_own
+                stepped = np.linalg.norm(pts - prev, axis=-1) > rc.step_move
+                moving[src] = np.where(good, stepped, found).reshape(shape)
+                new_flat = np.where(good[:, None], pts, moved)
+                vel[src] = np.where((good | found)[:, None], new_flat - prev, 0.0).reshape(*shape, 3)
+                new_pts = new_flat.reshape(*shape, 3)
+                wgt = np.where(good, 1.0, np.where(found, rc.propagated_weight, config.lost_weight)).reshape(shape)
+                held[src] = new_pts
+                points[src, :, nxt] = new_pts
+                alive[src, :, nxt] = good.reshape(shape)
+                weights[src, :, nxt] = wgt
+                live[src] = lv.reshape(shape)
+                x[src], y[src] = xn.reshape(shape), yn.reshape(shape)
+                continue
             lv, good = lv.reshape(shape), good.reshape(shape)
             pts = pts.reshape(*shape, 3)
             held_src = np.where(good[..., None], pts, held[src])
@@ -172,6 +222,9 @@ def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> Trajec
     """The flow baseline's trajectory field of a window (world frame, stride ``config.stride``)."""
     points, weights, alive, own_valid = track_window(window, config)
     T, h, w = points.shape[:3]
+    meta = {"backend": "flow", "method": config.method}
+    if config.rigid:
+        meta["rigid"] = True
     times = np.asarray(window.times, np.float64)
     span = (float(times[0]), float(times[-1]))
     s = (times - span[0]) / max(span[1] - span[0], 1e-9) if T > 1 else np.zeros(1)
@@ -179,7 +232,7 @@ def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> Trajec
         cp = np.repeat(points[:, :, :, :1], config.num_control_points, axis=3)
     else:
         cp = fit_trajectory(s, points, config.num_control_points, weights=weights)
-    conf = own_valid * alive.mean(axis=-1)
+    conf = own_valid * ((weights >= 0.5).mean(axis=-1) if config.rigid else alive.mean(axis=-1))
     return TrajectoryField(cp.astype(np.float32), conf.astype(np.float32), times, stride=config.stride,
                            pixel_offset=config.stride // 2, image_size=tuple(window.depth.shape[1:3]),
-                           time_span=span, meta={"backend": "flow", "method": config.method})
+                           time_span=span, meta=meta)

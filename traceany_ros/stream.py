@@ -45,7 +45,7 @@ from traceany_ros.field import TrajectoryField, bspline_basis, fit_trajectory
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("flow", "model", "static")
+BACKEND_NAMES = ("flow", "flow-rigid", "model", "static")
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class StreamConfig:
 
     def backend_options(self) -> dict:
         """Keyword options of ``make_backend(self.backend, **options)``."""
-        if self.backend == "flow":
+        if self.backend in ("flow", "flow-rigid"):
             return {"stride": self.field_stride, "num_control_points": self.num_control_points,
                     "method": self.flow_method}
         if self.backend == "static":

@@ -112,18 +112,27 @@ def test_corrupt_and_mismatched_checkpoints_fail_clearly(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_flow_prior_model_starts_from_the_flow_baseline():
-    """With a zero residual and an open gate the tiny preset predicts the flow baseline's curves."""
+@pytest.mark.parametrize("tracker,baseline", [("plain", "flow"), ("rigid", "flow-rigid")])
+def test_flow_prior_model_starts_from_the_flow_baseline(tracker, baseline):
+    """With a zero residual and an open gate the tiny preset predicts its prior's curves."""
+    import dataclasses
+
     ep = make_synthetic_episode(num_frames=6, height=48, width=64, seed=7)
     backend = make_backend("model", preset="tiny")
+    backend.model.config = dataclasses.replace(backend.model.config, flow_tracker=tracker)
     assert backend.model.config.flow_prior and backend.model.config.in_channels == 20
     with torch.no_grad():
         backend.model.out.bias[-1] = 30.0  # gate fully open
     model_field = backend.predict(ep.inputs())
-    flow_field = make_backend("flow", stride=4).predict(ep.inputs())
+    flow_field = make_backend(baseline, stride=4).predict(ep.inputs())
     assert model_field.control_points.shape == flow_field.control_points.shape
     # same curves up to the anchoring through each cell's own unprojected point
     d_model = model_field.control_points - model_field.frame_points()[:, :, :, None]
     d_flow = flow_field.control_points - flow_field.frame_points()[:, :, :, None]
     np.testing.assert_allclose(d_model, d_flow, atol=1e-4)
     assert np.abs(d_flow).max() > 0.01
+
+
+def test_unknown_flow_tracker_is_refused():
+    with pytest.raises(ValueError, match="flow_tracker"):
+        ModelConfig.preset("tiny", flow_tracker="magic")

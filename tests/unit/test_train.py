@@ -64,6 +64,15 @@ def test_training_resumes_from_last_checkpoint(one_episode, tmp_path):
     log = train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "from_init"), "steps": 7,
                                "init": str(out / "last.pt")}), progress=False)
     assert log["init"]["step"] == 6 and [e["step"] for e in log["train"]] == [7]
+    # ... also onto another flow-prior tracker (same weights, new prior), but not another shape
+    log = train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "rigid"), "steps": 7, "init": str(out / "last.pt"),
+                               "flow_tracker": "rigid"}), progress=False)
+    assert log["init"]["step"] == 6
+    model, _ = load_checkpoint(tmp_path / "rigid" / "last.pt")
+    assert model.config.flow_tracker == "rigid"
+    with pytest.raises(ValueError, match="--init"):
+        train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "k7"), "steps": 7, "init": str(out / "last.pt"),
+                             "num_control_points": 7}), progress=False)
 
 
 def test_train_command(one_episode, tmp_path, capsys):

@@ -32,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--out", default="demo_out", help="output directory for pictures and summary.json")
     p.add_argument("--task", default="pick-place-goal", help="task of the simulator (see traceany eval-policy)")
     p.add_argument("--seed", type=int, default=1, help="task seed")
-    p.add_argument("--backend", default="flow", choices=("auto", "model", "flow"),
+    p.add_argument("--backend", default="flow", choices=("auto", "model", "flow", "flow-rigid"),
                    help="predictor of tracer and planner (default flow: the shipped model is not yet better "
                         "than flow on moving points, see MODEL.md); auto = the shipped model when present")
     p.add_argument("--rate", type=float, default=15.0, help="camera rate in Hz of simulated time")

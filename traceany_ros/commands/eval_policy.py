@@ -17,7 +17,7 @@ def register(sub) -> None:
     p = sub.add_parser("eval-policy", help="closed-loop success rate of a planner on a simulated task")
     p.add_argument("--task", required=True, help="pick-place-goal | stack-goal | intercept")
     p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--planner", default="flow", choices=["trajfield", "flow", "static", "oracle"],
+    p.add_argument("--planner", default="flow", choices=["trajfield", "flow", "flow-rigid", "static", "oracle"],
                    help="trajfield = model backend (needs a checkpoint), flow = optical-flow backend, "
                         "static = no-motion backend (baseline), oracle = ground truth")
     p.add_argument("--grasp-motion", default="auto", choices=["auto", "field", "registration"],

@@ -9,7 +9,7 @@ def register(sub) -> None:
     p.add_argument("--input", required=True, help="episode .npz (only rgb, depth, intrinsics, cam_to_world, "
                                                    "timestamps and query_pixels are read)")
     p.add_argument("--output", required=True, help="prediction .npz: tracks_world [Q,T,3], confidence [Q,T]")
-    p.add_argument("--method", default="model", choices=["model", "flow", "static"])
+    p.add_argument("--method", default="model", choices=["model", "flow", "flow-rigid", "static"])
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped checkpoints/tiny.pt)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--window", type=int, default=24, help="frames per window (longer clips slide)")

@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--val-episodes", type=int, default=8)
     p.add_argument("--K", dest="num_control_points", type=int, default=None, help="control points (ablation)")
     p.add_argument("--no-depth", action="store_true", help="RGB-only network input (ablation)")
+    p.add_argument("--flow-tracker", choices=("plain", "rigid"), default=None,
+                   help="tracks of the flow prior: plain (flow baseline) or rigid (flow-rigid); default: the preset's")
     p.add_argument("--detach-gate", action="store_true",
                    help="train the motion gate only with the motion loss (the residual must fix poor flow priors)")
     p.add_argument("--motion-weight", type=float, default=None, help="weight of the motion-gate loss")
@@ -47,6 +49,7 @@ def run(args) -> int:
                       min_window=args.min_window, max_stride=args.max_stride, dense_points=args.dense_points,
                       max_queries=args.max_queries, val_every=args.val_every, val_episodes=args.val_episodes,
                       num_control_points=args.num_control_points, use_depth=not args.no_depth,
+                      flow_tracker=args.flow_tracker,
                       threads=args.threads, seed=args.seed, detach_gate=args.detach_gate, init=args.init,
                       **({"loss": LossConfig(motion=args.motion_weight)} if args.motion_weight is not None else {}))
     log = train(cfg, progress=not args.no_progress)

@@ -21,6 +21,9 @@ class ModelConfig:
         ``traceany_ros.flow``) and predict a residual over them; the network learns where to trust,
         correct or silence them (its motion gate zeroes static points exactly).
     flow_method: OpenCV flow preset of the prior.
+    flow_tracker: how the prior's tracks are made: "plain" (the ``flow`` baseline: a lost point holds
+        its last position) or "rigid" (the ``flow-rigid`` backend: tracks end at depth jumps and lost
+        points move with their rigid part, ``traceany_ros.rigid``).
     """
 
     name: str = "tiny"
@@ -36,11 +39,14 @@ class ModelConfig:
     use_depth: bool = True
     flow_prior: bool = False
     flow_method: str = "dis_medium"
+    flow_tracker: str = "plain"
 
     def __post_init__(self):
         from traceany_ros.field import num_segments
 
         num_segments(self.num_control_points)
+        if self.flow_tracker not in FLOW_TRACKERS:
+            raise ValueError(f"flow_tracker must be one of {sorted(FLOW_TRACKERS)}, got {self.flow_tracker!r}")
         if self.patch_size % self.out_stride:
             raise ValueError(f"patch_size {self.patch_size} must be a multiple of out_stride {self.out_stride}")
         if self.dim % self.heads:
@@ -71,6 +77,7 @@ class ModelConfig:
 
 
 PRIOR_CHANNELS = 13
+FLOW_TRACKERS = {"plain": {}, "rigid": {"depth_jump_abs": 0.02, "rigid": True}}
 PRIOR_TIMES = (0.0, 1 / 3, 2 / 3, 1.0)
 
 PRESETS = {

@@ -68,7 +68,8 @@ class FlowCache:
 
     def _key(self, path: Path) -> str:
         c = self.config
-        return f"{path.stem}_{c.flow_method}_s{c.out_stride}_K{c.num_control_points}"
+        tracker = "" if c.flow_tracker == "plain" else f"_{c.flow_tracker}"
+        return f"{path.stem}_{c.flow_method}_s{c.out_stride}_K{c.num_control_points}{tracker}"
 
     def get(self, path: Path, ep: Episode):
         """TrajectoryField of the flow baseline over the whole episode (world frame)."""

@@ -38,6 +38,7 @@ class TrainConfig:
     preset: str = "tiny"
     num_control_points: int | None = None  # override the preset's K (ablation)
     use_depth: bool = True                 # False: RGB-only input (ablation)
+    flow_tracker: str | None = None        # "plain" | "rigid" tracks of the flow prior (None: the preset's)
     steps: int = 2000
     batch_size: int = 1                    # windows per process per step
     lr: float = 5e-4
@@ -65,6 +66,8 @@ class TrainConfig:
         over = {"use_depth": self.use_depth}
         if self.num_control_points:
             over["num_control_points"] = self.num_control_points
+        if self.flow_tracker:
+            over["flow_tracker"] = self.flow_tracker
         return ModelConfig.preset(self.preset, **over)
 
 
@@ -270,7 +273,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     last = out / "last.pt"
     if last.is_file():
         ck = read_checkpoint(last, map_location=device)
-        if ck["config"] != asdict(mcfg):
+        if asdict(ModelConfig.from_dict(ck["config"])) != asdict(mcfg):
             raise ValueError(f"{last} holds a model {ck['config']} but this run asks for {asdict(mcfg)}; "
                              f"use another --out or the same options")
         model.load_state_dict(ck["state_dict"])
@@ -287,7 +290,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             print(f"resuming {out} from step {step} ({seconds / 3600:.2f} h so far)", flush=True)
     elif cfg.init:
         ck = read_checkpoint(cfg.init, map_location=device)
-        if ck["config"] != asdict(mcfg):
+        # the weights must fit; how the flow prior's tracks are made may change (fine-tuning onto a new prior)
+        same = {**asdict(ModelConfig.from_dict(ck["config"])), "flow_tracker": mcfg.flow_tracker}
+        if same != asdict(mcfg):
             raise ValueError(f"--init {cfg.init} holds a model {ck['config']} but this run asks for {asdict(mcfg)}")
         model.load_state_dict(ck["state_dict"])
         step, seconds = int(ck.get("train", {}).get("step", 0)), float(ck.get("train", {}).get("seconds", 0.0))

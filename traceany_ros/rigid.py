@@ -1,0 +1,221 @@
+"""Rigid-part propagation of chained flow tracks: lost points move with their part.
+
+Two-frame flow loses a point whenever it is occluded (the far side of a spinning box, an object
+behind the arm), leaves the image or moves too fast; the plain ``flow`` baseline then holds the
+point's last position. Most moving things in a robot's scene are rigid parts, so a lost point can
+instead follow the rigid motion of the points of its part that are still tracked.
+
+For one source frame:
+
+1. *Moving points*: a point whose tracked world position leaves its own-frame position by more
+   than ``move_threshold`` at some alive frame.
+2. *Rigid parts*: moving points are joined to their 4-neighbours on the field grid when the two
+   are close in 3D (``max_gap``, or twice the grid's median neighbour spacing if larger) and move like one rigid body: at every frame
+   where both are alive, their displacements differ by at most ``2 * |p_a - p_b| + slack`` (for a
+   rigid motion ``|(R - I)(p_a - p_b)| <= 2 |p_a - p_b|``). Connected components of that graph
+   (scipy) are the parts.
+3. *Motion of each part* at each target frame: weighted Kabsch (SVD, batched) from its alive
+   members' source positions to their tracked positions, refined once with Huber-like weights.
+   A part with fewer than ``min_alive`` alive members at a frame keeps the nearest fitted pose
+   in time.
+4. Lost members take ``R p + t`` with fit weight ``propagated_weight``; tracked members keep their
+   track (or, with ``snap_alive``, take the rigid fit where it agrees with the track within
+   ``snap_threshold``: the part's fit averages out flow noise).
+
+Shapes follow :func:`traceany_ros.flow.track_window`: points [T, n, T, 3] (source frame, grid
+point, target frame), alive / weights [T, n, T], own_valid [T, n].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RigidConfig:
+    """Options of rigid-part propagation (metres)."""
+
+    move_threshold: float = 0.01
+    max_gap: float = 0.03
+    slack: float = 0.006
+    min_part: int = 6
+    step_move: float = 0.005
+    step_rel: float = 0.6
+    reach: float = 0.15
+    velocity_slack: float = 0.01
+    velocity_rel: float = 0.5
+    propagated_weight: float = 0.5
+
+
+def batched_kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least-squares rigid motions, many at once.
+
+    src, dst: [B, N, 3]; w: [B, N] non-negative (a batch row with zero total weight gets the identity).
+    Returns R [B, 3, 3] (proper rotations), t [B, 3] with dst ~ src @ R.T + t.
+    """
+    w = np.asarray(w, np.float64)
+    tot = w.sum(1, keepdims=True)
+    safe = np.where(tot > 0, tot, 1.0)
+    mu_s = (w[..., None] * src).sum(1) / safe
+    mu_d = (w[..., None] * dst).sum(1) / safe
+    a = src - mu_s[:, None]
+    b = dst - mu_d[:, None]
+    H = np.einsum("bn,bni,bnj->bij", w, a, b)
+    U, _, Vt = np.linalg.svd(H)
+    d = np.sign(np.linalg.det(np.einsum("bji,bkj->bik", Vt, U)))
+    d = np.where(d == 0, 1.0, d)
+    D = np.zeros_like(H)
+    D[:, 0, 0] = 1.0
+    D[:, 1, 1] = 1.0
+    D[:, 2, 2] = d
+    R = np.einsum("bji,bjk,blk->bil", Vt, D, U)
+    empty = tot[:, 0] <= 0
+    R[empty] = np.eye(3)
+    t = mu_d - np.einsum("bij,bj->bi", R, mu_s)
+    t[empty] = 0.0
+    return R, t
+
+
+def _grow_labels(labels: np.ndarray, p: np.ndarray, valid: np.ndarray, grid: tuple[int, int],
+                 rounds: int = 2) -> np.ndarray:
+    """Give unlabelled valid grid points the label of an 8-neighbour on the same surface (3D gap
+    within twice the grid's median spacing); ``rounds`` grid cells deep. labels [n] -> [n]."""
+    h, w = grid
+    lab = labels.reshape(h, w).copy()
+    pts = p.reshape(h, w, 3)
+    val = valid.reshape(h, w)
+    d = np.linalg.norm(pts[:, 1:] - pts[:, :-1], axis=-1)[val[:, 1:] & val[:, :-1]]
+    limit = 2.0 * float(np.median(d)) if d.size else 0.0
+    for _ in range(rounds):
+        new = lab.copy()
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                if dr == 0 and dc == 0:
+                    continue
+                src_r = slice(max(0, -dr), h - max(0, dr))
+                dst_r = slice(max(0, dr), h - max(0, -dr))
+                src_c = slice(max(0, -dc), w - max(0, dc))
+                dst_c = slice(max(0, dc), w - max(0, -dc))
+                cand = lab[src_r, src_c]
+                gap = np.linalg.norm(pts[src_r, src_c] - pts[dst_r, dst_c], axis=-1)
+                take = (new[dst_r, dst_c] < 0) & (cand >= 0) & val[dst_r, dst_c] & (gap < limit)
+                new[dst_r, dst_c] = np.where(take, cand, new[dst_r, dst_c])
+        lab = new
+    return lab.reshape(-1)
+
+
+def rigid_parts(p0: np.ndarray, pts: np.ndarray, alive: np.ndarray, valid: np.ndarray, grid: tuple[int, int],
+                config: RigidConfig = RigidConfig(), rel: float = 2.0, move_threshold: float | None = None) -> np.ndarray:
+    """Rigid parts of one source frame.
+
+    p0 [n, 3] own-frame positions, pts [n, T, 3] tracked positions, alive [n, T], valid [n] (own depth),
+    grid (h, w) with n = h * w. Returns labels [n] int: -1 for static / invalid points, else a part id.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    h, w = grid
+    n = h * w
+    disp = pts - p0[:, None]
+    mag = np.where(alive, np.linalg.norm(disp, axis=-1), 0.0)
+    thr = config.move_threshold if move_threshold is None else move_threshold
+    moving = valid & (mag.max(axis=1) > thr)
+    idx = np.arange(n).reshape(h, w)
+    pairs = [(idx[:, :-1].ravel(), idx[:, 1:].ravel()), (idx[:-1, :].ravel(), idx[1:, :].ravel())]
+    ia = np.concatenate([p[0] for p in pairs])
+    ib = np.concatenate([p[1] for p in pairs])
+    both_valid = valid[ia] & valid[ib]
+    spacing = float(np.median(np.linalg.norm(p0[ia[both_valid]] - p0[ib[both_valid]], axis=-1))) if both_valid.any() else 0.0
+    max_gap = max(config.max_gap, 2.0 * spacing)  # coarse grids / far surfaces: neighbours are further apart
+    keep = moving[ia] & moving[ib]
+    ia, ib = ia[keep], ib[keep]
+    gap = np.linalg.norm(p0[ia] - p0[ib], axis=-1)
+    both = alive[ia] & alive[ib]
+    diff = np.where(both, np.linalg.norm(disp[ia] - disp[ib], axis=-1), 0.0).max(axis=1)
+    ok = (gap < max_gap) & (diff <= rel * gap + config.slack)
+    ia, ib = ia[ok], ib[ok]
+    graph = coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    labels = np.full(n, -1, np.int64)
+    ids, counts = np.unique(comp[moving], return_counts=True)
+    big = ids[counts >= config.min_part]
+    for k, c in enumerate(big):
+        labels[moving & (comp == c)] = k
+    return labels
+
+
+class StepMotion:
+    """Rigid parts of one frame and their one-step motions to the next frame (forward or backward).
+
+    Built from the frame's grid points (world) and where flow + depth put them one frame later.
+    ``apply(x, moving, velocity)`` moves lost world points with the part whose motion best continues
+    their own last step (see there); the others stay.
+    """
+
+    def __init__(self, p_t: np.ndarray, p_n: np.ndarray, ok: np.ndarray, valid: np.ndarray, grid: tuple[int, int],
+                 config: "RigidConfig"):
+        self.config = config
+        self.labels = rigid_parts(p_t, p_n[:, None], ok[:, None], ok, grid, config, rel=config.step_rel,
+                                  move_threshold=config.step_move)
+        self.grid_labels = _grow_labels(self.labels, p_t, valid, grid)
+        nparts = int(self.labels.max()) + 1 if self.labels.size else 0
+        self.R = np.repeat(np.eye(3)[None], nparts, 0)
+        self.t = np.zeros((nparts, 3))
+        for k in range(nparts):
+            m = np.flatnonzero(self.labels == k)
+            src, dst = p_t[m][None], p_n[m][None]
+            R, t = batched_kabsch(src, dst, np.ones((1, len(m))))
+            res = np.linalg.norm(src[0] @ R[0].T + t[0] - dst[0], axis=-1)
+            scale = max(0.003, float(np.median(res)))
+            R, t = batched_kabsch(src, dst, np.minimum(1.0, 2.0 * scale / np.maximum(res, 1e-9))[None])
+            self.R[k], self.t[k] = R[0], t[0]
+        self.centre = np.zeros((nparts, 3))
+        self.radius = np.zeros(nparts)
+        for k in range(nparts):
+            m = p_t[self.labels == k]
+            self.centre[k] = m.mean(0)
+            self.radius[k] = np.linalg.norm(m - self.centre[k], axis=-1).max()
+
+    def apply_own(self, x: np.ndarray, select: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grid points of this frame whose own step failed: move them with their grown part label.
+
+        x [n,3] the grid's world points, select [n] bool. Returns (moved [n,3], found [n] bool).
+        """
+        out = x.copy()
+        lab = np.where(select, self.grid_labels, -1)
+        found = lab >= 0
+        k = lab[found]
+        out[found] = np.einsum("mij,mj->mi", self.R[k], x[found]) + self.t[k]
+        return out, found
+
+    @property
+    def num_parts(self) -> int:
+        return len(self.R)
+
+    def apply(self, x: np.ndarray, moving: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Move lost points with the part that explains them best.
+
+        x [M,3] world points, moving [M] bool (only these are considered), velocity [M,3] each point's
+        last one-step displacement. A part is a candidate for a point within ``reach`` of the part's
+        bounding sphere; among candidates the part whose motion at the point is closest to the point's
+        own last step wins, if that difference is within ``velocity_slack + velocity_rel * |v|``.
+        Returns (moved x [M,3], found [M] bool: a part moved it).
+        """
+        out = x.copy()
+        found = np.zeros(len(x), bool)
+        if not len(self.R) or not moving.any():
+            return out, found
+        idx = np.flatnonzero(moving)
+        xm, vm = x[idx], velocity[idx]
+        moved = np.einsum("kij,mj->mki", self.R, xm) + self.t[None]          # [M,P,3]
+        dist = np.linalg.norm(xm[:, None] - self.centre[None], axis=-1) - self.radius[None]
+        mismatch = np.linalg.norm(moved - xm[:, None] - vm[:, None], axis=-1)  # [M,P]
+        mismatch = np.where(dist <= self.config.reach, mismatch, np.inf)
+        best = mismatch.argmin(1)
+        ok = mismatch[np.arange(len(idx)), best] <= (self.config.velocity_slack
+                                                     + self.config.velocity_rel * np.linalg.norm(vm, axis=-1))
+        sel = idx[ok]
+        out[sel] = moved[np.flatnonzero(ok), best[ok]]
+        found[sel] = True
+        return out, found

@@ -192,10 +192,14 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
                 moved_own, found_own = motion.apply_own(prev.reshape(*shape, 3)[own], first.reshape(shape)[own])
                 moved.reshape(*shape, 3)[own][found_own] = moved_own[found_own]
                 found.reshape(shape)[own] |= found_own
+                # moving points no part explains coast on their last step, damped
+                coast = mov & ~found & (rc.coast_decay > 0)
+                moved[coast] = prev[coast] + rc.coast_decay * v_prev[coast]
                 stepped = np.linalg.norm(pts - prev, axis=-1) > rc.step_move
-                moving[src] = np.where(good, stepped, found).reshape(shape)
+                coasting = coast & (rc.coast_decay * np.linalg.norm(v_prev, axis=-1) > rc.step_move)
+                moving[src] = np.where(good, stepped, found | coasting).reshape(shape)
                 new_flat = np.where(good[:, None], pts, moved)
-                vel[src] = np.where((good | found)[:, None], new_flat - prev, 0.0).reshape(*shape, 3)
+                vel[src] = np.where((good | found | coast)[:, None], new_flat - prev, 0.0).reshape(*shape, 3)
                 new_pts = new_flat.reshape(*shape, 3)
                 wgt = np.where(good, 1.0, np.where(found, rc.propagated_weight, config.lost_weight)).reshape(shape)
                 held[src] = new_pts

@@ -5,25 +5,26 @@ behind the arm), leaves the image or moves too fast; the plain ``flow`` baseline
 point's last position. Most moving things in a robot's scene are rigid parts, so a lost point can
 instead follow the rigid motion of the points of its part that are still tracked.
 
-For one source frame:
+How (:func:`traceany_ros.flow.track_window` with ``FlowConfig(rigid=True)``), at every step of
+the chain from frame t to its neighbour frame (forward and backward):
 
-1. *Moving points*: a point whose tracked world position leaves its own-frame position by more
-   than ``move_threshold`` at some alive frame.
-2. *Rigid parts*: moving points are joined to their 4-neighbours on the field grid when the two
-   are close in 3D (``max_gap``, or twice the grid's median neighbour spacing if larger) and move like one rigid body: at every frame
-   where both are alive, their displacements differ by at most ``2 * |p_a - p_b| + slack`` (for a
-   rigid motion ``|(R - I)(p_a - p_b)| <= 2 |p_a - p_b|``). Connected components of that graph
-   (scipy) are the parts.
-3. *Motion of each part* at each target frame: weighted Kabsch (SVD, batched) from its alive
-   members' source positions to their tracked positions, refined once with Huber-like weights.
-   A part with fewer than ``min_alive`` alive members at a frame keeps the nearest fitted pose
-   in time.
-4. Lost members take ``R p + t`` with fit weight ``propagated_weight``; tracked members keep their
-   track (or, with ``snap_alive``, take the rigid fit where it agrees with the track within
-   ``snap_threshold``: the part's fit averages out flow noise).
+1. *One-step correspondences*: frame t's grid points and where flow + depth put them in the
+   neighbour frame (forward-backward and depth-jump checked).
+2. *Rigid parts* (:func:`rigid_parts`): points that moved more than ``step_move`` are joined to
+   their 4-neighbours on the grid when the two are close in 3D (``max_gap``, or twice the grid's
+   median neighbour spacing if larger) and move like one rigid body: their displacements differ
+   by at most ``step_rel * |p_a - p_b| + slack`` (a rigid motion has
+   ``|(R - I)(p_a - p_b)| = 2 sin(angle / 2) |p_a - p_b|``). Connected components (scipy) with at
+   least ``min_part`` points are the parts.
+3. *Motion of each part* (:class:`StepMotion`): weighted Kabsch (SVD, batched), refined once with
+   Huber-like weights.
+4. A lost point (occluded, out of view, failed checks) that was moving keeps moving with the part
+   whose motion at the point best continues its own last step (within ``reach`` of the part and
+   ``velocity_slack + velocity_rel * |v|`` of that step); a grid point whose very first step
+   failed takes the part of the grid neighbours on its surface. A moving point no part explains
+   coasts on its last step, damped by ``coast_decay`` per frame. Such samples get fit weight
+   ``propagated_weight`` (tracked samples 1, held ones the flow's ``lost_weight``).
 
-Shapes follow :func:`traceany_ros.flow.track_window`: points [T, n, T, 3] (source frame, grid
-point, target frame), alive / weights [T, n, T], own_valid [T, n].
 """
 from __future__ import annotations
 
@@ -34,17 +35,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class RigidConfig:
-    """Options of rigid-part propagation (metres)."""
+    """Options of rigid-part propagation (metres; see the module docstring for each one's role)."""
 
-    move_threshold: float = 0.01
     max_gap: float = 0.03
     slack: float = 0.006
     min_part: int = 6
     step_move: float = 0.005
     step_rel: float = 0.6
     reach: float = 0.15
-    velocity_slack: float = 0.01
-    velocity_rel: float = 0.5
+    velocity_slack: float = 0.03
+    velocity_rel: float = 2.0
+    coast_decay: float = 0.5
     propagated_weight: float = 0.5
 
 
@@ -106,7 +107,8 @@ def _grow_labels(labels: np.ndarray, p: np.ndarray, valid: np.ndarray, grid: tup
 
 
 def rigid_parts(p0: np.ndarray, pts: np.ndarray, alive: np.ndarray, valid: np.ndarray, grid: tuple[int, int],
-                config: RigidConfig = RigidConfig(), rel: float = 2.0, move_threshold: float | None = None) -> np.ndarray:
+                config: RigidConfig = RigidConfig(), rel: float | None = None,
+                move_threshold: float | None = None) -> np.ndarray:
     """Rigid parts of one source frame.
 
     p0 [n, 3] own-frame positions, pts [n, T, 3] tracked positions, alive [n, T], valid [n] (own depth),
@@ -119,7 +121,8 @@ def rigid_parts(p0: np.ndarray, pts: np.ndarray, alive: np.ndarray, valid: np.nd
     n = h * w
     disp = pts - p0[:, None]
     mag = np.where(alive, np.linalg.norm(disp, axis=-1), 0.0)
-    thr = config.move_threshold if move_threshold is None else move_threshold
+    thr = config.step_move if move_threshold is None else move_threshold
+    rel = config.step_rel if rel is None else rel
     moving = valid & (mag.max(axis=1) > thr)
     idx = np.arange(n).reshape(h, w)
     pairs = [(idx[:, :-1].ravel(), idx[:, 1:].ravel()), (idx[:-1, :].ravel(), idx[1:, :].ravel())]

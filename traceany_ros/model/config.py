@@ -77,7 +77,7 @@ class ModelConfig:
 
 
 PRIOR_CHANNELS = 13
-FLOW_TRACKERS = {"plain": {}, "rigid": {"depth_jump_abs": 0.02, "rigid": True}}
+FLOW_TRACKERS = {"plain": {}, "rigid": {"depth_jump_abs": 0.04, "rigid": True}}
 PRIOR_TIMES = (0.0, 1 / 3, 2 / 3, 1.0)
 
 PRESETS = {

@@ -190,14 +190,14 @@ def test_config_validates_ranges():
         StreamConfig(window=1)
 
 
-@pytest.mark.parametrize("downscale", [1, 2])
-def test_flow_stream_beats_static_on_moving_points(downscale):
+@pytest.mark.parametrize("backend,downscale", [("flow", 1), ("flow", 2), ("flow-rigid", 1)])
+def test_flow_stream_beats_static_on_moving_points(backend, downscale):
     from traceany_ros.train.synthetic import make_synthetic_episode
 
     ep = make_synthetic_episode(num_frames=16, height=72 * downscale, width=96 * downscale, seed=3,
                                 num_queries=1024 * downscale ** 2)
     fields = []
-    cfg = StreamConfig(window=8, step=4, backend="flow", field_stride=1, input_downscale=downscale)
+    cfg = StreamConfig(window=8, step=4, backend=backend, field_stride=1, input_downscale=downscale)
     with SlidingWindowPredictor(cfg, on_field=lambda f, i: fields.append(f)) as p:
         for t in range(ep.num_frames):
             p.push(ep.rgb[t], ep.depth[t], ep.intrinsics, ep.cam_to_world[t], ep.timestamps[t])

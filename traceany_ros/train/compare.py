@@ -3,6 +3,9 @@
     python -m traceany_ros.train.compare --data /work/data/heldout --limit 40 \\
         --methods static flow --checkpoints checkpoints/tiny.pt runs/tiny-pure/best.pt --output cmp.json
 
+``--picture EPISODE --picture-out PNG`` draws ground truth and every method's tracks of that
+episode's moving queries side by side instead.
+
 Uses the contract metrics (``traceany_ros.metrics``) through ``predict_episode``, exactly as
 ``traceany eval --method ...`` does, but with any checkpoint path.
 """
@@ -59,6 +62,45 @@ def format_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def tracks_picture(episode_path: str, methods=(), checkpoints=(), out: str = "tracks.png", max_tracks: int = 80,
+                   window: int = 24, overlap: int = 8, device: str = "cpu") -> str:
+    """Ground truth and each method's tracks of the moving queries of one episode, side by side.
+
+    Each panel shows the query frames' camera view (frame 0) with every track coloured by time
+    (blue -> red), its mean error on moving points in the caption. Returns the PNG path.
+    """
+    import imageio.v3 as iio
+    import numpy as np
+
+    from traceany_ros.backends import make_backend
+    from traceany_ros.episode import load_episode
+    from traceany_ros.predict import predict_episode
+    from traceany_ros.viz import draw_curves, label
+
+    ep = load_episode(episode_path)
+    dyn = np.flatnonzero(ep.dynamic)
+    if not len(dyn):
+        raise ValueError(f"{episode_path} has no moving queries to draw")
+    sel = dyn[np.linspace(0, len(dyn) - 1, min(max_tracks, len(dyn))).astype(int)]
+    panels = [label(draw_curves(ep.rgb[0], ep.tracks_world[sel], ep.intrinsics, ep.cam_to_world[0], scale=2),
+                    "ground truth (moving queries)")]
+    backends = {m: make_backend(m) for m in methods}
+    for ck in checkpoints:
+        backends[f"model {Path(ck).name}"] = make_backend("model", checkpoint=str(ck), device=device)
+    for name, b in backends.items():
+        tracks, _ = predict_episode(ep, b, window=window, overlap=overlap)
+        err = float(np.linalg.norm(tracks[ep.dynamic] - ep.tracks_world[ep.dynamic], axis=-1).mean())
+        panels.append(label(draw_curves(ep.rgb[0], tracks[sel], ep.intrinsics, ep.cam_to_world[0], scale=2),
+                            f"{name}: moving-point error {100 * err:.1f} cm"))
+    cols = 2
+    while len(panels) % cols:
+        panels.append(np.zeros_like(panels[0]))
+    rows = [np.concatenate(panels[i:i + cols], 1) for i in range(0, len(panels), cols)]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(out, np.concatenate(rows, 0))
+    return str(out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
@@ -70,10 +112,17 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", help="write the JSON result here")
+    p.add_argument("--picture", metavar="EPISODE", help="instead: draw the tracks of this episode's moving queries "
+                   "for ground truth and every method into --picture-out")
+    p.add_argument("--picture-out", default="tracks.png")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.picture:
+        print(tracks_picture(args.picture, args.methods, args.checkpoints, args.picture_out, window=args.window,
+                             overlap=args.overlap, device=args.device))
+        return 0
     res = compare(args.data, args.methods, args.checkpoints, args.limit, args.window, args.overlap, args.device)
     if args.output:
         Path(args.output).write_text(json.dumps(res, indent=2) + "\n")

@@ -60,7 +60,7 @@ class ModelConfig:
 
     @staticmethod
     def preset(name: str, **overrides) -> "ModelConfig":
-        """``tiny`` (CPU real time, flow prior), ``tiny-pure`` (no flow prior) or ``base`` (GPU),
+        """``tiny`` (CPU real time, flow-rigid prior), ``tiny-pure`` (no flow prior) or ``base`` (GPU),
         with optional field overrides."""
         if name not in PRESETS:
             raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
@@ -81,8 +81,8 @@ FLOW_TRACKERS = {"plain": {}, "rigid": {"depth_jump_abs": 0.04, "rigid": True}}
 PRIOR_TIMES = (0.0, 1 / 3, 2 / 3, 1.0)
 
 PRESETS = {
-    "tiny": ModelConfig(name="tiny", flow_prior=True),
+    "tiny": ModelConfig(name="tiny", flow_prior=True, flow_tracker="rigid"),
     "tiny-pure": ModelConfig(name="tiny-pure"),
-    "base": ModelConfig(name="base", flow_prior=True, dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
+    "base": ModelConfig(name="base", flow_prior=True, flow_tracker="rigid", dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
                         head_channels=64),
 }

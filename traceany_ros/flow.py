@@ -183,23 +183,31 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
                 own_ok = (ok & has_depth).reshape(shape)[own] & live[t]
                 motion = StepMotion(own_pts[t].reshape(n, 3), pts.reshape(*shape, 3)[own], own_ok,
                                     own_valid[t].reshape(n), (h, w), rc)
-                mov = moving[src].reshape(-1) & ~good
+                flat_n = len(src) * n
                 v_prev = vel[src].reshape(-1, 3)
-                moved, found = motion.apply(prev, mov, v_prev)
+                new_flat = np.where(good[:, None], pts, prev)
+                found = np.zeros(flat_n, bool)
+                # lost points that were moving: the part that best continues their last step
+                lost_moving = np.flatnonzero(moving[src].reshape(-1) & ~good)
+                hit, hit_pos = motion.apply_sparse(prev, lost_moving, v_prev)
+                new_flat[hit] = hit_pos
+                found[hit] = True
                 # grid points of frame t that lost their first step: move with the part they lie on
-                first = np.zeros(shape, bool)
-                first[own] = ~good.reshape(shape)[own] & own_valid[t].reshape(n)
-                moved_own, found_own = motion.apply_own(prev.reshape(*shape, 3)[own], first.reshape(shape)[own])
-                moved.reshape(*shape, 3)[own][found_own] = moved_own[found_own]
-                found.reshape(shape)[own] |= found_own
+                first = ~good.reshape(shape)[own] & own_valid[t].reshape(n)
+                moved_own, found_own = motion.apply_own(prev.reshape(*shape, 3)[own], first)
+                j = own * n + np.flatnonzero(found_own)
+                new_flat[j] = moved_own[found_own]
+                found[j] = True
                 # moving points no part explains coast on their last step, damped
-                coast = mov & ~found & (rc.coast_decay > 0)
-                moved[coast] = prev[coast] + rc.coast_decay * v_prev[coast]
-                stepped = np.linalg.norm(pts - prev, axis=-1) > rc.step_move
-                coasting = coast & (rc.coast_decay * np.linalg.norm(v_prev, axis=-1) > rc.step_move)
-                moving[src] = np.where(good, stepped, found | coasting).reshape(shape)
-                new_flat = np.where(good[:, None], pts, moved)
-                vel[src] = np.where((good | found | coast)[:, None], new_flat - prev, 0.0).reshape(*shape, 3)
+                coast = np.zeros(flat_n, bool)
+                if rc.coast_decay > 0:
+                    ci = lost_moving[~found[lost_moving]]
+                    coast[ci] = True
+                    new_flat[ci] = prev[ci] + rc.coast_decay * v_prev[ci]
+                step_d = new_flat - prev
+                step_sq = np.einsum("ij,ij->i", step_d, step_d)
+                moving[src] = np.where(good | coast, step_sq > rc.step_move ** 2, found).reshape(shape)
+                vel[src] = np.where((good | found | coast)[:, None], step_d, 0.0).reshape(*shape, 3)
                 new_pts = new_flat.reshape(*shape, 3)
                 wgt = np.where(good, 1.0, np.where(found, rc.propagated_weight, config.lost_weight)).reshape(shape)
                 held[src] = new_pts

@@ -88,20 +88,22 @@ def _grow_labels(labels: np.ndarray, p: np.ndarray, valid: np.ndarray, grid: tup
     val = valid.reshape(h, w)
     d = np.linalg.norm(pts[:, 1:] - pts[:, :-1], axis=-1)[val[:, 1:] & val[:, :-1]]
     limit = 2.0 * float(np.median(d)) if d.size else 0.0
+    shifts = []
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            if dr == 0 and dc == 0:
+                continue
+            src = (slice(max(0, -dr), h - max(0, dr)), slice(max(0, -dc), w - max(0, dc)))
+            dst = (slice(max(0, dr), h - max(0, -dr)), slice(max(0, dc), w - max(0, -dc)))
+            diff = pts[src] - pts[dst]
+            near = val[dst] & (np.einsum("ijc,ijc->ij", diff, diff) < limit ** 2)
+            shifts.append((src, dst, near))
     for _ in range(rounds):
         new = lab.copy()
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                if dr == 0 and dc == 0:
-                    continue
-                src_r = slice(max(0, -dr), h - max(0, dr))
-                dst_r = slice(max(0, dr), h - max(0, -dr))
-                src_c = slice(max(0, -dc), w - max(0, dc))
-                dst_c = slice(max(0, dc), w - max(0, -dc))
-                cand = lab[src_r, src_c]
-                gap = np.linalg.norm(pts[src_r, src_c] - pts[dst_r, dst_c], axis=-1)
-                take = (new[dst_r, dst_c] < 0) & (cand >= 0) & val[dst_r, dst_c] & (gap < limit)
-                new[dst_r, dst_c] = np.where(take, cand, new[dst_r, dst_c])
+        for src, dst, near in shifts:
+            cand = lab[src]
+            take = (new[dst] < 0) & (cand >= 0) & near
+            new[dst] = np.where(take, cand, new[dst])
         lab = new
     return lab.reshape(-1)
 
@@ -207,18 +209,23 @@ class StepMotion:
         """
         out = x.copy()
         found = np.zeros(len(x), bool)
-        if not len(self.R) or not moving.any():
-            return out, found
-        idx = np.flatnonzero(moving)
+        idx, new = self.apply_sparse(x, np.flatnonzero(moving), velocity)
+        out[idx] = new
+        found[idx] = True
+        return out, found
+
+    def apply_sparse(self, x: np.ndarray, idx: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`apply` for the points ``x[idx]`` only: -> (indices a part moved [k], their new positions [k,3])."""
+        if not len(self.R) or not len(idx):
+            return idx[:0], np.zeros((0, 3))
         xm, vm = x[idx], velocity[idx]
         moved = np.einsum("kij,mj->mki", self.R, xm) + self.t[None]          # [M,P,3]
-        dist = np.linalg.norm(xm[:, None] - self.centre[None], axis=-1) - self.radius[None]
-        mismatch = np.linalg.norm(moved - xm[:, None] - vm[:, None], axis=-1)  # [M,P]
+        rel = xm[:, None] - self.centre[None]
+        dist = np.sqrt(np.einsum("mkc,mkc->mk", rel, rel)) - self.radius[None]
+        diff = moved - xm[:, None] - vm[:, None]
+        mismatch = np.sqrt(np.einsum("mkc,mkc->mk", diff, diff))              # [M,P]
         mismatch = np.where(dist <= self.config.reach, mismatch, np.inf)
         best = mismatch.argmin(1)
-        ok = mismatch[np.arange(len(idx)), best] <= (self.config.velocity_slack
-                                                     + self.config.velocity_rel * np.linalg.norm(vm, axis=-1))
-        sel = idx[ok]
-        out[sel] = moved[np.flatnonzero(ok), best[ok]]
-        found[sel] = True
-        return out, found
+        speed = np.sqrt(np.einsum("mc,mc->m", vm, vm))
+        ok = mismatch[np.arange(len(idx)), best] <= self.config.velocity_slack + self.config.velocity_rel * speed
+        return idx[ok], moved[np.flatnonzero(ok), best[ok]]

@@ -59,8 +59,8 @@ class StreamConfig:
     window: int = dc_field(default=8, metadata={"range": (2, 64), "help": "frames per backend call (N)"})
     step: int = dc_field(default=4, metadata={"range": (1, 64),
                                                "help": "run the backend every S new frames (S <= N)"})
-    backend: str = dc_field(default="flow", metadata={"choices": BACKEND_NAMES,
-                                                       "help": "predictor: flow | model | static"})
+    backend: str = dc_field(default="flow-rigid", metadata={"choices": BACKEND_NAMES,
+                                                       "help": "predictor: flow | flow-rigid | model | static"})
     device: str = dc_field(default="cpu", metadata={"choices": ("cpu", "cuda", "auto"),
                                                       "help": "torch device of the model backend"})
     checkpoint: str = dc_field(default="", metadata={"help": "model checkpoint (.pt); empty = the shipped one"})

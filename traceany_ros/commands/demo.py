@@ -32,9 +32,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="demo_out", help="output directory for pictures and summary.json")
     p.add_argument("--task", default="pick-place-goal", help="task of the simulator (see traceany eval-policy)")
     p.add_argument("--seed", type=int, default=1, help="task seed")
-    p.add_argument("--backend", default="flow", choices=("auto", "model", "flow", "flow-rigid"),
-                   help="predictor of tracer and planner (default flow: the shipped model is not yet better "
-                        "than flow on moving points, see MODEL.md); auto = the shipped model when present")
+    p.add_argument("--backend", default="flow-rigid", choices=("auto", "model", "flow", "flow-rigid"),
+                   help="predictor of tracer and planner (default flow-rigid: as good as the shipped model on "
+                        "moving points at a third of its cost, see MODEL.md); auto = the shipped model when present")
     p.add_argument("--rate", type=float, default=15.0, help="camera rate in Hz of simulated time")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of the still scene streamed before planning")
     p.add_argument("--realtime", type=float, default=1.0,
@@ -53,9 +53,9 @@ def _pick_backend(choice: str) -> str:
     try:
         from traceany_ros.model import default_checkpoint
 
-        return "model" if Path(default_checkpoint()).is_file() else "flow"
+        return "model" if Path(default_checkpoint()).is_file() else "flow-rigid"
     except (ImportError, FileNotFoundError):
-        return "flow"
+        return "flow-rigid"
 
 
 class _Graph:

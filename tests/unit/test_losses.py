@@ -77,3 +77,11 @@ def test_rigid_and_correspondence_pairs():
     cp = correspondence_pairs(qid, frame, rng, 100)
     assert len(cp) > 10
     assert np.all(qid[cp[:, 0]] == qid[cp[:, 1]]) and np.all(frame[cp[:, 0]] != frame[cp[:, 1]])
+
+
+def test_motion_pos_weight_makes_missed_motion_cost_more():
+    dyn = torch.tensor([True, False])
+    miss_moving = torch.tensor([-2.0, -2.0])   # calls both static: misses the moving point
+    false_alarm = torch.tensor([2.0, 2.0])     # calls both moving: a false alarm on the static point
+    assert torch.isclose(motion_loss(miss_moving, dyn), motion_loss(false_alarm, dyn))
+    assert motion_loss(miss_moving, dyn, pos_weight=3.0) > 1.5 * motion_loss(false_alarm, dyn, pos_weight=3.0)

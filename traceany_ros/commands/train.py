@@ -31,6 +31,8 @@ def register(sub) -> None:
     p.add_argument("--detach-gate", action="store_true",
                    help="train the motion gate only with the motion loss (the residual must fix poor flow priors)")
     p.add_argument("--motion-weight", type=float, default=None, help="weight of the motion-gate loss")
+    p.add_argument("--motion-pos-weight", type=float, default=None,
+                   help="weight of moving points in the motion-gate loss (> 1: missing motion costs more)")
     p.add_argument("--init", default=None,
                    help="start from a checkpoint's weights (and step count) when OUT has no last.pt, "
                         "e.g. the shipped checkpoints/tiny.pt")
@@ -51,7 +53,9 @@ def run(args) -> int:
                       num_control_points=args.num_control_points, use_depth=not args.no_depth,
                       flow_tracker=args.flow_tracker,
                       threads=args.threads, seed=args.seed, detach_gate=args.detach_gate, init=args.init,
-                      **({"loss": LossConfig(motion=args.motion_weight)} if args.motion_weight is not None else {}))
+                      loss=LossConfig(**{k: v for k, v in (("motion", args.motion_weight),
+                                                          ("motion_pos_weight", args.motion_pos_weight))
+                                         if v is not None}))
     log = train(cfg, progress=not args.no_progress)
     if log.get("val"):
         v = log["val"][-1]

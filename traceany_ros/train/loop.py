@@ -122,7 +122,7 @@ def window_losses(model, sample: WindowSample, cfg: LossConfig, rng: np.random.G
         "rigidity": rigidity_loss(pred, gt, torch.as_tensor(rp, device=device)),
         "correspondence": correspondence_loss(pred, gt, torch.as_tensor(cpairs, device=device)),
         "timestamp": timestamp_loss(out["time"][0], s),
-        "motion": motion_loss(motion_logit, dyn),
+        "motion": motion_loss(motion_logit, dyn, cfg.motion_pos_weight),
     }
     total = sum(getattr(cfg, k) * v for k, v in terms.items())
     with torch.no_grad():

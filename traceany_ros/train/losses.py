@@ -23,6 +23,7 @@ class LossConfig:
     """Loss weights and pair-selection thresholds (metres, before normalisation).
 
     alpha: weight of the -log(confidence) term of the trajectory loss (paper: 0.2).
+    motion_pos_weight: weight of the moving class in the motion-gate cross-entropy.
     rigid_max_dist / rigid_tol: two dynamic points form a rigid pair when their mean distance is below
         ``rigid_max_dist`` and its standard deviation over the window below ``rigid_tol``.
     num_pairs: pairs sampled per window for the rigidity and correspondence losses.
@@ -35,6 +36,7 @@ class LossConfig:
     correspondence: float = 0.5
     timestamp: float = 0.05
     motion: float = 0.5
+    motion_pos_weight: float = 1.0
     rigid_max_dist: float = 0.15
     rigid_tol: float = 0.002
     num_pairs: int = 1024
@@ -95,14 +97,17 @@ def timestamp_loss(pred_time: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return (pred_time - s).abs().mean()
 
 
-def motion_loss(logit: torch.Tensor, dynamic: torch.Tensor) -> torch.Tensor:
+def motion_loss(logit: torch.Tensor, dynamic: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
     """Binary cross-entropy of the motion gate against the ground-truth dynamic flags (logit [N], dynamic [N]).
 
+    ``pos_weight`` > 1 makes a missed moving point cost more than a static point called moving (a
+    closed gate freezes a moving point; an open one only lets the prior's noise through).
     Not exactly zero on ground truth (a finite logit); it tends to zero as the logits saturate.
     """
     if logit.numel() == 0:
         return logit.sum() * 0.0
-    return torch.nn.functional.binary_cross_entropy_with_logits(logit, dynamic.to(logit.dtype))
+    pw = None if pos_weight == 1.0 else torch.tensor(pos_weight, dtype=logit.dtype, device=logit.device)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logit, dynamic.to(logit.dtype), pos_weight=pw)
 
 
 def rigid_pairs(gt: np.ndarray, dynamic: np.ndarray, qid: np.ndarray, rng: np.random.Generator,

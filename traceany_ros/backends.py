@@ -128,9 +128,9 @@ class FlowRigidBackend(FlowBackend):
     name = "flow-rigid"
 
     def __init__(self, device: str = "cpu", **options):
-        from traceany_ros.model.config import FLOW_TRACKERS
+        from traceany_ros.flow import TRACKERS
 
-        super().__init__(device, **{**FLOW_TRACKERS["rigid"], **options})
+        super().__init__(device, **{**TRACKERS["rigid"], **options})
 
 
 class ModelBackend:

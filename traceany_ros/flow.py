@@ -23,6 +23,8 @@ from traceany_ros.episode import FrameWindow
 from traceany_ros.field import TrajectoryField, fit_trajectory
 
 METHODS = ("dis_fast", "dis_medium", "dis_ultrafast", "farneback")
+# FlowConfig overrides of the named trackers: "plain" (the flow baseline) and "rigid" (the flow-rigid backend)
+TRACKERS = {"plain": {}, "rigid": {"depth_jump_abs": 0.04, "rigid": True}}
 
 
 @dataclass(frozen=True)
@@ -178,15 +180,15 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
             lv = live[src].reshape(-1) & ok
             good = lv & has_depth
             shape = (len(src), n)
+            new_flat = np.where(good[:, None], pts, prev)  # tracked, else held
+            wgt = np.where(good, 1.0, config.lost_weight)
             if rc is not None:
                 own = t if direction > 0 else 0  # row of the sources that start at frame t (the plain grid)
                 own_ok = (ok & has_depth).reshape(shape)[own] & live[t]
                 motion = StepMotion(own_pts[t].reshape(n, 3), pts.reshape(*shape, 3)[own], own_ok,
                                     own_valid[t].reshape(n), (h, w), rc)
-                flat_n = len(src) * n
                 v_prev = vel[src].reshape(-1, 3)
-                new_flat = np.where(good[:, None], pts, prev)
-                found = np.zeros(flat_n, bool)
+                found = np.zeros(len(good), bool)
                 # lost points that were moving: the part that best continues their last step
                 lost_moving = np.flatnonzero(moving[src].reshape(-1) & ~good)
                 hit, hit_pos = motion.apply_sparse(prev, lost_moving, v_prev)
@@ -199,7 +201,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
                 new_flat[j] = moved_own[found_own]
                 found[j] = True
                 # moving points no part explains coast on their last step, damped
-                coast = np.zeros(flat_n, bool)
+                coast = np.zeros(len(good), bool)
                 if rc.coast_decay > 0:
                     ci = lost_moving[~found[lost_moving]]
                     coast[ci] = True
@@ -208,23 +210,13 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
                 step_sq = np.einsum("ij,ij->i", step_d, step_d)
                 moving[src] = np.where(good | coast, step_sq > rc.step_move ** 2, found).reshape(shape)
                 vel[src] = np.where((good | found | coast)[:, None], step_d, 0.0).reshape(*shape, 3)
-                new_pts = new_flat.reshape(*shape, 3)
-                wgt = np.where(good, 1.0, np.where(found, rc.propagated_weight, config.lost_weight)).reshape(shape)
-                held[src] = new_pts
-                points[src, :, nxt] = new_pts
-                alive[src, :, nxt] = good.reshape(shape)
-                weights[src, :, nxt] = wgt
-                live[src] = lv.reshape(shape)
-                x[src], y[src] = xn.reshape(shape), yn.reshape(shape)
-                continue
-            lv, good = lv.reshape(shape), good.reshape(shape)
-            pts = pts.reshape(*shape, 3)
-            held_src = np.where(good[..., None], pts, held[src])
-            held[src] = held_src
-            points[src, :, nxt] = held_src
-            alive[src, :, nxt] = good
-            weights[src, :, nxt] = np.where(good, 1.0, config.lost_weight)
-            live[src] = lv
+                wgt = np.where(found, rc.propagated_weight, wgt)
+            new_pts = new_flat.reshape(*shape, 3)
+            held[src] = new_pts
+            points[src, :, nxt] = new_pts
+            alive[src, :, nxt] = good.reshape(shape)
+            weights[src, :, nxt] = wgt.reshape(shape)
+            live[src] = lv.reshape(shape)
             x[src], y[src] = xn.reshape(shape), yn.reshape(shape)
     return (points.reshape(T, h, w, T, 3), weights.reshape(T, h, w, T), alive.reshape(T, h, w, T),
             own_valid)

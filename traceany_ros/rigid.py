@@ -108,38 +108,34 @@ def _grow_labels(labels: np.ndarray, p: np.ndarray, valid: np.ndarray, grid: tup
     return lab.reshape(-1)
 
 
-def rigid_parts(p0: np.ndarray, pts: np.ndarray, alive: np.ndarray, valid: np.ndarray, grid: tuple[int, int],
-                config: RigidConfig = RigidConfig(), rel: float | None = None,
-                move_threshold: float | None = None) -> np.ndarray:
-    """Rigid parts of one source frame.
+def rigid_parts(p_t: np.ndarray, p_n: np.ndarray, ok: np.ndarray, grid: tuple[int, int],
+                config: RigidConfig = RigidConfig()) -> np.ndarray:
+    """Rigid parts of one frame's grid from its one-step correspondences.
 
-    p0 [n, 3] own-frame positions, pts [n, T, 3] tracked positions, alive [n, T], valid [n] (own depth),
-    grid (h, w) with n = h * w. Returns labels [n] int: -1 for static / invalid points, else a part id.
+    p_t [n, 3] the grid's world points, p_n [n, 3] where they are one frame later, ok [n] whether that
+    correspondence holds, grid (h, w) with n = h * w. Returns labels [n] int: -1 for points that did
+    not move (or have no correspondence), else a part id.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     h, w = grid
     n = h * w
-    disp = pts - p0[:, None]
-    mag = np.where(alive, np.linalg.norm(disp, axis=-1), 0.0)
-    thr = config.step_move if move_threshold is None else move_threshold
-    rel = config.step_rel if rel is None else rel
-    moving = valid & (mag.max(axis=1) > thr)
+    disp = np.where(ok[:, None], p_n - p_t, 0.0)
+    moving = ok & (np.linalg.norm(disp, axis=-1) > config.step_move)
     idx = np.arange(n).reshape(h, w)
     pairs = [(idx[:, :-1].ravel(), idx[:, 1:].ravel()), (idx[:-1, :].ravel(), idx[1:, :].ravel())]
     ia = np.concatenate([p[0] for p in pairs])
     ib = np.concatenate([p[1] for p in pairs])
-    both_valid = valid[ia] & valid[ib]
-    spacing = float(np.median(np.linalg.norm(p0[ia[both_valid]] - p0[ib[both_valid]], axis=-1))) if both_valid.any() else 0.0
+    both_valid = ok[ia] & ok[ib]
+    spacing = float(np.median(np.linalg.norm(p_t[ia[both_valid]] - p_t[ib[both_valid]], axis=-1))) if both_valid.any() else 0.0
     max_gap = max(config.max_gap, 2.0 * spacing)  # coarse grids / far surfaces: neighbours are further apart
     keep = moving[ia] & moving[ib]
     ia, ib = ia[keep], ib[keep]
-    gap = np.linalg.norm(p0[ia] - p0[ib], axis=-1)
-    both = alive[ia] & alive[ib]
-    diff = np.where(both, np.linalg.norm(disp[ia] - disp[ib], axis=-1), 0.0).max(axis=1)
-    ok = (gap < max_gap) & (diff <= rel * gap + config.slack)
-    ia, ib = ia[ok], ib[ok]
+    gap = np.linalg.norm(p_t[ia] - p_t[ib], axis=-1)
+    diff = np.linalg.norm(disp[ia] - disp[ib], axis=-1)
+    sel = (gap < max_gap) & (diff <= config.step_rel * gap + config.slack)
+    ia, ib = ia[sel], ib[sel]
     graph = coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
     labels = np.full(n, -1, np.int64)
@@ -161,26 +157,26 @@ class StepMotion:
     def __init__(self, p_t: np.ndarray, p_n: np.ndarray, ok: np.ndarray, valid: np.ndarray, grid: tuple[int, int],
                  config: "RigidConfig"):
         self.config = config
-        self.labels = rigid_parts(p_t, p_n[:, None], ok[:, None], ok, grid, config, rel=config.step_rel,
-                                  move_threshold=config.step_move)
+        self.labels = rigid_parts(p_t, p_n, ok, grid, config)
         self.grid_labels = _grow_labels(self.labels, p_t, valid, grid)
-        nparts = int(self.labels.max()) + 1 if self.labels.size else 0
-        self.R = np.repeat(np.eye(3)[None], nparts, 0)
-        self.t = np.zeros((nparts, 3))
-        for k in range(nparts):
-            m = np.flatnonzero(self.labels == k)
-            src, dst = p_t[m][None], p_n[m][None]
-            R, t = batched_kabsch(src, dst, np.ones((1, len(m))))
-            res = np.linalg.norm(src[0] @ R[0].T + t[0] - dst[0], axis=-1)
-            scale = max(0.003, float(np.median(res)))
-            R, t = batched_kabsch(src, dst, np.minimum(1.0, 2.0 * scale / np.maximum(res, 1e-9))[None])
-            self.R[k], self.t[k] = R[0], t[0]
-        self.centre = np.zeros((nparts, 3))
-        self.radius = np.zeros(nparts)
-        for k in range(nparts):
-            m = p_t[self.labels == k]
-            self.centre[k] = m.mean(0)
-            self.radius[k] = np.linalg.norm(m - self.centre[k], axis=-1).max()
+        # every part's members in one padded batch [P, N_max] (zero weight on the padding)
+        member = np.flatnonzero(self.labels >= 0)
+        part = self.labels[member]
+        counts = np.bincount(part)
+        P, N = len(counts), int(counts.max()) if len(counts) else 0
+        order = np.argsort(part, kind="stable")
+        member, part = member[order], part[order]
+        slot = np.arange(len(part)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[part] if P else part
+        src, dst, w = np.zeros((P, N, 3)), np.zeros((P, N, 3)), np.zeros((P, N))
+        src[part, slot], dst[part, slot], w[part, slot] = p_t[member], p_n[member], 1.0
+        R, t = batched_kabsch(src, dst, w)
+        # one robust refit: down-weight members beyond twice the part's median residual (>= 3 mm)
+        res = np.linalg.norm(np.einsum("pij,pnj->pni", R, src) + t[:, None] - dst, axis=-1)
+        scale = np.maximum(0.003, np.nanmedian(np.where(w > 0, res, np.nan), axis=1)) if P else np.zeros(0)
+        self.R, self.t = batched_kabsch(src, dst, w * np.minimum(1.0, 2.0 * scale[:, None] / np.maximum(res, 1e-9)))
+        self.centre = src.sum(1) / np.maximum(counts, 1)[:, None] if P else np.zeros((0, 3))
+        self.radius = np.where(w > 0, np.linalg.norm(src - self.centre[:, None], axis=-1), 0.0).max(1) if P \
+            else np.zeros(0)
 
     def apply_own(self, x: np.ndarray, select: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Grid points of this frame whose own step failed: move them with their grown part label.
@@ -193,10 +189,6 @@ class StepMotion:
         k = lab[found]
         out[found] = np.einsum("mij,mj->mi", self.R[k], x[found]) + self.t[k]
         return out, found
-
-    @property
-    def num_parts(self) -> int:
-        return len(self.R)
 
     def apply(self, x: np.ndarray, moving: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Move lost points with the part that explains them best.

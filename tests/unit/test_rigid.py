@@ -47,8 +47,7 @@ def _two_boxes(h=12, w=16, spacing=0.01):
 def test_rigid_parts_separate_differently_moving_objects():
     p0, p1, left, right, grid = _two_boxes()
     n = len(p0)
-    labels = rigid_parts(p0, p1[:, None], np.ones((n, 1), bool), np.ones(n, bool), grid,
-                         RigidConfig(), rel=0.6, move_threshold=0.005)
+    labels = rigid_parts(p0, p1, np.ones(n, bool), grid, RigidConfig(step_rel=0.6, step_move=0.005))
     still = ~(left | right)
     assert np.all(labels[still] == -1)
     # each box is one part, and the two boxes are different parts

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from traceany_ros.flow import TRACKERS as FLOW_TRACKERS
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -77,7 +79,6 @@ class ModelConfig:
 
 
 PRIOR_CHANNELS = 13
-FLOW_TRACKERS = {"plain": {}, "rigid": {"depth_jump_abs": 0.04, "rigid": True}}
 PRIOR_TIMES = (0.0, 1 / 3, 2 / 3, 1.0)
 
 PRESETS = {

@@ -71,12 +71,11 @@ def flow_prior(field, rot0: np.ndarray, scale: float) -> tuple[np.ndarray, np.nd
 
 def compute_flow_field(window: FrameWindow, config):
     """The flow baseline's field on the model's output grid (stride ``out_stride``, same K)."""
-    from traceany_ros.flow import FlowConfig, flow_field
-    from traceany_ros.model.config import FLOW_TRACKERS
+    from traceany_ros.flow import TRACKERS, FlowConfig, flow_field
 
     return flow_field(window, FlowConfig(method=config.flow_method, stride=config.out_stride,
                                          num_control_points=config.num_control_points,
-                                         **FLOW_TRACKERS[config.flow_tracker]))
+                                         **TRACKERS[config.flow_tracker]))
 
 
 def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInputs:

@@ -40,12 +40,13 @@ from typing import Callable
 
 import numpy as np
 
+from traceany_ros.backends import BACKENDS
 from traceany_ros.config_utils import validate_fields
 from traceany_ros.field import TrajectoryField, bspline_basis, fit_trajectory
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("flow", "flow-rigid", "model", "static")
+BACKEND_NAMES = tuple(sorted(BACKENDS))  # one list of names: traceany_ros.backends
 
 
 @dataclass(frozen=True)

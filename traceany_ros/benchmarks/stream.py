@@ -24,8 +24,10 @@ import numpy as np
 
 
 def add_arguments(p) -> None:
+    from traceany_ros.backends import BACKENDS
+
     p.add_argument("--rate", type=float, default=15.0, help="camera rate offered to the tracer (Hz)")
-    p.add_argument("--backend", choices=("flow", "flow-rigid", "model", "static"), default="flow")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="flow")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (model backend)")
     p.add_argument("--preset", default="tiny", help="model preset used when no checkpoint exists (untrained)")
     p.add_argument("--checkpoint", default="", help="model checkpoint (default: the shipped one if present)")

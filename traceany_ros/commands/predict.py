@@ -5,11 +5,13 @@ import sys
 
 
 def register(sub) -> None:
+    from traceany_ros.backends import BACKENDS
+
     p = sub.add_parser("predict", help="predict world tracks of an episode's queries and write PRED.npz")
     p.add_argument("--input", required=True, help="episode .npz (only rgb, depth, intrinsics, cam_to_world, "
                                                    "timestamps and query_pixels are read)")
     p.add_argument("--output", required=True, help="prediction .npz: tracks_world [Q,T,3], confidence [Q,T]")
-    p.add_argument("--method", default="model", choices=["model", "flow", "flow-rigid", "static"])
+    p.add_argument("--method", default="model", choices=sorted(BACKENDS))
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped checkpoints/tiny.pt)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--window", type=int, default=24, help="frames per window (longer clips slide)")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from traceany_ros.flow import TRACKERS
+
     p = sub.add_parser("train", help="train or resume the trajectory-field network on generated episodes",
                        description="Train the network on episodes (DIR/*.npz, recursive). Running the same command "
                                    "again resumes from OUT/last.pt. Multi-GPU: torchrun --nproc_per_node=G -m "
@@ -26,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--val-episodes", type=int, default=8)
     p.add_argument("--K", dest="num_control_points", type=int, default=None, help="control points (ablation)")
     p.add_argument("--no-depth", action="store_true", help="RGB-only network input (ablation)")
-    p.add_argument("--flow-tracker", choices=("plain", "rigid"), default=None,
+    p.add_argument("--flow-tracker", choices=sorted(TRACKERS), default=None,
                    help="tracks of the flow prior: plain (flow baseline) or rigid (flow-rigid); default: the preset's")
     p.add_argument("--detach-gate", action="store_true",
                    help="train the motion gate only with the motion loss (the residual must fix poor flow priors)")

@@ -43,6 +43,7 @@ from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
 from traceany_ros.nodes import convert
 from traceany_ros.nodes.params import config_from_node, declare_config, validate_update
 from traceany_ros.srv import PlanPickPlace
+from traceany_ros.stream import BACKEND_NAMES
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class PlannerNodeConfig:
         "help": "static camera optical frame position in world_frame, used until a pose arrives (x, y, z m)"})
     camera_orientation: tuple = dc_field(default=(0.0, 0.0, 0.0, 1.0), metadata={
         "help": "static camera optical frame orientation in world_frame (quaternion x, y, z, w)"})
-    backend: str = dc_field(default="flow", metadata={"choices": ("flow", "flow-rigid", "model", "static"),
+    backend: str = dc_field(default="flow", metadata={"choices": BACKEND_NAMES,
                                                       "help": "trajectory-field backend of the planner"})
     checkpoint: str = dc_field(default="", metadata={"help": "model checkpoint (backend=model); empty = shipped"})
     depth_scale: float = dc_field(default=0.001, metadata={"range": (1e-6, 1.0),

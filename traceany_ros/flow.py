@@ -224,7 +224,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
 
 def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> TrajectoryField:
     """The flow baseline's trajectory field of a window (world frame, stride ``config.stride``)."""
-    points, weights, alive, own_valid = track_window(window, config)
+    points, weights, _, own_valid = track_window(window, config)
     T, h, w = points.shape[:3]
     meta = {"backend": "flow", "method": config.method}
     if config.rigid:
@@ -236,7 +236,7 @@ def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> Trajec
         cp = np.repeat(points[:, :, :, :1], config.num_control_points, axis=3)
     else:
         cp = fit_trajectory(s, points, config.num_control_points, weights=weights)
-    conf = own_valid * ((weights >= 0.5).mean(axis=-1) if config.rigid else alive.mean(axis=-1))
+    conf = own_valid * (weights > config.lost_weight).mean(axis=-1)  # share of frames tracked or propagated
     return TrajectoryField(cp.astype(np.float32), conf.astype(np.float32), times, stride=config.stride,
                            pixel_offset=config.stride // 2, image_size=tuple(window.depth.shape[1:3]),
                            time_span=span, meta=meta)

@@ -42,6 +42,11 @@ class FlowConfig:
         depth edge, or onto an occluder); ``inf`` turns the check off.
     rigid: move lost points with the fitted motion of their rigid part instead of holding them
         (:mod:`traceany_ros.rigid`; ``rigid_options`` overrides its RigidConfig fields).
+    depth_flow: also run the flow on log-depth images and keep, per pixel, whichever of the grey
+        and depth flows matches both images better (:func:`rgbd_flow`): untextured moving things
+        (a grey robot arm, a plain box) have depth edges where the grey image has none.
+        ``depth_cost_weight`` scales the depth term of that choice and ``depth_flow_margin`` (grey
+        levels) is how much better the depth flow must match to be taken.
     """
 
     method: str = "dis_medium"
@@ -54,6 +59,9 @@ class FlowConfig:
     depth_jump_rel: float = 1.0
     rigid: bool = False
     rigid_options: tuple = ()
+    depth_flow: bool = False
+    depth_cost_weight: float = 1.0
+    depth_flow_margin: float = 0.0
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -78,6 +86,46 @@ def dense_flow(img0: np.ndarray, img1: np.ndarray, method: str = "dis_medium") -
               "dis_medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[method]
     dis = cv2.DISOpticalFlow_create(preset)
     return dis.calc(img0, img1, None)
+
+
+# log-depth image range (metres) of the depth flow: 0.2 m -> 0, 4 m -> 255
+DEPTH_IMAGE_RANGE = (0.2, 4.0)
+
+
+def depth_image(depth: np.ndarray) -> np.ndarray:
+    """Depth [H,W] metres (0 = invalid) -> uint8 log-depth image for optical flow (invalid = far)."""
+    lo, hi = np.log(DEPTH_IMAGE_RANGE[0]), np.log(DEPTH_IMAGE_RANGE[1])
+    z = np.where(np.isfinite(depth) & (depth > 0), depth, DEPTH_IMAGE_RANGE[1])
+    return np.clip((np.log(np.maximum(z, 1e-6)) - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
+
+
+def warp_cost(img0: np.ndarray, img1: np.ndarray, flow: np.ndarray, box: int = 7) -> np.ndarray:
+    """Box-filtered |img1(x + flow) - img0(x)| [H,W] float32 (255 where the flow leaves the image)."""
+    import cv2
+
+    h, w = img0.shape
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    warped = cv2.remap(img1.astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=-1000.0)
+    return cv2.blur(np.minimum(np.abs(warped - img0.astype(np.float32)), 255.0), (box, box))
+
+
+def rgbd_flow(gray0: np.ndarray, gray1: np.ndarray, depth_img0: np.ndarray, depth_img1: np.ndarray,
+              method: str = "dis_medium", depth_weight: float = 1.0, margin: float = 0.0) -> np.ndarray:
+    """Flow from frame 0 to 1 using colour and depth: [H,W,2] float32 (dx=col, dy=row).
+
+    gray0, gray1: [H,W] uint8 grey images; depth_img0, depth_img1: their :func:`depth_image`.
+    Two candidate flows, one on the grey images and one on the log-depth images; a pixel takes
+    the depth flow where its box-filtered warp error (grey + ``depth_weight`` x depth) is lower
+    than the grey flow's by more than ``margin`` grey levels. Grey flow slides along an untextured
+    surface (aperture problem) where depth flow follows its silhouette, so the choice helps most
+    on plain moving objects and robot links.
+    """
+    grey = dense_flow(gray0, gray1, method)
+    dflow = dense_flow(depth_img0, depth_img1, method)
+    cost_g = warp_cost(gray0, gray1, grey) + depth_weight * warp_cost(depth_img0, depth_img1, grey)
+    cost_d = warp_cost(gray0, gray1, dflow) + depth_weight * warp_cost(depth_img0, depth_img1, dflow)
+    return np.where((cost_d < cost_g - margin)[..., None], dflow, grey)
 
 
 def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -132,8 +180,17 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
     gx, gy = gx.reshape(-1).astype(np.float64), gy.reshape(-1).astype(np.float64)
 
     gray = [_gray(window.rgb[i]) for i in range(T)]
-    fwd = [dense_flow(gray[i], gray[i + 1], config.method) for i in range(T - 1)]
-    bwd = [dense_flow(gray[i + 1], gray[i], config.method) for i in range(T - 1)]
+    if config.depth_flow:
+        dimg = [depth_image(depth[i]) for i in range(T)]
+
+        def pair(a, b):
+            return rgbd_flow(gray[a], gray[b], dimg[a], dimg[b], config.method, config.depth_cost_weight,
+                             config.depth_flow_margin)
+    else:
+        def pair(a, b):
+            return dense_flow(gray[a], gray[b], config.method)
+    fwd = [pair(i, i + 1) for i in range(T - 1)]
+    bwd = [pair(i + 1, i) for i in range(T - 1)]
 
     points = np.zeros((T, n, T, 3))
     alive = np.zeros((T, n, T), bool)

@@ -51,3 +51,48 @@ def test_tracks_start_at_own_unprojection(episode):
 def test_bad_flow_method_is_refused():
     with pytest.raises(ValueError, match="flow method"):
         FlowConfig(method="lucas")
+
+
+def _plain_bump_pair(shift=(3.0, 2.0)):
+    """An untextured scene (uniform grey) with a dome 20 cm proud of a floor at 1 m, moved by ``shift`` px."""
+    rows, cols = np.mgrid[0:64, 0:80].astype(np.float64)
+
+    def depth(cx, cy):
+        r2 = ((cols - cx) ** 2 + (rows - cy) ** 2) / 14.0 ** 2
+        return np.where(r2 < 1, 1.0 - 0.2 * np.sqrt(np.clip(1 - r2, 0, 1)), 1.0).astype(np.float32)
+
+    grey = np.full((64, 80), 128, np.uint8)
+    d0, d1 = depth(36.0, 30.0), depth(36.0 + shift[0], 30.0 + shift[1])
+    inside = ((cols - 36.0) ** 2 + (rows - 30.0) ** 2) < 10.0 ** 2
+    return grey, d0, d1, inside
+
+
+def test_depth_image_range_and_invalid():
+    from traceany_ros.flow import DEPTH_IMAGE_RANGE, depth_image
+
+    z = np.array([[DEPTH_IMAGE_RANGE[0], 1.0, DEPTH_IMAGE_RANGE[1], 0.0, np.nan]], np.float32)
+    img = depth_image(z)
+    assert img.dtype == np.uint8
+    assert img[0, 0] == 0 and img[0, 2] == 255
+    assert 0 < img[0, 1] < 255
+    assert img[0, 3] == 255 and img[0, 4] == 255  # invalid depth reads as far
+
+
+def test_rgbd_flow_follows_an_untextured_object_by_its_depth():
+    from traceany_ros.flow import dense_flow, depth_image, rgbd_flow
+
+    grey, d0, d1, inside = _plain_bump_pair(shift=(3.0, 2.0))
+    plain = dense_flow(grey, grey)
+    assert np.abs(plain[inside]).max() < 0.5  # the grey images carry no motion at all
+    flow = rgbd_flow(grey, grey, depth_image(d0), depth_image(d1))
+    med = np.median(flow[inside], axis=0)
+    np.testing.assert_allclose(med, [3.0, 2.0], atol=0.75)
+    # a depth flow that does not match better than the grey one by the margin is not taken
+    held = rgbd_flow(grey, grey, depth_image(d0), depth_image(d1), margin=1000.0)
+    np.testing.assert_array_equal(held, plain)
+
+
+def test_depth_flow_option_reaches_the_tracker(episode):
+    base = track_window(episode.inputs(), FlowConfig(stride=16))[0]
+    rgbd = track_window(episode.inputs(), FlowConfig(stride=16, depth_flow=True))[0]
+    assert not np.allclose(base, rgbd)

@@ -122,7 +122,8 @@ class FlowRigidBackend(FlowBackend):
     """The flow tracks made robust for moving rigid parts (:mod:`traceany_ros.rigid`): a track ends
     where the depth under it jumps (it slid onto another surface or an occluder), and a lost point
     moves with the fitted one-step motion of its rigid part instead of holding its last position.
-    Same options as ``flow``; these two default on.
+    The flow itself is RGB-D flow (grey or depth flow per pixel, :func:`traceany_ros.flow.rgbd_flow`).
+    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd"]``).
     """
 
     name = "flow-rigid"
@@ -130,7 +131,7 @@ class FlowRigidBackend(FlowBackend):
     def __init__(self, device: str = "cpu", **options):
         from traceany_ros.flow import TRACKERS
 
-        super().__init__(device, **{**TRACKERS["rigid"], **options})
+        super().__init__(device, **{**TRACKERS["rigid-rgbd"], **options})
 
 
 class ModelBackend:

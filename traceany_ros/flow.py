@@ -23,8 +23,10 @@ from traceany_ros.episode import FrameWindow
 from traceany_ros.field import TrajectoryField, fit_trajectory
 
 METHODS = ("dis_fast", "dis_medium", "dis_ultrafast", "farneback")
-# FlowConfig overrides of the named trackers: "plain" (the flow baseline) and "rigid" (the flow-rigid backend)
-TRACKERS = {"plain": {}, "rigid": {"depth_jump_abs": 0.04, "rigid": True}}
+# FlowConfig overrides of the named trackers: "plain" (the flow baseline), "rigid" (the shipped model's prior) and
+# "rigid-rgbd" (the flow-rigid backend: rigid plus RGB-D flow)
+TRACKERS = {"plain": {}, "rigid": {"depth_jump_abs": 0.04, "rigid": True},
+            "rigid-rgbd": {"depth_jump_abs": 0.04, "rigid": True, "depth_flow": True, "depth_flow_margin": 1.0}}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,107 @@
+"""Where a predictor's error on moving points comes from (research tool, needs the gt extras).
+
+    python scripts/diagnose_motion.py --data /work/data/heldout --limit 40 --method flow-rigid
+    python scripts/diagnose_motion.py --data /work/data/heldout --limit 40 --method flow-rigid --oracle-flow 4
+
+Prints epe_dynamic split by what the query lies on (the Panda, or the scripted motion of its
+object: spin, spin-air, drop, carry, push, other) next to the static baseline's, and the pooled
+total. ``--oracle-flow PX`` replaces the 2D optical flow of the flow trackers by the ground-truth
+flow (from the episode's ``gt_labels`` and ``gt_link_poses``) wherever that moves more than PX
+pixels (0: everywhere), keeping OpenCV DIS elsewhere: how good the tracker would be with better
+correspondences. Episodes must be generated with the gt extras (``traceany generate`` writes them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+
+def gt_flow(ep: dict, t: int, u: int) -> np.ndarray:
+    """Ground-truth optical flow from frame t to frame u: [H,W,2] float32 (0 where no link / no depth)."""
+    lab = ep["gt_labels"][t].astype(np.int64)
+    z = ep["depth"][t].astype(np.float64)
+    K = ep["intrinsics"].astype(np.float64)
+    P = ep["gt_link_poses"].astype(np.float64)
+    c2w = ep["cam_to_world"].astype(np.float64)
+    H, W = z.shape
+    r, c = np.mgrid[0:H, 0:W]
+    pc = np.stack([(c - K[0, 2]) / K[0, 0] * z, (r - K[1, 2]) / K[1, 1] * z, z], -1)
+    pw = pc @ c2w[t, :3, :3].T + c2w[t, :3, 3]
+    li = np.maximum(lab, 0)
+    M = P[li, u] @ np.linalg.inv(P[li, t])                     # [H,W,4,4] link motion t -> u
+    pn = np.einsum("...ij,...j->...i", M[..., :3, :3], pw) + M[..., :3, 3]
+    w2c = np.linalg.inv(c2w[u])
+    q = pn @ w2c[:3, :3].T + w2c[:3, 3]
+    flow = np.stack([K[0, 0] * q[..., 0] / q[..., 2] + K[0, 2] - c, K[1, 1] * q[..., 1] / q[..., 2] + K[1, 2] - r], -1)
+    flow[(lab < 0) | (z <= 0)] = 0.0
+    return flow.astype(np.float32)
+
+
+def query_kinds(ep: dict, meta: dict) -> list[str]:
+    """What each dynamic query lies on: 'panda' or its object's scripted motion."""
+    links = meta["scene"]["links"]
+    motion = {m["target"]: m["type"] + ("-air" if m.get("lift", 0) > 0 else "")
+              for m in meta["scene"]["motions"] if "target" in m}
+    qp = ep["query_pixels"]
+    lab = ep["gt_labels"][qp[:, 0], qp[:, 1], qp[:, 2]][ep["dynamic"]]
+    return ["panda" if links[i].startswith("panda") else motion.get(links[i].split("/")[0], "other") for i in lab]
+
+
+def main(argv=None) -> None:
+    import traceany_ros.flow as flow_module
+    from traceany_ros.backends import make_backend
+    from traceany_ros.episode import load_episode
+    from traceany_ros.predict import predict_episode
+    from traceany_ros.train.data import list_episodes
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--method", default="flow-rigid", help="backend name (model: the shipped checkpoint)")
+    p.add_argument("--oracle-flow", type=float, default=None, metavar="PX")
+    args = p.parse_args(argv)
+
+    real_flow, real_gray = flow_module.dense_flow, flow_module._gray
+    backend = make_backend(args.method)
+    sums: dict[str, list[float]] = {}
+    for path in list_episodes(args.data)[:args.limit]:
+        raw = dict(np.load(path))
+        if "gt_labels" not in raw:
+            raise SystemExit(f"{path} has no gt_labels / gt_link_poses: generate episodes with the gt extras")
+        meta = json.loads(str(raw["meta"]))
+        if args.oracle_flow is not None:
+            frames = {raw["rgb"][i].tobytes(): i for i in range(len(raw["rgb"]))}
+            grey = [real_gray(x) for x in raw["rgb"]]
+            flow_module._gray = lambda rgb, frames=frames: np.array([frames[np.ascontiguousarray(rgb).tobytes()]])
+
+            def oracle(a, b, method, raw=raw, grey=grey):
+                if a.shape != (1,):  # depth images of the RGB-D flow: not an oracle pair
+                    return real_flow(a, b, method)
+                i, j = int(a[0]), int(b[0])
+                g = gt_flow(raw, i, j)
+                big = np.linalg.norm(g, axis=-1) > args.oracle_flow
+                return np.where(big[..., None], g, real_flow(grey[i], grey[j], method))
+            flow_module.dense_flow = oracle
+        ep = load_episode(path)
+        tracks, _ = predict_episode(ep, backend)
+        err = np.linalg.norm(tracks - ep.tracks_world, axis=-1)[ep.dynamic].mean(1)
+        qf = ep.query_pixels[:, 0]
+        still = ep.tracks_world[np.arange(len(qf)), qf][:, None]
+        serr = np.linalg.norm(still - ep.tracks_world, axis=-1)[ep.dynamic].mean(1)
+        for kind, e, s in zip(query_kinds(raw, meta), err, serr):
+            acc = sums.setdefault(kind, [0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += float(e)
+            acc[2] += float(s)
+    n = sum(a[0] for a in sums.values())
+    print(f"{'on':10s} {'queries':>8s} {'epe_dyn cm':>10s} {'static cm':>10s} {'share of error':>15s}")
+    for kind, (k, e, s) in sorted(sums.items(), key=lambda kv: -kv[1][1]):
+        print(f"{kind:10s} {k:8d} {100 * e / k:10.2f} {100 * s / k:10.2f} {e / max(sum(a[1] for a in sums.values()), 1e-12):15.2f}")
+    print(f"{'all':10s} {n:8d} {100 * sum(a[1] for a in sums.values()) / n:10.2f} "
+          f"{100 * sum(a[2] for a in sums.values()) / n:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

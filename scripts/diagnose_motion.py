@@ -7,7 +7,7 @@ Prints epe_dynamic split by what the query lies on (the Panda, or the scripted m
 object: spin, spin-air, drop, carry, push, other) next to the static baseline's, and the pooled
 total. ``--oracle-flow PX`` replaces the 2D optical flow of the flow trackers by the ground-truth
 flow (from the episode's ``gt_labels`` and ``gt_link_poses``) wherever that moves more than PX
-pixels (0: everywhere), keeping OpenCV DIS elsewhere: how good the tracker would be with better
+pixels (0: everywhere), keeping OpenCV DIS on grey elsewhere (RGB-D flow off): how good the tracker would be with better
 correspondences. Episodes must be generated with the gt extras (``traceany generate`` writes them).
 """
 from __future__ import annotations
@@ -64,7 +64,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     real_flow, real_gray = flow_module.dense_flow, flow_module._gray
-    backend = make_backend(args.method)
+    # the oracle replaces the grey flow, so flow backends run on grey flow only there
+    oracle_opts = {"depth_flow": False} if args.oracle_flow is not None and args.method.startswith("flow") else {}
+    backend = make_backend(args.method, **oracle_opts)
     sums: dict[str, list[float]] = {}
     for path in list_episodes(args.data)[:args.limit]:
         raw = dict(np.load(path))
@@ -77,8 +79,6 @@ def main(argv=None) -> None:
             flow_module._gray = lambda rgb, frames=frames: np.array([frames[np.ascontiguousarray(rgb).tobytes()]])
 
             def oracle(a, b, method, raw=raw, grey=grey):
-                if a.shape != (1,):  # depth images of the RGB-D flow: not an oracle pair
-                    return real_flow(a, b, method)
                 i, j = int(a[0]), int(b[0])
                 g = gt_flow(raw, i, j)
                 big = np.linalg.norm(g, axis=-1) > args.oracle_flow

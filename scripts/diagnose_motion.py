@@ -20,23 +20,19 @@ import numpy as np
 
 def gt_flow(ep: dict, t: int, u: int) -> np.ndarray:
     """Ground-truth optical flow from frame t to frame u: [H,W,2] float32 (0 where no link / no depth)."""
+    from traceany_ros.episode import project, unproject
+    from traceany_ros.sim.groundtruth import tracks_from_links
+
     lab = ep["gt_labels"][t].astype(np.int64)
-    z = ep["depth"][t].astype(np.float64)
-    K = ep["intrinsics"].astype(np.float64)
-    P = ep["gt_link_poses"].astype(np.float64)
-    c2w = ep["cam_to_world"].astype(np.float64)
-    H, W = z.shape
-    r, c = np.mgrid[0:H, 0:W]
-    pc = np.stack([(c - K[0, 2]) / K[0, 0] * z, (r - K[1, 2]) / K[1, 1] * z, z], -1)
-    pw = pc @ c2w[t, :3, :3].T + c2w[t, :3, 3]
-    li = np.maximum(lab, 0)
-    M = P[li, u] @ np.linalg.inv(P[li, t])                     # [H,W,4,4] link motion t -> u
-    pn = np.einsum("...ij,...j->...i", M[..., :3, :3], pw) + M[..., :3, 3]
-    w2c = np.linalg.inv(c2w[u])
-    q = pn @ w2c[:3, :3].T + w2c[:3, 3]
-    flow = np.stack([K[0, 0] * q[..., 0] / q[..., 2] + K[0, 2] - c, K[1, 1] * q[..., 1] / q[..., 2] + K[1, 2] - r], -1)
-    flow[(lab < 0) | (z <= 0)] = 0.0
-    return flow.astype(np.float32)
+    z = ep["depth"][t]
+    ok = (lab >= 0) & (z > 0)
+    seen = unproject(z, ep["intrinsics"], ep["cam_to_world"][t])[ok]
+    moved = tracks_from_links(seen, np.zeros(len(seen)), lab[ok], ep["gt_link_poses"][:, [t, u]])[:, 1]
+    rows, cols, _ = project(moved, ep["intrinsics"], ep["cam_to_world"][u])
+    r, c = np.nonzero(ok)
+    flow = np.zeros(z.shape + (2,), np.float32)
+    flow[r, c, 0], flow[r, c, 1] = cols - c, rows - r
+    return flow
 
 
 def query_kinds(ep: dict, meta: dict) -> list[str]:

@@ -47,8 +47,7 @@ class FlowConfig:
     depth_flow: also run the flow on log-depth images and keep, per pixel, whichever of the grey
         and depth flows matches both images better (:func:`rgbd_flow`): untextured moving things
         (a grey robot arm, a plain box) have depth edges where the grey image has none.
-        ``depth_cost_weight`` scales the depth term of that choice and ``depth_flow_margin`` (grey
-        levels) is how much better the depth flow must match to be taken.
+        ``depth_flow_margin`` (grey levels) is how much better the depth flow must match to be taken.
     """
 
     method: str = "dis_medium"
@@ -62,7 +61,6 @@ class FlowConfig:
     rigid: bool = False
     rigid_options: tuple = ()
     depth_flow: bool = False
-    depth_cost_weight: float = 1.0
     depth_flow_margin: float = 0.0
 
     def __post_init__(self):
@@ -113,20 +111,20 @@ def warp_cost(img0: np.ndarray, img1: np.ndarray, flow: np.ndarray, box: int = 7
 
 
 def rgbd_flow(gray0: np.ndarray, gray1: np.ndarray, depth_img0: np.ndarray, depth_img1: np.ndarray,
-              method: str = "dis_medium", depth_weight: float = 1.0, margin: float = 0.0) -> np.ndarray:
+              method: str = "dis_medium", margin: float = 0.0) -> np.ndarray:
     """Flow from frame 0 to 1 using colour and depth: [H,W,2] float32 (dx=col, dy=row).
 
     gray0, gray1: [H,W] uint8 grey images; depth_img0, depth_img1: their :func:`depth_image`.
     Two candidate flows, one on the grey images and one on the log-depth images; a pixel takes
-    the depth flow where its box-filtered warp error (grey + ``depth_weight`` x depth) is lower
+    the depth flow where its box-filtered warp error (grey + depth) is lower
     than the grey flow's by more than ``margin`` grey levels. Grey flow slides along an untextured
     surface (aperture problem) where depth flow follows its silhouette, so the choice helps most
     on plain moving objects and robot links.
     """
     grey = dense_flow(gray0, gray1, method)
     dflow = dense_flow(depth_img0, depth_img1, method)
-    cost_g = warp_cost(gray0, gray1, grey) + depth_weight * warp_cost(depth_img0, depth_img1, grey)
-    cost_d = warp_cost(gray0, gray1, dflow) + depth_weight * warp_cost(depth_img0, depth_img1, dflow)
+    cost_g = warp_cost(gray0, gray1, grey) + warp_cost(depth_img0, depth_img1, grey)
+    cost_d = warp_cost(gray0, gray1, dflow) + warp_cost(depth_img0, depth_img1, dflow)
     return np.where((cost_d < cost_g - margin)[..., None], dflow, grey)
 
 
@@ -186,8 +184,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
         dimg = [depth_image(depth[i]) for i in range(T)]
 
         def pair(a, b):
-            return rgbd_flow(gray[a], gray[b], dimg[a], dimg[b], config.method, config.depth_cost_weight,
-                             config.depth_flow_margin)
+            return rgbd_flow(gray[a], gray[b], dimg[a], dimg[b], config.method, config.depth_flow_margin)
     else:
         def pair(a, b):
             return dense_flow(gray[a], gray[b], config.method)

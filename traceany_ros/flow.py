@@ -48,6 +48,9 @@ class FlowConfig:
         and depth flows matches both images better (:func:`rgbd_flow`): untextured moving things
         (a grey robot arm, a plain box) have depth edges where the grey image has none.
         ``depth_flow_margin`` (grey levels) is how much better the depth flow must match to be taken.
+    learned_matches: also start DIS from the learned matcher's coarse matches (:func:`learned_flow`,
+        :mod:`traceany_ros.matcher`), which finds the large motions of thin, plain parts that
+        coarse-to-fine DIS misses. ``matcher``: its checkpoint ("" = the shipped ``checkpoints/matcher.pt``).
     """
 
     method: str = "dis_medium"
@@ -62,6 +65,8 @@ class FlowConfig:
     rigid_options: tuple = ()
     depth_flow: bool = False
     depth_flow_margin: float = 0.0
+    learned_matches: bool = False
+    matcher: str = ""
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -128,6 +133,30 @@ def rgbd_flow(gray0: np.ndarray, gray1: np.ndarray, depth_img0: np.ndarray, dept
     return np.where((cost_d < cost_g - margin)[..., None], dflow, grey)
 
 
+def learned_flow(gray0: np.ndarray, gray1: np.ndarray, coarse: np.ndarray, depth_img0: np.ndarray | None = None,
+                 depth_img1: np.ndarray | None = None, method: str = "dis_medium", margin: float = 0.0) -> np.ndarray:
+    """Flow from frame 0 to 1 started from learned coarse matches: [H,W,2] float32 (dx=col, dy=row).
+
+    coarse [H,W,2]: the matcher's flow (:func:`traceany_ros.matcher.match_pair`), refined here by
+    DIS on the grey images started from it. With depth images given, the plain depth flow is a second
+    candidate and a pixel takes it where its warp error (grey + depth, :func:`warp_cost`) is lower
+    than the refined flow's by more than ``margin`` grey levels (as in :func:`rgbd_flow`).
+    """
+    import cv2
+
+    if method == "farneback":
+        raise ValueError("learned matches refine with DIS; use a dis_* flow method")
+    preset = {"dis_ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "dis_fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+              "dis_medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[method]
+    refined = cv2.DISOpticalFlow_create(preset).calc(gray0, gray1, np.ascontiguousarray(coarse, np.float32))
+    if depth_img0 is None:
+        return refined
+    dflow = dense_flow(depth_img0, depth_img1, method)
+    cost_r = warp_cost(gray0, gray1, refined) + warp_cost(depth_img0, depth_img1, refined)
+    cost_d = warp_cost(gray0, gray1, dflow) + warp_cost(depth_img0, depth_img1, dflow)
+    return np.where((cost_d < cost_r - margin)[..., None], dflow, refined)
+
+
 def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Bilinear lookup with edge clamping (OpenCV remap): img [H,W,C] float32, x (cols) [M], y (rows) [M] -> [M,C]."""
     import cv2
@@ -180,7 +209,20 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
     gx, gy = gx.reshape(-1).astype(np.float64), gy.reshape(-1).astype(np.float64)
 
     gray = [_gray(window.rgb[i]) for i in range(T)]
-    if config.depth_flow:
+    if config.learned_matches:
+        from traceany_ros.matcher import cached_matcher, match_pair
+
+        matcher = cached_matcher(config.matcher)
+        coarse = {}
+        for i in range(T - 1):
+            coarse[i, i + 1], coarse[i + 1, i], _, _ = match_pair(matcher, window.rgb[i], depth[i], window.rgb[i + 1],
+                                                                  depth[i + 1])
+        dimg = [depth_image(depth[i]) for i in range(T)] if config.depth_flow else [None] * T
+
+        def pair(a, b):
+            return learned_flow(gray[a], gray[b], coarse[a, b], dimg[a], dimg[b], config.method,
+                                config.depth_flow_margin)
+    elif config.depth_flow:
         dimg = [depth_image(depth[i]) for i in range(T)]
 
         def pair(a, b):

@@ -122,8 +122,9 @@ class FlowRigidBackend(FlowBackend):
     """The flow tracks made robust for moving rigid parts (:mod:`traceany_ros.rigid`): a track ends
     where the depth under it jumps (it slid onto another surface or an occluder), and a lost point
     moves with the fitted one-step motion of its rigid part instead of holding its last position.
-    The flow itself is RGB-D flow (grey or depth flow per pixel, :func:`traceany_ros.flow.rgbd_flow`).
-    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd"]``).
+    The flow is DIS started from the learned matcher's coarse matches (:mod:`traceany_ros.matcher`),
+    or the depth flow where that matches better (:func:`traceany_ros.flow.learned_flow`).
+    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned"]``).
     """
 
     name = "flow-rigid"
@@ -131,7 +132,7 @@ class FlowRigidBackend(FlowBackend):
     def __init__(self, device: str = "cpu", **options):
         from traceany_ros.flow import TRACKERS
 
-        super().__init__(device, **{**TRACKERS["rigid-rgbd"], **options})
+        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned"], **options})
 
 
 class ModelBackend:

@@ -183,8 +183,9 @@ def fit_trajectory(times, points, num_control_points: int = 10, weights=None,
     else:
         w = weights.detach().cpu().numpy() if _is_torch(weights) else np.asarray(weights, np.float64)
         w = np.broadcast_to(w, pts.shape[:-1])
-        lhs = np.einsum("mk,...m,ml->...kl", a, w, a) + reg
-        rhs = np.einsum("mk,...m,...md->...kd", a, w, pts)
+        # as matrix products (BLAS): lhs = sum_m w_m a_m a_m^T, rhs = A^T (w * points)
+        lhs = (w.reshape(-1, m) @ (a[:, :, None] * a[:, None, :]).reshape(m, k * k)).reshape(*batch_shape, k, k) + reg
+        rhs = np.matmul(a.T, w[..., None] * pts)
         out = np.linalg.solve(lhs, rhs)
     if is_t:
         return torch.as_tensor(out, dtype=points.dtype, device=points.device)

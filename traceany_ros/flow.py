@@ -23,10 +23,14 @@ from traceany_ros.episode import FrameWindow
 from traceany_ros.field import TrajectoryField, fit_trajectory
 
 METHODS = ("dis_fast", "dis_medium", "dis_ultrafast", "farneback")
-# FlowConfig overrides of the named trackers: "plain" (the flow baseline), "rigid" (the shipped model's prior) and
-# "rigid-rgbd" (the flow-rigid backend: rigid plus RGB-D flow)
-TRACKERS = {"plain": {}, "rigid": {"depth_jump_abs": 0.04, "rigid": True},
-            "rigid-rgbd": {"depth_jump_abs": 0.04, "rigid": True, "depth_flow": True, "depth_flow_margin": 1.0}}
+# FlowConfig overrides of the named trackers: "plain" (the flow baseline), "rigid" (the shipped model's prior),
+# "rigid-rgbd" (rigid plus RGB-D flow), "rigid-learned" (rigid, DIS started from the learned matcher's matches) and
+# "rigid-rgbd-learned" (both: the flow-rigid backend)
+_RIGID = {"depth_jump_abs": 0.04, "rigid": True}
+TRACKERS = {"plain": {}, "rigid": _RIGID,
+            "rigid-rgbd": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0},
+            "rigid-learned": {**_RIGID, "learned_matches": True},
+            "rigid-rgbd-learned": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0, "learned_matches": True}}
 
 
 @dataclass(frozen=True)
@@ -210,13 +214,9 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
 
     gray = [_gray(window.rgb[i]) for i in range(T)]
     if config.learned_matches:
-        from traceany_ros.matcher import cached_matcher, match_pair
+        from traceany_ros.matcher import cached_matcher, match_window
 
-        matcher = cached_matcher(config.matcher)
-        coarse = {}
-        for i in range(T - 1):
-            coarse[i, i + 1], coarse[i + 1, i], _, _ = match_pair(matcher, window.rgb[i], depth[i], window.rgb[i + 1],
-                                                                  depth[i + 1])
+        coarse = match_window(cached_matcher(config.matcher), window.rgb, depth)
         dimg = [depth_image(depth[i]) for i in range(T)] if config.depth_flow else [None] * T
 
         def pair(a, b):

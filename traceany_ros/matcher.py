@@ -106,17 +106,20 @@ class Matcher(nn.Module):
                         torch.sin(y[..., None] * freq), torch.cos(y[..., None] * freq)], -1)
         return pe.reshape(h * w, self.config.dim)
 
-    def features(self, a: torch.Tensor, b: torch.Tensor):
-        """a, b [B,4,H,W] -> unit features f0, f1 [B,N,dim] and the token grid (H/8, W/8)."""
-        if a.shape != b.shape or a.shape[1] != 4:
-            raise ValueError(f"matcher inputs must be two [B,4,H,W] tensors of one shape, got {tuple(a.shape)} "
-                             f"and {tuple(b.shape)}")
-        if a.shape[2] % STRIDE or a.shape[3] % STRIDE:
-            raise ValueError(f"matcher image size must be divisible by {STRIDE}, got {tuple(a.shape[2:])}")
-        n = a.shape[0]
-        f = self.cnn(torch.cat([a, b], 0))
+    def encode(self, x: torch.Tensor):
+        """Frames [B,4,H,W] -> tokens [B,N,dim] (CNN + position code) and the token grid (H/8, W/8)."""
+        if x.ndim != 4 or x.shape[1] != 4:
+            raise ValueError(f"matcher input must be [B,4,H,W], got {tuple(x.shape)}")
+        if x.shape[2] % STRIDE or x.shape[3] % STRIDE:
+            raise ValueError(f"matcher image size must be divisible by {STRIDE}, got {tuple(x.shape[2:])}")
+        f = self.cnn(x)
         h, w = f.shape[2:]
-        f = f.flatten(2).transpose(1, 2) + self._position(h, w, f.device)
+        return f.flatten(2).transpose(1, 2) + self._position(h, w, f.device), (h, w)
+
+    def attend(self, t0: torch.Tensor, t1: torch.Tensor):
+        """Tokens of paired frames [B,N,dim] each -> unit match features f0, f1 [B,N,dim]."""
+        n = t0.shape[0]
+        f = torch.cat([t0, t1], 0)
         for self_attn, cross, norm in zip(self.attn, self.cross, self.cross_norm):
             f = self_attn(f)
             f0, f1 = f[:n], f[n:]
@@ -124,7 +127,16 @@ class Matcher(nn.Module):
             f = torch.cat([f0 + cross(n0, n1, n1, need_weights=False)[0],
                            f1 + cross(n1, n0, n0, need_weights=False)[0]], 0)
         f = F.normalize(self.out(f), dim=-1)
-        return f[:n], f[n:], (h, w)
+        return f[:n], f[n:]
+
+    def features(self, a: torch.Tensor, b: torch.Tensor):
+        """a, b [B,4,H,W] -> unit features f0, f1 [B,N,dim] and the token grid (H/8, W/8)."""
+        if a.shape != b.shape:
+            raise ValueError(f"matcher inputs must be two [B,4,H,W] tensors of one shape, got {tuple(a.shape)} "
+                             f"and {tuple(b.shape)}")
+        tokens, grid = self.encode(torch.cat([a, b], 0))
+        f0, f1 = self.attend(tokens[:a.shape[0]], tokens[a.shape[0]:])
+        return f0, f1, grid
 
     def scores(self, f0: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
         """Match scores [B,N0,N1]."""
@@ -132,7 +144,7 @@ class Matcher(nn.Module):
 
 
 def shrink(rgb: np.ndarray, depth: np.ndarray, scale: int):
-    """One frame at 1/scale size: rgb area-averaged, depth nearest (no mixed depths at edges)."""
+    """One frame at 1/scale size (rounded down): rgb area-averaged, depth nearest (no mixed depths at edges)."""
     import cv2
 
     if scale == 1:
@@ -141,6 +153,22 @@ def shrink(rgb: np.ndarray, depth: np.ndarray, scale: int):
     size = (w // scale, h // scale)
     return (cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA),
             np.asarray(depth, np.float32)[scale // 2::scale, scale // 2::scale][:size[1], :size[0]])
+
+
+def _padded_size(size: tuple[int, int], scale: int) -> tuple[int, int]:
+    """Full-resolution size padded up to a multiple of STRIDE * scale."""
+    m = STRIDE * scale
+    return (-(-size[0] // m) * m, -(-size[1] // m) * m)
+
+
+def _pad(rgb: np.ndarray, depth: np.ndarray, padded: tuple[int, int], scale: int):
+    """Pad a shrunk frame at the bottom/right to the shrunk padded size (edge colours, invalid depth)."""
+    h, w = padded[0] // scale, padded[1] // scale
+    dh, dw = h - depth.shape[0], w - depth.shape[1]
+    if dh == 0 and dw == 0:
+        return rgb, depth
+    return (np.pad(rgb, ((0, dh), (0, dw), (0, 0)), mode="edge"),
+            np.pad(depth, ((0, dh), (0, dw)), mode="constant"))
 
 
 def _flow_from_scores(scores: torch.Tensor, grid: tuple[int, int], size: tuple[int, int], scale: int = 1):
@@ -191,17 +219,46 @@ def match_pair(model: Matcher, rgb0, depth0, rgb1, depth1):
                          f"{np.shape(rgb1)} and depth {np.shape(depth0)}, {np.shape(depth1)}")
     dev = next(model.parameters()).device
     k = model.config.input_scale
-    size = np.shape(depth0)
-    if size[0] % (STRIDE * k) or size[1] % (STRIDE * k):
-        raise ValueError(f"matcher image size must be divisible by {STRIDE * k} (stride {STRIDE} x input_scale {k}), "
-                         f"got {size}")
-    a = prepare(*(x[None] for x in shrink(rgb0, depth0, k))).to(dev)
-    b = prepare(*(x[None] for x in shrink(rgb1, depth1, k))).to(dev)
+    H, W = np.shape(depth0)
+    padded = _padded_size((H, W), k)
+    a = prepare(*(x[None] for x in _pad(*shrink(rgb0, depth0, k), padded, k))).to(dev)
+    b = prepare(*(x[None] for x in _pad(*shrink(rgb1, depth1, k), padded, k))).to(dev)
     f0, f1, grid = model.features(a, b)
     s = model.scores(f0, f1)[0]
-    flow01, conf01 = _flow_from_scores(s, grid, size, k)
-    flow10, conf10 = _flow_from_scores(s.T, grid, size, k)
-    return flow01, flow10, conf01, conf10
+    flow01, conf01 = _flow_from_scores(s, grid, padded, k)
+    flow10, conf10 = _flow_from_scores(s.T, grid, padded, k)
+    return flow01[:H, :W], flow10[:H, :W], conf01[:H, :W], conf10[:H, :W]
+
+
+@torch.no_grad()
+def match_window(model: Matcher, rgb, depth, batch: int = 8) -> dict:
+    """Coarse flows both ways between consecutive frames of a clip (rgb [T,H,W,3] uint8, depth [T,H,W] m).
+
+    Each frame goes through the CNN once and the pairs' attention runs in batches, so this is
+    cheaper than :func:`match_pair` per pair. Returns {(t, t+1): flow, (t+1, t): flow} of [H,W,2] float32.
+    """
+    rgb, depth = np.asarray(rgb), np.asarray(depth)
+    T = len(rgb)
+    if rgb.shape[:3] != depth.shape or rgb.ndim != 4:
+        raise ValueError(f"match_window needs rgb [T,H,W,3] and depth [T,H,W] of one size, got {rgb.shape} "
+                         f"and {depth.shape}")
+    k = model.config.input_scale
+    H, W = depth.shape[1:]
+    if T < 2:
+        return {}
+    padded = _padded_size((H, W), k)
+    dev = next(model.parameters()).device
+    small = [_pad(*shrink(r, d, k), padded, k) for r, d in zip(rgb, depth)]
+    tokens, grid = model.encode(prepare(np.stack([x[0] for x in small]), np.stack([x[1] for x in small])).to(dev))
+    out = {}
+    for start in range(0, T - 1, batch):
+        idx = torch.arange(start, min(start + batch, T - 1), device=dev)
+        f0, f1 = model.attend(tokens[idx], tokens[idx + 1])
+        for j, t in enumerate(idx.tolist()):
+            s = model.scores(f0[j:j + 1], f1[j:j + 1])[0]
+            out[t, t + 1] = _flow_from_scores(s, grid, padded, k)[0][:H, :W]
+            out[t + 1, t] = _flow_from_scores(s.T, grid, padded, k)[0][:H, :W]
+    return out
 
 
 # ----------------------------------------------------------------------------- checkpoints

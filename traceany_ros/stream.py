@@ -79,6 +79,9 @@ class StreamConfig:
     depth_flow: bool = dc_field(default=False, metadata={
         "help": "flow backends: RGB-D flow (grey or depth flow per pixel; better on untextured moving things, "
                 "about 100 ms more per 8-frame window)"})
+    learned_matches: bool = dc_field(default=False, metadata={
+        "help": "flow backends: start DIS from the learned matcher's coarse matches (finds large moves of thin, "
+                "plain parts; costs a matcher pass per window)"})
     join_windows: bool = dc_field(default=True, metadata={"help": "join consecutive windows continuously"})
     max_gap_s: float = dc_field(default=1.0, metadata={"range": (0.01, 60.0),
                                                        "help": "a longer gap between frames restarts the window"})
@@ -98,7 +101,8 @@ class StreamConfig:
         """Keyword options of ``make_backend(self.backend, **options)``."""
         if self.backend in ("flow", "flow-rigid"):
             return {"stride": self.field_stride, "num_control_points": self.num_control_points,
-                    "method": self.flow_method, "depth_flow": self.depth_flow}
+                    "method": self.flow_method, "depth_flow": self.depth_flow,
+                    "learned_matches": self.learned_matches}
         if self.backend == "static":
             return {"stride": self.field_stride, "num_control_points": self.num_control_points}
         opts = {"device": self.device}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from traceany_ros.flow import FlowConfig, learned_flow, track_window
-from traceany_ros.matcher import Matcher, MatcherConfig, load_matcher, match_pair, save_matcher
+from traceany_ros.matcher import Matcher, MatcherConfig, load_matcher, match_pair, match_window, save_matcher
 from traceany_ros.model.checkpoint import CheckpointError
 from traceany_ros.train.matcher import MatcherTrainConfig, coarse_matches, train_matcher
 
@@ -61,6 +61,13 @@ def test_match_pair_is_symmetric(scale):
     np.testing.assert_allclose(f10, g01, atol=1e-3)
     np.testing.assert_allclose(c10, d01, atol=1e-5)
     assert np.all((c01 >= 0) & (c01 <= 1))
+    # the clip form (CNN once per frame, pairs batched) gives the pairwise flows
+    flows = match_window(model, ep["rgb"], ep["depth"], batch=2)
+    assert sorted(flows) == [(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2)]
+    np.testing.assert_allclose(flows[0, 1], f01, atol=1e-3)
+    np.testing.assert_allclose(flows[1, 0], f10, atol=1e-3)
+    h01, _, _, _ = match_pair(model, ep["rgb"][2], ep["depth"][2], ep["rgb"][3], ep["depth"][3])
+    np.testing.assert_allclose(flows[2, 3], h01, atol=1e-3)
 
 
 def test_match_pair_refuses_mismatched_frames():
@@ -68,11 +75,13 @@ def test_match_pair_refuses_mismatched_frames():
     ep = plane_episode()
     with pytest.raises(ValueError, match="one size"):
         match_pair(model, ep["rgb"][0], ep["depth"][0], ep["rgb"][1][:32], ep["depth"][1][:32])
-    with pytest.raises(ValueError, match="divisible by 8"):
-        match_pair(model, ep["rgb"][0][:60], ep["depth"][0][:60], ep["rgb"][1][:60], ep["depth"][1][:60])
+    # sizes that are not a multiple of the cell size are padded inside and cropped back
+    f01, f10, c01, _ = match_pair(model, ep["rgb"][0][:60, :90], ep["depth"][0][:60, :90], ep["rgb"][1][:60, :90],
+                                  ep["depth"][1][:60, :90])
+    assert f01.shape == (60, 90, 2) and f10.shape == (60, 90, 2) and c01.shape == (60, 90)
     half = Matcher(MatcherConfig(dim=32, layers=1, heads=2, input_scale=2)).eval()
-    with pytest.raises(ValueError, match="divisible by 16"):
-        match_pair(half, ep["rgb"][0][:56], ep["depth"][0][:56], ep["rgb"][1][:56], ep["depth"][1][:56])
+    flows = match_window(half, ep["rgb"][:, :57, :91], ep["depth"][:, :57, :91])
+    assert flows[0, 1].shape == (57, 91, 2) and np.isfinite(flows[0, 1]).all()
 
 
 def test_coarse_matches_move_with_the_links():
@@ -153,13 +162,13 @@ def test_learned_matches_reach_the_tracker(tmp_path, monkeypatch):
     import traceany_ros.matcher as matcher_module
 
     calls = []
-    real = matcher_module.match_pair
+    real = matcher_module.match_window
 
-    def spy(*args):
-        calls.append(1)
-        return real(*args)
+    def spy(model, rgb, depth):
+        calls.append(len(rgb))
+        return real(model, rgb, depth)
 
-    monkeypatch.setattr(matcher_module, "match_pair", spy)
+    monkeypatch.setattr(matcher_module, "match_window", spy)
     path = tmp_path / "m.pt"
     torch.manual_seed(0)
     save_matcher(path, Matcher(MatcherConfig(dim=32, layers=1, heads=2)))
@@ -168,5 +177,5 @@ def test_learned_matches_reach_the_tracker(tmp_path, monkeypatch):
     ep = make_synthetic_episode(num_frames=5, height=64, width=96, seed=3)
     points, weights, alive, valid = track_window(ep.inputs(), FlowConfig(stride=8, learned_matches=True,
                                                                           matcher=str(path), depth_flow=True))
-    assert len(calls) == 4  # one matcher pass per consecutive pair serves both directions
+    assert calls == [5]  # one matcher pass over the window serves every pair, both directions
     assert points.shape == (5, 8, 12, 5, 3) and np.isfinite(points).all()

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--input-scale", type=int, default=1, choices=[1, 2, 4],
                    help="match frames shrunk by this factor (2: cells of 16 px, about 5x faster)")
+    p.add_argument("--dim", type=int, default=96, help="feature width")
+    p.add_argument("--layers", type=int, default=2, help="self + cross attention blocks")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -33,7 +35,7 @@ def run(args) -> int:
                              batch_size=args.batch_size, lr=args.lr, max_episodes=args.max_episodes,
                              val_episodes=args.val_episodes, val_every=args.val_every, seed=args.seed,
                              threads=args.threads, progress=not args.no_progress)
-    v = train_matcher(cfg, MatcherConfig(input_scale=args.input_scale))
+    v = train_matcher(cfg, MatcherConfig(dim=args.dim, layers=args.layers, input_scale=args.input_scale))
     print(f"done: step {v['step']}, val match accuracy {100 * v['acc_big']:.1f} % on matches over 16 px "
           f"({100 * v['acc_all']:.1f} % on all); weights {args.out}/matcher.pt")
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from traceany_ros.episode import Episode, FrameWindow, load_episode, project
+from traceany_ros.flow import TRACKERS
 from traceany_ros.model.inputs import WindowInputs, prepare_window
 
 
@@ -53,6 +54,15 @@ class EpisodeCache:
         return ep
 
 
+def matcher_digest(path=None) -> str:
+    """First 8 hex digits of the SHA-1 of a matcher checkpoint (default: the shipped one)."""
+    import hashlib
+
+    from traceany_ros.matcher import default_matcher_path
+
+    return hashlib.sha1(Path(path or default_matcher_path()).read_bytes()).hexdigest()[:8]
+
+
 class FlowCache:
     """The flow baseline's field of every whole episode, computed once and kept on disk.
 
@@ -69,6 +79,8 @@ class FlowCache:
     def _key(self, path: Path) -> str:
         c = self.config
         tracker = "" if c.flow_tracker == "plain" else f"_{c.flow_tracker}"
+        if TRACKERS[c.flow_tracker].get("learned_matches"):
+            tracker += f"_m{matcher_digest()}"  # new matcher weights, new prior fields
         return f"{path.stem}_{c.flow_method}_s{c.out_stride}_K{c.num_control_points}{tracker}"
 
     def get(self, path: Path, ep: Episode):

@@ -179,3 +179,27 @@ def test_learned_matches_reach_the_tracker(tmp_path, monkeypatch):
                                                                           matcher=str(path), depth_flow=True))
     assert calls == [5]  # one matcher pass over the window serves every pair, both directions
     assert points.shape == (5, 8, 12, 5, 3) and np.isfinite(points).all()
+
+
+def test_prior_cache_key_follows_the_matcher_weights(tmp_path, monkeypatch):
+    import dataclasses
+    from pathlib import Path
+
+    import traceany_ros.matcher as matcher_module
+    from traceany_ros.model import ModelConfig
+    from traceany_ros.train.data import FlowCache, matcher_digest
+
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.manual_seed(0)
+    save_matcher(a, Matcher(MatcherConfig(dim=32, layers=1, heads=2)))
+    torch.manual_seed(1)
+    save_matcher(b, Matcher(MatcherConfig(dim=32, layers=1, heads=2)))
+    assert matcher_digest(a) != matcher_digest(b)
+    learned = FlowCache(None, dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid-learned"))
+    keys = []
+    for path in (a, b):
+        monkeypatch.setattr(matcher_module, "default_matcher_path", lambda path=path: path)
+        keys.append(learned._key(Path("ep_000001.npz")))
+    assert keys[0] != keys[1] and matcher_digest(a) in keys[0]
+    grey = FlowCache(None, dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid"))
+    assert "_m" not in grey._key(Path("ep_000001.npz")).split("rigid")[-1]

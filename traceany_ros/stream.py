@@ -79,7 +79,7 @@ class StreamConfig:
     depth_flow: bool = dc_field(default=False, metadata={
         "help": "flow backends: RGB-D flow (grey or depth flow per pixel; better on untextured moving things, "
                 "about 100 ms more per 8-frame window)"})
-    learned_matches: bool = dc_field(default=False, metadata={
+    learned_matches: bool = dc_field(default=True, metadata={
         "help": "flow backends: start DIS from the learned matcher's coarse matches (finds large moves of thin, "
                 "plain parts; costs a matcher pass per window)"})
     join_windows: bool = dc_field(default=True, metadata={"help": "join consecutive windows continuously"})

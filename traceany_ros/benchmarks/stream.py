@@ -15,6 +15,8 @@ DDS shared memory as ``traceany up`` does) and subscribes from this process:
 """
 from __future__ import annotations
 
+import argparse
+
 import os
 import subprocess
 import tempfile
@@ -38,6 +40,11 @@ def add_arguments(p) -> None:
     p.add_argument("--step", type=int, default=4)
     p.add_argument("--field-stride", type=int, default=4)
     p.add_argument("--input-downscale", type=int, default=1, help="tracer input_downscale (2: 640x480 -> 320x240)")
+    p.add_argument("--depth-flow", action=argparse.BooleanOptionalAction, default=None,
+                   help="flow backends: RGB-D flow (tracer depth_flow; default: the tracer's)")
+    p.add_argument("--learned-matches", action=argparse.BooleanOptionalAction, default=None,
+                   help="flow backends: DIS started from the learned matcher (tracer learned_matches; default: the "
+                        "tracer's)")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds (after warm-up)")
     p.add_argument("--warmup", type=float, default=4.0, help="seconds ignored at the start")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: from the pid)")
@@ -104,6 +111,9 @@ def run(args) -> dict:
                  "step": str(args.step), "field_stride": str(args.field_stride), "wait_for_subscribers": "2",
                  "input_downscale": str(args.input_downscale),
                  "checkpoint": checkpoint, "preset": preset}
+    for key in ("depth_flow", "learned_matches"):
+        if getattr(args, key) is not None:
+            overrides[key] = str(getattr(args, key)).lower()
     cmds, env_add = commands("sim", overrides)
     env = dict(os.environ)
     env.update(env_add)
@@ -231,6 +241,7 @@ def run(args) -> dict:
         "image_size": args.size if not args.episode else "episode",
         "window": args.window, "step": args.step, "field_stride": args.field_stride,
         "input_downscale": args.input_downscale,
+        "depth_flow": diag.get("depth_flow", args.depth_flow), "learned_matches": diag.get("learned_matches", args.learned_matches),
         "duration_s": round(elapsed, 1),
         "fields": len(meas),
         "diagnostics_level": diag.get("_level"),

@@ -408,6 +408,8 @@ class TracerNode(LifecycleNode):
             values.update({k: s[k] for k in ("fields_hz", "kept_hz", "latency_p50_ms", "latency_p95_ms",
                                              "compute_p50_ms", "pushed",
                                              "dropped", "rejected", "restarts", "errors", "backend", "device")})
+        if self.stream_cfg is not None:
+            values.update(depth_flow=self.stream_cfg.depth_flow, learned_matches=self.stream_cfg.learned_matches)
         if lat.size:
             values["stamp_to_publish_p50_ms"] = float(np.percentile(lat, 50))
             values["stamp_to_publish_p95_ms"] = float(np.percentile(lat, 95))

@@ -77,6 +77,8 @@ class FlowConfig:
             raise ValueError(f"flow method must be one of {METHODS}, got {self.method!r}")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if self.learned_matches and self.method == "farneback":
+            raise ValueError("learned_matches refines the matcher's matches with DIS; use a dis_* method, not farneback")
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -91,10 +93,16 @@ def dense_flow(img0: np.ndarray, img1: np.ndarray, method: str = "dis_medium") -
 
     if method == "farneback":
         return cv2.calcOpticalFlowFarneback(img0, img1, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+    return _dis(method).calc(img0, img1, None)
+
+
+def _dis(method: str):
+    """OpenCV DIS flow object of a ``dis_*`` method."""
+    import cv2
+
     preset = {"dis_ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "dis_fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
               "dis_medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[method]
-    dis = cv2.DISOpticalFlow_create(preset)
-    return dis.calc(img0, img1, None)
+    return cv2.DISOpticalFlow_create(preset)
 
 
 # log-depth image range (metres) of the depth flow: 0.2 m -> 0, 4 m -> 255
@@ -146,13 +154,9 @@ def learned_flow(gray0: np.ndarray, gray1: np.ndarray, coarse: np.ndarray, depth
     candidate and a pixel takes it where its warp error (grey + depth, :func:`warp_cost`) is lower
     than the refined flow's by more than ``margin`` grey levels (as in :func:`rgbd_flow`).
     """
-    import cv2
-
     if method == "farneback":
         raise ValueError("learned matches refine with DIS; use a dis_* flow method")
-    preset = {"dis_ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "dis_fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-              "dis_medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[method]
-    refined = cv2.DISOpticalFlow_create(preset).calc(gray0, gray1, np.ascontiguousarray(coarse, np.float32))
+    refined = _dis(method).calc(gray0, gray1, np.ascontiguousarray(coarse, np.float32))
     if depth_img0 is None:
         return refined
     dflow = dense_flow(depth_img0, depth_img1, method)

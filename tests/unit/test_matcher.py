@@ -158,6 +158,11 @@ def test_learned_flow_refines_a_coarse_start_that_dis_alone_misses():
     assert np.median(np.abs(refined[inner][..., 1])) < 0.5
 
 
+def test_learned_matches_need_a_dis_method():
+    with pytest.raises(ValueError, match="farneback"):
+        FlowConfig(learned_matches=True, method="farneback")
+
+
 def test_learned_matches_reach_the_tracker(tmp_path, monkeypatch):
     import traceany_ros.matcher as matcher_module
 

@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--K", dest="num_control_points", type=int, default=None, help="control points (ablation)")
     p.add_argument("--no-depth", action="store_true", help="RGB-only network input (ablation)")
     p.add_argument("--flow-tracker", choices=sorted(TRACKERS), default=None,
-                   help="tracks of the flow prior: plain (flow baseline) or rigid (flow-rigid); default: the preset's")
+                   help="tracker of the flow prior (rigid-learned: DIS from the learned matcher, the presets' default; "
+                        "rigid: grey DIS; rigid-rgbd*: with the depth candidate; plain: the flow baseline)")
     p.add_argument("--detach-gate", action="store_true",
                    help="train the motion gate only with the motion loss (the residual must fix poor flow priors)")
     p.add_argument("--motion-weight", type=float, default=None, help="weight of the motion-gate loss")

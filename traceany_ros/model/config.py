@@ -23,9 +23,11 @@ class ModelConfig:
         ``traceany_ros.flow``) and predict a residual over them; the network learns where to trust,
         correct or silence them (its motion gate zeroes static points exactly).
     flow_method: OpenCV flow preset of the prior.
-    flow_tracker: how the prior's tracks are made: "plain" (the ``flow`` baseline: a lost point holds
-        its last position) or "rigid" (the ``flow-rigid`` backend: tracks end at depth jumps and lost
-        points move with their rigid part, ``traceany_ros.rigid``).
+    flow_tracker: how the prior's tracks are made, a name of ``traceany_ros.flow.TRACKERS``: "plain"
+        (the ``flow`` baseline: a lost point holds its last position), "rigid" (tracks end at depth
+        jumps and lost points move with their rigid part, ``traceany_ros.rigid``), "rigid-learned"
+        (rigid, DIS started from the learned matcher, ``traceany_ros.matcher``: the tiny/base
+        presets), "rigid-rgbd" / "rigid-rgbd-learned" (with the depth-flow candidate).
     """
 
     name: str = "tiny"
@@ -82,8 +84,8 @@ PRIOR_CHANNELS = 13
 PRIOR_TIMES = (0.0, 1 / 3, 2 / 3, 1.0)
 
 PRESETS = {
-    "tiny": ModelConfig(name="tiny", flow_prior=True, flow_tracker="rigid"),
+    "tiny": ModelConfig(name="tiny", flow_prior=True, flow_tracker="rigid-learned"),
     "tiny-pure": ModelConfig(name="tiny-pure"),
-    "base": ModelConfig(name="base", flow_prior=True, flow_tracker="rigid", dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
+    "base": ModelConfig(name="base", flow_prior=True, flow_tracker="rigid-learned", dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
                         head_channels=64),
 }

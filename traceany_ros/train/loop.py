@@ -38,7 +38,7 @@ class TrainConfig:
     preset: str = "tiny"
     num_control_points: int | None = None  # override the preset's K (ablation)
     use_depth: bool = True                 # False: RGB-only input (ablation)
-    flow_tracker: str | None = None        # "plain" | "rigid" tracks of the flow prior (None: the preset's)
+    flow_tracker: str | None = None        # flow.TRACKERS name of the flow prior's tracker (None: the preset's)
     steps: int = 2000
     batch_size: int = 1                    # windows per process per step
     lr: float = 5e-4

@@ -10,6 +10,10 @@ frames hold the last alive world position at a small weight (a "stays put"
 prior). The samples are fitted with the project's one B-spline
 (:func:`traceany_ros.field.fit_trajectory`).
 
+Options (``FlowConfig``): RGB-D flow (:func:`rgbd_flow`, DIS also on log-depth images) and learned
+matches (:func:`learned_flow`: DIS started from the coarse matches of :mod:`traceany_ros.matcher`);
+``TRACKERS`` names the combinations the backends and the model's prior use.
+
 Confidence of a field pixel: valid depth at its own frame times the fraction
 of frames its track stayed alive.
 """
@@ -139,10 +143,15 @@ def rgbd_flow(gray0: np.ndarray, gray1: np.ndarray, depth_img0: np.ndarray, dept
     on plain moving objects and robot links.
     """
     grey = dense_flow(gray0, gray1, method)
+    return _prefer_depth_flow(gray0, gray1, depth_img0, depth_img1, grey, method, margin)
+
+
+def _prefer_depth_flow(gray0, gray1, depth_img0, depth_img1, flow, method, margin):
+    """``flow``, or per pixel the depth images' own flow where its grey + depth warp error is lower by > margin."""
     dflow = dense_flow(depth_img0, depth_img1, method)
-    cost_g = warp_cost(gray0, gray1, grey) + warp_cost(depth_img0, depth_img1, grey)
+    cost_f = warp_cost(gray0, gray1, flow) + warp_cost(depth_img0, depth_img1, flow)
     cost_d = warp_cost(gray0, gray1, dflow) + warp_cost(depth_img0, depth_img1, dflow)
-    return np.where((cost_d < cost_g - margin)[..., None], dflow, grey)
+    return np.where((cost_d < cost_f - margin)[..., None], dflow, flow)
 
 
 def learned_flow(gray0: np.ndarray, gray1: np.ndarray, coarse: np.ndarray, depth_img0: np.ndarray | None = None,
@@ -159,10 +168,7 @@ def learned_flow(gray0: np.ndarray, gray1: np.ndarray, coarse: np.ndarray, depth
     refined = _dis(method).calc(gray0, gray1, np.ascontiguousarray(coarse, np.float32))
     if depth_img0 is None:
         return refined
-    dflow = dense_flow(depth_img0, depth_img1, method)
-    cost_r = warp_cost(gray0, gray1, refined) + warp_cost(depth_img0, depth_img1, refined)
-    cost_d = warp_cost(gray0, gray1, dflow) + warp_cost(depth_img0, depth_img1, dflow)
-    return np.where((cost_d < cost_r - margin)[..., None], dflow, refined)
+    return _prefer_depth_flow(gray0, gray1, depth_img0, depth_img1, refined, method, margin)
 
 
 def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

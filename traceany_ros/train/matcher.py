@@ -243,7 +243,7 @@ def train_matcher(cfg: MatcherTrainConfig, model_config: MatcherConfig = Matcher
         model.train()
         return tot
 
-    def save(final: bool) -> None:
+    def save() -> None:
         train = {"step": step, "hours": hours0 + (time.time() - t_start) / 3600, "val": log["val"][-1:]}
         save_matcher(last, model, data=data_desc, train=train, extra={"optimizer": opt.state_dict()})
         save_matcher(out / "matcher.pt", model, data=data_desc, train=train)
@@ -277,9 +277,9 @@ def train_matcher(cfg: MatcherTrainConfig, model_config: MatcherConfig = Matcher
         if step % cfg.val_every == 0 or step == cfg.steps:
             log["val"].append({"step": step, **validate()})
             bar.write(json.dumps(log["val"][-1]))
-            save(step == cfg.steps)
+            save()
     bar.close()
     if not log["val"]:
         log["val"].append({"step": step, **validate()})
-        save(True)
+        save()
     return log["val"][-1]

@@ -36,6 +36,6 @@ def run(args) -> int:
                              val_episodes=args.val_episodes, val_every=args.val_every, seed=args.seed,
                              threads=args.threads, progress=not args.no_progress)
     v = train_matcher(cfg, MatcherConfig(dim=args.dim, layers=args.layers, input_scale=args.input_scale))
-    print(f"done: step {v['step']}, val match accuracy {100 * v['acc_big']:.1f} % on matches over 16 px "
+    print(f"done: step {v['step']}, val match accuracy {100 * v['acc_big']:.1f} % on matches over 16 input px "
           f"({100 * v['acc_all']:.1f} % on all); weights {args.out}/matcher.pt")
     return 0

@@ -160,17 +160,20 @@ def _plot(log: dict, path: Path) -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     tr, va = log.get("train", []), log.get("val", [])
     if tr:
-        a1.plot([e["step"] for e in tr], [e["loss"] for e in tr], lw=0.6, label="train")
+        loss = np.array([e["loss"] for e in tr])
+        a1.plot([e["step"] for e in tr], loss, lw=0.4, alpha=0.4, label="train")
+        if len(loss) > 100:
+            a1.plot([e["step"] for e in tr][49:], np.convolve(loss, np.ones(50) / 50, "valid"), label="train (mean of 50)")
     if va:
         a1.plot([e["step"] for e in va], [e["loss"] for e in va], marker=".", label="val")
-        a2.plot([e["step"] for e in va], [100 * e["acc_big"] for e in va], marker=".", label="val, matches > 16 px")
+        a2.plot([e["step"] for e in va], [100 * e["acc_big"] for e in va], marker=".", label="val, matches > 16 input px")
         a2.plot([e["step"] for e in va], [100 * e["acc_all"] for e in va], marker=".", label="val, all")
     a1.set_xlabel("step")
     a1.set_ylabel("loss")
     a1.legend()
     a1.set_title("match loss")
     a2.set_xlabel("step")
-    a2.set_ylabel("% within one cell (8 px)")
+    a2.set_ylabel("% within one cell (8 input px)")
     a2.legend(fontsize=8)
     a2.set_title("validation match accuracy")
     fig.tight_layout()

@@ -25,8 +25,7 @@ Checkpoints use the project's one format (:mod:`traceany_ros.model.checkpoint`) 
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -206,7 +205,6 @@ def _flow_from_scores(scores: torch.Tensor, grid: tuple[int, int], size: tuple[i
     return np.stack(up[:2], -1), up[2]
 
 
-@torch.no_grad()
 def match_pair(model: Matcher, rgb0, depth0, rgb1, depth1):
     """Coarse flows both ways between two frames (rgb [H,W,3] uint8, depth [H,W] m).
 
@@ -217,26 +215,23 @@ def match_pair(model: Matcher, rgb0, depth0, rgb1, depth1):
             np.shape(rgb0)[:2] != np.shape(depth0):
         raise ValueError(f"match_pair needs two RGB-D frames of one size, got rgb {np.shape(rgb0)}, "
                          f"{np.shape(rgb1)} and depth {np.shape(depth0)}, {np.shape(depth1)}")
-    dev = next(model.parameters()).device
-    k = model.config.input_scale
-    H, W = np.shape(depth0)
-    padded = _padded_size((H, W), k)
-    a = prepare(*(x[None] for x in _pad(*shrink(rgb0, depth0, k), padded, k))).to(dev)
-    b = prepare(*(x[None] for x in _pad(*shrink(rgb1, depth1, k), padded, k))).to(dev)
-    f0, f1, grid = model.features(a, b)
-    s = model.scores(f0, f1)[0]
-    flow01, conf01 = _flow_from_scores(s, grid, padded, k)
-    flow10, conf10 = _flow_from_scores(s.T, grid, padded, k)
-    return flow01[:H, :W], flow10[:H, :W], conf01[:H, :W], conf10[:H, :W]
+    out = _match_clip(model, np.stack([rgb0, rgb1]), np.stack([depth0, depth1]))
+    (flow01, conf01), (flow10, conf10) = out[0, 1], out[1, 0]
+    return flow01, flow10, conf01, conf10
 
 
-@torch.no_grad()
 def match_window(model: Matcher, rgb, depth, batch: int = 8) -> dict:
     """Coarse flows both ways between consecutive frames of a clip (rgb [T,H,W,3] uint8, depth [T,H,W] m).
 
     Each frame goes through the CNN once and the pairs' attention runs in batches, so this is
     cheaper than :func:`match_pair` per pair. Returns {(t, t+1): flow, (t+1, t): flow} of [H,W,2] float32.
     """
+    return {key: flow for key, (flow, _) in _match_clip(model, rgb, depth, batch).items()}
+
+
+@torch.no_grad()
+def _match_clip(model: Matcher, rgb, depth, batch: int = 8) -> dict:
+    """{(t, t+1) and (t+1, t): (flow [H,W,2], confidence [H,W])} for consecutive frames of a clip."""
     rgb, depth = np.asarray(rgb), np.asarray(depth)
     T = len(rgb)
     if rgb.shape[:3] != depth.shape or rgb.ndim != 4:
@@ -256,8 +251,9 @@ def match_window(model: Matcher, rgb, depth, batch: int = 8) -> dict:
         f0, f1 = model.attend(tokens[idx], tokens[idx + 1])
         for j, t in enumerate(idx.tolist()):
             s = model.scores(f0[j:j + 1], f1[j:j + 1])[0]
-            out[t, t + 1] = _flow_from_scores(s, grid, padded, k)[0][:H, :W]
-            out[t + 1, t] = _flow_from_scores(s.T, grid, padded, k)[0][:H, :W]
+            for key, sc in (((t, t + 1), s), ((t + 1, t), s.T)):
+                flow, conf = _flow_from_scores(sc, grid, padded, k)
+                out[key] = (flow[:H, :W], conf[:H, :W])
     return out
 
 
@@ -265,36 +261,18 @@ def match_window(model: Matcher, rgb, depth, batch: int = 8) -> dict:
 
 def default_matcher_path() -> Path:
     """The shipped matcher weights: ``checkpoints/matcher.pt`` in the repository (or installed package)."""
-    from traceany_ros.model.checkpoint import REPO_ROOT
+    from traceany_ros.model.checkpoint import shipped_file
 
-    for cand in (REPO_ROOT / "checkpoints" / DEFAULT_NAME, Path(__file__).resolve().parent / "checkpoints" /
-                 DEFAULT_NAME):
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(f"no shipped matcher at {REPO_ROOT / 'checkpoints' / DEFAULT_NAME}; train one with "
-                            f"`traceany train-matcher --data DIR --out runs/NAME` and pass its path")
+    return shipped_file(DEFAULT_NAME, "train one with `traceany train-matcher --data DIR --out runs/NAME` and pass "
+                                      "its path")
 
 
 def save_matcher(path, model: Matcher, *, data: dict | None = None, train: dict | None = None,
                  extra: dict | None = None) -> Path:
     """Write a matcher checkpoint atomically in the project's checkpoint format (``kind = "matcher"``)."""
-    import datetime
+    from traceany_ros.model.checkpoint import save_checkpoint
 
-    from traceany_ros.model.checkpoint import FORMAT, FORMAT_VERSION, git_commit
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
-               "config": asdict(model.config),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "git_commit": git_commit(),
-               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "data": data or {}, "train": train or {}}
-    payload.update(extra or {})
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_checkpoint(path, model, data=data, train=train, extra={"kind": KIND, **(extra or {})})
 
 
 def load_matcher(path=None, device: str = "cpu") -> tuple[Matcher, dict]:

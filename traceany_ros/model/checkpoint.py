@@ -45,14 +45,18 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
-def default_checkpoint() -> Path:
-    """The shipped checkpoint: ``checkpoints/tiny.pt`` in the repository (or installed package)."""
-    for cand in (REPO_ROOT / "checkpoints" / DEFAULT_NAME, Path(__file__).resolve().parents[1] / "checkpoints" /
-                 DEFAULT_NAME):
+def shipped_file(name: str, hint: str) -> Path:
+    """``checkpoints/NAME`` in the repository (or the installed package); FileNotFoundError with ``hint`` if absent."""
+    for cand in (REPO_ROOT / "checkpoints" / name, Path(__file__).resolve().parents[1] / "checkpoints" / name):
         if cand.is_file():
             return cand
-    raise FileNotFoundError(f"no shipped checkpoint at {REPO_ROOT / 'checkpoints' / DEFAULT_NAME}; pass --checkpoint "
-                            f"PATH or train one with `traceany train --data DIR --preset tiny --out runs/NAME`")
+    raise FileNotFoundError(f"no shipped {name} at {REPO_ROOT / 'checkpoints' / name}; {hint}")
+
+
+def default_checkpoint() -> Path:
+    """The shipped checkpoint: ``checkpoints/tiny.pt`` in the repository (or installed package)."""
+    return shipped_file(DEFAULT_NAME, "pass --checkpoint PATH or train one with "
+                                      "`traceany train --data DIR --preset tiny --out runs/NAME`")
 
 
 def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
@@ -66,9 +70,13 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
     return torch.device(name)
 
 
-def save_checkpoint(path: str | os.PathLike, model: TraceModel, *, data: dict | None = None,
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, data: dict | None = None,
                     train: dict | None = None, extra: dict | None = None) -> Path:
-    """Write a checkpoint atomically (tmp file + rename). ``extra`` adds keys (e.g. optimizer state)."""
+    """Write a checkpoint atomically (tmp file + rename). ``extra`` adds keys (e.g. optimizer state).
+
+    ``model``: a TraceModel (or its DDP wrapper) or any module whose ``config`` is a dataclass
+    (the matcher, which adds ``kind`` through ``extra``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = model.module if hasattr(model, "module") else model  # unwrap DDP

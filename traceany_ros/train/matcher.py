@@ -14,7 +14,6 @@ the same command again resumes.
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -187,6 +186,7 @@ def train_matcher(cfg: MatcherTrainConfig, model_config: MatcherConfig = Matcher
 
     from traceany_ros.model.checkpoint import CheckpointError, read_checkpoint
     from traceany_ros.train.data import list_episodes
+    from traceany_ros.train.loop import _write_json
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -251,9 +251,7 @@ def train_matcher(cfg: MatcherTrainConfig, model_config: MatcherConfig = Matcher
         save_matcher(last, model, data=data_desc, train=train, extra={"optimizer": opt.state_dict()})
         save_matcher(out / "matcher.pt", model, data=data_desc, train=train)
         log["hours"] = train["hours"]
-        tmp = out / f".log.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(log, indent=1))
-        os.replace(tmp, out / "log.json")
+        _write_json(out / "log.json", log)
         _plot(log, out / "curves.png")
 
     bar = tqdm(total=cfg.steps, initial=step, desc="train matcher", dynamic_ncols=True, disable=not cfg.progress)

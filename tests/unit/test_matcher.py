@@ -200,10 +200,10 @@ def test_prior_cache_key_follows_the_matcher_weights(tmp_path, monkeypatch):
     torch.manual_seed(1)
     save_matcher(b, Matcher(MatcherConfig(dim=32, layers=1, heads=2)))
     assert matcher_digest(a) != matcher_digest(b)
-    learned = FlowCache(None, dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid-learned"))
     keys = []
     for path in (a, b):
         monkeypatch.setattr(matcher_module, "default_matcher_path", lambda path=path: path)
+        learned = FlowCache(None, dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid-learned"))
         keys.append(learned._key(Path("ep_000001.npz")))
     assert keys[0] != keys[1] and matcher_digest(a) in keys[0]
     grey = FlowCache(None, dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid"))

@@ -75,12 +75,14 @@ class FlowCache:
         self.dir = Path(directory) if directory else None
         self.config = model_config
         self._mem: OrderedDict[str, object] = OrderedDict()
+        # new matcher weights, new prior fields: the key carries the matcher's digest (read once here)
+        learned = TRACKERS[model_config.flow_tracker].get("learned_matches")
+        self._matcher_tag = f"_m{matcher_digest()}" if learned else ""
 
     def _key(self, path: Path) -> str:
         c = self.config
         tracker = "" if c.flow_tracker == "plain" else f"_{c.flow_tracker}"
-        if TRACKERS[c.flow_tracker].get("learned_matches"):
-            tracker += f"_m{matcher_digest()}"  # new matcher weights, new prior fields
+        tracker += self._matcher_tag
         return f"{path.stem}_{c.flow_method}_s{c.out_stride}_K{c.num_control_points}{tracker}"
 
     def get(self, path: Path, ep: Episode):

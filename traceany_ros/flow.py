@@ -59,6 +59,9 @@ class FlowConfig:
     learned_matches: also start DIS from the learned matcher's coarse matches (:func:`learned_flow`,
         :mod:`traceany_ros.matcher`), which finds the large motions of thin, plain parts that
         coarse-to-fine DIS misses. ``matcher``: its checkpoint ("" = the shipped ``checkpoints/matcher.pt``).
+    icp: then replace the flow on rigid depth segments by their ICP motion where that explains the
+        next frame better (:mod:`traceany_ros.icp`; ``icp_options`` overrides IcpConfig fields): the
+        depth sees a turning object that the flow barely follows.
     """
 
     method: str = "dis_medium"
@@ -75,6 +78,8 @@ class FlowConfig:
     depth_flow_margin: float = 0.0
     learned_matches: bool = False
     matcher: str = ""
+    icp: bool = False
+    icp_options: tuple = ()
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -242,6 +247,13 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
             return dense_flow(gray[a], gray[b], config.method)
     fwd = [pair(i, i + 1) for i in range(T - 1)]
     bwd = [pair(i + 1, i) for i in range(T - 1)]
+    if config.icp:
+        from traceany_ros.icp import IcpConfig, IcpFrame, refine_flow
+
+        ic = IcpConfig(**dict(config.icp_options))
+        frames = [IcpFrame(depth[i], gray[i], K, c2w[i], ic) for i in range(T)]
+        fwd, fwd_rigid = zip(*[refine_flow(fwd[i], frames[i], frames[i + 1], ic) for i in range(T - 1)])
+        bwd, bwd_rigid = zip(*[refine_flow(bwd[i], frames[i + 1], frames[i], ic) for i in range(T - 1)])
 
     points = np.zeros((T, n, T, 3))
     alive = np.zeros((T, n, T), bool)
@@ -276,6 +288,11 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
             db = sample_bilinear(flow_b, xn, yn)
             fb = np.hypot(d[:, 0] + db[:, 0], d[:, 1] + db[:, 1])
             ok = (fb < config.fb_threshold_px + config.fb_relative * np.hypot(d[:, 0], d[:, 1]))
+            if config.icp:
+                # a segment's ICP motion was checked against the next frame's depth and grey already;
+                # the reverse flow, from other segments or the flow, need not agree to the pixel
+                rigid_a = fwd_rigid[t] if direction > 0 else bwd_rigid[t - 1]
+                ok |= rigid_a[np.clip(np.rint(ys).astype(np.int64), 0, H - 1), np.clip(np.rint(xs).astype(np.int64), 0, W - 1)]
             ok &= (xn >= 0) & (xn <= W - 1) & (yn >= 0) & (yn <= H - 1)
             pts, has_depth = _lift(depth[nxt], K, c2w[nxt], xn, yn)
             prev = held[src].reshape(-1, 3)

@@ -70,6 +70,15 @@ class IcpConfig:
     max_score: float = 1.5
     min_constraint: float = 3e-4
 
+    def __post_init__(self):
+        if self.min_pixels < 1 or self.max_points < 6 or self.iterations < 1:
+            raise ValueError(f"min_pixels, iterations must be >= 1 and max_points >= 6, got {self.min_pixels}, "
+                             f"{self.iterations}, {self.max_points}")
+        if not 0.0 < self.max_share <= 1.0:
+            raise ValueError(f"max_share is a share of the image in (0, 1], got {self.max_share}")
+        if self.max_corr <= 0 or self.depth_scale <= 0 or self.grey_scale <= 0:
+            raise ValueError("max_corr, depth_scale and grey_scale must be positive")
+
 
 def camera_points(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Camera-frame points of every pixel: depth [H,W] (0 = invalid), K [3,3] -> [H,W,3] float64."""
@@ -135,7 +144,17 @@ def depth_segments(depth: np.ndarray, K: np.ndarray, config: IcpConfig = IcpConf
     # every edge between two non-boundary pixels is kept, so the segments are the 4-connected
     # components of the non-boundary pixels
     _, comp = cv2.connectedComponents((~boundary).astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    return np.where(boundary, -1, comp.astype(np.int64) - 1)
+    labels = np.where(boundary, -1, comp.astype(np.int64) - 1)
+    # a boundary pixel joins a segment it touches without a depth gap (the rims of objects, both
+    # sides of a fold): one step, from the segments as they were
+    grown = labels.copy()
+    for sa, sb in (((slice(None), slice(0, -1)), (slice(None), slice(1, None))),
+                   ((slice(0, -1), slice(None)), (slice(1, None), slice(None)))):
+        near = valid[sa] & valid[sb] & (np.linalg.norm(X[sa] - X[sb], axis=-1) < np.minimum(gap[sa], gap[sb]))
+        for dst, src in ((sa, sb), (sb, sa)):
+            take = near & (grown[dst] < 0) & (labels[src] >= 0)
+            grown[dst] = np.where(take, labels[src], grown[dst])
+    return grown
 
 
 class IcpFrame:
@@ -155,6 +174,20 @@ class IcpFrame:
         self.world = X @ R.T + t
         self.normals = n @ R.T
         self.labels = depth_segments(self.depth, self.K, config)
+        # the segments worth registering: [(rows, cols)] of those of a useful size whose shape pins
+        # down their motion (a plane, a cylinder or a sphere can slide along itself)
+        H, W = self.depth.shape
+        flat = self.labels.reshape(-1)
+        sizes = np.bincount(flat[flat >= 0]) if (flat >= 0).any() else np.zeros(0, np.int64)
+        order = np.argsort(flat, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(flat + 1))])  # label L: order[starts[L+1]:starts[L+2]]
+        self.segments = []
+        for s in np.flatnonzero((sizes >= config.min_pixels) & (sizes <= config.max_share * H * W)):
+            pix = order[starts[s + 1]:starts[s + 2]]
+            r, c = pix // W, pix % W
+            pick = np.linspace(0, len(r) - 1, min(len(r), config.max_points)).astype(np.int64)
+            if constraint(self.world[r[pick], c[pick]], self.normals[r[pick], c[pick]]) >= config.min_constraint:
+                self.segments.append((r, c))
 
     def project(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """World points [N,3] -> (cols [N], rows [N], z [N]) in this frame's camera."""
@@ -222,41 +255,40 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
     H, W = fa.depth.shape
     out = np.array(flow, np.float32, copy=True)
     accepted = np.zeros((H, W), bool)
-    labels = fa.labels.reshape(-1)
-    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, np.int64)
-    segs = np.flatnonzero((sizes >= config.min_pixels) & (sizes <= config.max_share * H * W))
-    if not len(segs):
-        return out, accepted
-    order = np.argsort(labels, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(np.bincount(labels + 1))])
-    # pixels of label L are order[starts[L + 1]:starts[L + 2]] (label -1 comes first)
-    tgt_ok = (fb.valid & fb.normal_ok).reshape(-1)
-    tgt_pts = fb.world.reshape(-1, 3)
-    tgt_nrm = fb.normals.reshape(-1, 3)
+    tgt_ok = fb.valid & fb.normal_ok
     criteria = reg.ICPConvergenceCriteria(max_iteration=config.iterations)
-    for s in segs:
-        pix = order[starts[s + 1]:starts[s + 2]]
-        r, c = pix // W, pix % W
+    for r, c in fa.segments:
         pa = fa.world[r, c]
         ga = fa.gray[r, c]
-        # flow correspondences lifted to 3D (nearest pixel of frame b)
-        cb = np.rint(c + flow[r, c, 0]).astype(np.int64)
-        rb = np.rint(r + flow[r, c, 1]).astype(np.int64)
-        inb = (cb >= 0) & (cb < W) & (rb >= 0) & (rb < H)
-        inb[inb] &= fb.valid[rb[inb], cb[inb]]
-        T_init = _kabsch(pa[inb], fb.world[rb[inb], cb[inb]]) if inb.sum() >= 10 else np.eye(4)
         pick = np.linspace(0, len(pa) - 1, min(len(pa), config.max_points)).astype(np.int64)
         sub = pa[pick]
-        if constraint(sub, fa.normals[r[pick], c[pick]]) < config.min_constraint:
-            continue  # a plane, a cylinder, a sphere: ICP can slide along it
+        # flow correspondences of the subsample lifted to 3D (nearest pixel of frame b)
+        rs, cs = r[pick], c[pick]
+        cb = np.rint(cs + flow[rs, cs, 0]).astype(np.int64)
+        rb = np.rint(rs + flow[rs, cs, 1]).astype(np.int64)
+        inb = (cb >= 0) & (cb < W) & (rb >= 0) & (rb < H)
+        inb[inb] &= fb.valid[rb[inb], cb[inb]]
+        T_init = _kabsch(sub[inb], fb.world[rb[inb], cb[inb]]) if inb.sum() >= 10 else np.eye(4)
         moved = sub @ T_init[:3, :3].T + T_init[:3, 3]
         lo, hi = moved.min(0) - config.crop, moved.max(0) + config.crop
-        near = tgt_ok & np.all((tgt_pts >= lo) & (tgt_pts <= hi), axis=1)
+        # frame b's points near the moved segment: an image window first, then the 3D box
+        u, v, z = fb.project(moved)
+        if not np.any(z > 1e-6):
+            continue
+        pad = config.crop * fb.K[0, 0] / max(float(z[z > 1e-6].min()), 1e-3)
+        c0, c1 = int(max(0, np.floor(u.min() - pad))), int(min(W, np.ceil(u.max() + pad) + 1))
+        r0, r1 = int(max(0, np.floor(v.min() - pad))), int(min(H, np.ceil(v.max() + pad) + 1))
+        if c1 <= c0 or r1 <= r0:
+            continue
+        win_ok = tgt_ok[r0:r1, c0:c1]
+        pts = fb.world[r0:r1, c0:c1][win_ok]
+        nrm = fb.normals[r0:r1, c0:c1][win_ok]
+        near = np.all((pts >= lo) & (pts <= hi), axis=1)
         if near.sum() < config.min_pixels:
             continue
         source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sub))
-        target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(tgt_pts[near]))
-        target.normals = o3d.utility.Vector3dVector(tgt_nrm[near])
+        target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts[near]))
+        target.normals = o3d.utility.Vector3dVector(nrm[near])
         result = reg.registration_icp(source, target, config.max_corr, T_init,
                                       reg.TransformationEstimationPointToPlane(), criteria)
         T_icp = np.asarray(result.transformation)
@@ -264,12 +296,12 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
             continue
         change = np.linalg.inv(T_init) @ T_icp
         angle = np.degrees(np.arccos(np.clip((np.trace(change[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
-        centre = pa.mean(0)
+        centre = sub.mean(0)
         shift = np.linalg.norm(centre @ (T_icp[:3, :3] - T_init[:3, :3]).T + T_icp[:3, 3] - T_init[:3, 3])
         if angle > config.max_turn or shift > config.max_shift:
             continue
-        s_icp = _score(T_icp, pa, ga, fb, config)
-        if s_icp > config.max_score or s_icp > _score(T_init, pa, ga, fb, config) - config.accept_gain:
+        s_icp = _score(T_icp, sub, ga[pick], fb, config)
+        if s_icp > config.max_score or s_icp > _score(T_init, sub, ga[pick], fb, config) - config.accept_gain:
             continue
         u, v, _ = fb.project(pa @ T_icp[:3, :3].T + T_icp[:3, 3])
         out[r, c, 0] = u - c

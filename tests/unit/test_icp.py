@@ -1,0 +1,144 @@
+"""Segment ICP refinement of the flow (traceany_ros.icp) on ray-cast synthetic RGB-D frames."""
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from traceany_ros.episode import FrameWindow
+from traceany_ros.flow import TRACKERS, FlowConfig, track_window
+from traceany_ros.icp import IcpConfig, IcpFrame, constraint, depth_segments, refine_flow
+
+H, W = 96, 128
+K = np.array([[110.0, 0, (W - 1) / 2], [0, 110.0, (H - 1) / 2], [0, 0, 1]])
+
+
+def _rays():
+    rows, cols = np.mgrid[0:H, 0:W]
+    return np.stack([(cols - K[0, 2]) / K[0, 0], (rows - K[1, 2]) / K[1, 1], np.ones((H, W))], -1)
+
+
+def _render(R, centre, half=(0.06, 0.04, 0.05), wall=1.2):
+    """Depth and grey of a checkered box (pose R, centre; camera frame = world) before a plain wall.
+
+    Returns depth [H,W], grey [H,W] uint8 and the box's own coordinates of each box pixel (NaN elsewhere)."""
+    d = _rays()
+    half = np.asarray(half)
+    o = -(R.T @ centre)                       # camera origin in box coordinates
+    db = d @ R                                # ray directions in box coordinates
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (-half - o) / db, (half - o) / db
+    tmin = np.nanmax(np.minimum(t1, t2), -1)
+    tmax = np.nanmin(np.maximum(t1, t2), -1)
+    hit = (tmax >= tmin) & (tmin > 0)
+    depth = np.full((H, W), wall)
+    depth[hit] = tmin[hit]                    # rays have z = 1, so t is the z-depth
+    local = np.where(hit[..., None], o + tmin[..., None] * db, np.nan)
+    grey = np.full((H, W), 90.0)
+    check = (np.floor(local[hit] / 0.02).astype(int).sum(-1) % 2)
+    grey[hit] = 60.0 + 120.0 * check + 40.0 * (local[hit][:, 0] / half[0])
+    return depth.astype(np.float32), grey.astype(np.uint8), local
+
+
+def _box_pair(turn_deg=10.0):
+    R0 = Rotation.from_euler("xyz", [35, 30, 0], degrees=True).as_matrix()
+    spin = Rotation.from_rotvec(np.radians(turn_deg) * R0[:, 2]).as_matrix()  # about the box's own z axis
+    centre = np.array([0.0, 0.0, 0.6])
+    return (R0, centre), (spin @ R0, centre)
+
+
+def _gt_flow(pose0, pose1, local):
+    """Flow of the box pixels of frame 0 into frame 1 (NaN off the box)."""
+    (R0, c0), (R1, c1) = pose0, pose1
+    p1 = local @ R1.T + c1
+    u = K[0, 0] * p1[..., 0] / p1[..., 2] + K[0, 2]
+    v = K[1, 1] * p1[..., 1] / p1[..., 2] + K[1, 2]
+    rows, cols = np.mgrid[0:H, 0:W]
+    return np.stack([u - cols, v - rows], -1)
+
+
+def test_segments_cut_concave_folds_and_gaps_but_not_convex_ridges():
+    d = _rays()
+    a = np.abs(d[..., 0])
+    valley = (1.0 / (1.0 + 0.5 * a)).astype(np.float32)     # z = 1 - 0.5 |x|: the fold is furthest (concave)
+    ridge = (1.0 / (1.0 - 0.5 * a)).astype(np.float32)      # z = 1 + 0.5 |x|: the fold is nearest (convex)
+    step = np.where(d[..., 0] < 0, 1.0, 1.3).astype(np.float32)
+    big = lambda lab: sorted(np.bincount(lab[lab >= 0]))[::-1]  # noqa: E731
+    v, r, s = big(depth_segments(valley, K)), big(depth_segments(ridge, K)), big(depth_segments(step, K))
+    assert len(v) >= 2 and v[1] > 0.4 * H * W                 # two halves
+    assert r[0] > 0.95 * H * W                                # one surface
+    assert len(s) >= 2 and s[1] > 0.4 * H * W
+    assert (depth_segments(np.zeros((H, W), np.float32), K) == -1).all()
+
+
+def test_constraint_is_zero_for_a_plane_and_positive_for_a_box_corner():
+    pose, _ = _box_pair()
+    depth, grey, _ = _render(*pose)
+    f = IcpFrame(depth, grey, K, np.eye(4))
+    rng = np.random.default_rng(0)
+    plane = np.c_[rng.uniform(-1, 1, (200, 2)), np.zeros(200)]
+    assert constraint(plane, np.tile([0.0, 0.0, 1.0], (200, 1))) < 1e-9
+    box = f.labels == f.labels[H // 2, W // 2]
+    r, c = np.nonzero(box & f.normal_ok)
+    assert constraint(f.world[r, c], f.normals[r, c]) > IcpConfig().min_constraint
+    # the box is one registrable segment; the wall behind it is too big to register
+    assert len(f.segments) == 1 and len(f.segments[0][0]) > 0.9 * box.sum()
+
+
+def test_refine_flow_recovers_a_turn_the_flow_missed_and_leaves_the_rest():
+    pose0, pose1 = _box_pair(20.0)
+    d0, g0, local0 = _render(*pose0)
+    d1, g1, _ = _render(*pose1)
+    fa, fb = IcpFrame(d0, g0, K, np.eye(4)), IcpFrame(d1, g1, K, np.eye(4))
+    gt = _gt_flow(pose0, pose1, local0)
+    on_box = np.isfinite(gt[..., 0])
+    still = np.zeros((H, W, 2), np.float32)                   # a flow that saw nothing move
+    out, accepted = refine_flow(still, fa, fb)
+    err_before = np.linalg.norm(gt[on_box], axis=-1).mean()
+    err_after = np.linalg.norm(out[on_box] - gt[on_box], axis=-1).mean()
+    assert err_before > 2.0                                   # the turn moves box pixels by pixels
+    assert err_after < 0.3 * err_before and accepted[on_box].mean() > 0.8
+    assert not accepted[~on_box].any() and np.all(out[~on_box] == 0)
+    # nothing moved: the flow stays (ICP cannot beat a motion that already explains frame b)
+    same, acc_same = refine_flow(still, fa, IcpFrame(d0, g0, K, np.eye(4)))
+    assert not acc_same.any() and np.all(same == 0)
+
+
+def test_refine_flow_keeps_the_flow_on_shapes_that_slide_along_themselves():
+    d = _rays()
+    plane = np.where(np.abs(d[..., 0]) < 0.15, 0.8, 1.2).astype(np.float32)  # a strip in front of a wall
+    grey = np.full((H, W), 100, np.uint8)
+    f = IcpFrame(plane, grey, K, np.eye(4), IcpConfig(max_share=0.5))
+    assert f.segments == []                                   # a flat strip pins nothing along itself
+    flow = np.full((H, W, 2), 1.5, np.float32)
+    out, accepted = refine_flow(flow, f, f, IcpConfig(max_share=0.5))
+    assert not accepted.any() and np.all(out == flow)
+
+
+def test_tracker_with_icp_follows_a_turning_box_better():
+    """Three frames of the box turning 10 degrees per frame; grey flow alone sees little of it."""
+    poses = [_box_pair(0.0)[0]]
+    for k in (1, 2):
+        poses.append(_box_pair(10.0 * k)[1])
+    frames = [_render(*p) for p in poses]
+    rgb = np.stack([np.repeat(g[..., None], 3, -1) for _, g, _ in frames])
+    depth = np.stack([d for d, _, _ in frames])
+    window = FrameWindow(rgb=rgb, depth=depth, intrinsics=K.astype(np.float32),
+                         cam_to_world=np.repeat(np.eye(4, dtype=np.float32)[None], 3, 0),
+                         times=np.array([0.0, 0.1, 0.2]))
+    local0 = frames[0][2]
+    base = {**TRACKERS["rigid-rgbd"], "stride": 4}
+    errs = {}
+    for icp in (False, True):
+        points, _, alive, own_valid = track_window(window, FlowConfig(**base, icp=icp))
+        grid = local0[2::4, 2::4]
+        on = np.isfinite(grid[..., 0]) & own_valid[0]
+        R2, c2 = poses[2]
+        truth = grid[on] @ R2.T + c2
+        errs[icp] = np.linalg.norm(points[0][on][:, 2] - truth, axis=-1).mean()
+    assert errs[True] < 0.5 * errs[False]
+    assert errs[True] < 0.005
+
+
+@pytest.mark.parametrize("bad", [{"min_pixels": 0}, {"max_share": 0.0}])
+def test_icp_config_rejects_nonsense(bad):
+    with pytest.raises(ValueError):
+        IcpConfig(**bad)

@@ -123,8 +123,9 @@ class FlowRigidBackend(FlowBackend):
     where the depth under it jumps (it slid onto another surface or an occluder), and a lost point
     moves with the fitted one-step motion of its rigid part instead of holding its last position.
     The flow is DIS started from the learned matcher's coarse matches (:mod:`traceany_ros.matcher`),
-    or the depth flow where that matches better (:func:`traceany_ros.flow.learned_flow`).
-    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned"]``).
+    or the depth flow where that matches better (:func:`traceany_ros.flow.learned_flow`), and on rigid
+    depth segments their ICP motion where that explains the next frame better (:mod:`traceany_ros.icp`).
+    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned-icp"]``).
     """
 
     name = "flow-rigid"
@@ -132,7 +133,7 @@ class FlowRigidBackend(FlowBackend):
     def __init__(self, device: str = "cpu", **options):
         from traceany_ros.flow import TRACKERS
 
-        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned"], **options})
+        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned-icp"], **options})
 
 
 class ModelBackend:

@@ -29,12 +29,15 @@ from traceany_ros.field import TrajectoryField, fit_trajectory
 METHODS = ("dis_fast", "dis_medium", "dis_ultrafast", "farneback")
 # FlowConfig overrides of the named trackers: "plain" (the flow baseline), "rigid" (the shipped model's prior),
 # "rigid-rgbd" (rigid plus RGB-D flow), "rigid-learned" (rigid, DIS started from the learned matcher's matches) and
-# "rigid-rgbd-learned" (both: the flow-rigid backend)
+# "rigid-rgbd-learned" (both), and each of the learned ones with "-icp": rigid depth segments moved by their ICP
+# motion where that explains the next frame better ("rigid-rgbd-learned-icp": the flow-rigid backend)
 _RIGID = {"depth_jump_abs": 0.04, "rigid": True}
 TRACKERS = {"plain": {}, "rigid": _RIGID,
             "rigid-rgbd": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0},
             "rigid-learned": {**_RIGID, "learned_matches": True},
             "rigid-rgbd-learned": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0, "learned_matches": True}}
+TRACKERS["rigid-learned-icp"] = {**TRACKERS["rigid-learned"], "icp": True}
+TRACKERS["rigid-rgbd-learned-icp"] = {**TRACKERS["rigid-rgbd-learned"], "icp": True}
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,9 @@ class StreamConfig:
     learned_matches: bool = dc_field(default=True, metadata={
         "help": "flow backends: start DIS from the learned matcher's coarse matches (finds large moves of thin, "
                 "plain parts; costs a matcher pass per window)"})
+    icp: bool = dc_field(default=False, metadata={
+        "help": "flow backends: move rigid depth segments by their ICP motion where that explains the next frame "
+                "better (follows turning objects the flow misses; about 0.6 s more per 8-frame window on one core)"})
     join_windows: bool = dc_field(default=True, metadata={"help": "join consecutive windows continuously"})
     max_gap_s: float = dc_field(default=1.0, metadata={"range": (0.01, 60.0),
                                                        "help": "a longer gap between frames restarts the window"})
@@ -102,7 +105,7 @@ class StreamConfig:
         if self.backend in ("flow", "flow-rigid"):
             return {"stride": self.field_stride, "num_control_points": self.num_control_points,
                     "method": self.flow_method, "depth_flow": self.depth_flow,
-                    "learned_matches": self.learned_matches}
+                    "learned_matches": self.learned_matches, "icp": self.icp}
         if self.backend == "static":
             return {"stride": self.field_stride, "num_control_points": self.num_control_points}
         opts = {"device": self.device}

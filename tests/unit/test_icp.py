@@ -45,9 +45,9 @@ def _box_pair(turn_deg=10.0):
     return (R0, centre), (spin @ R0, centre)
 
 
-def _gt_flow(pose0, pose1, local):
-    """Flow of the box pixels of frame 0 into frame 1 (NaN off the box)."""
-    (R0, c0), (R1, c1) = pose0, pose1
+def _gt_flow(pose1, local):
+    """Flow of the box pixels of frame 0 (box coordinates ``local``) into frame 1 (NaN off the box)."""
+    R1, c1 = pose1
     p1 = local @ R1.T + c1
     u = K[0, 0] * p1[..., 0] / p1[..., 2] + K[0, 2]
     v = K[1, 1] * p1[..., 1] / p1[..., 2] + K[1, 2]
@@ -88,7 +88,7 @@ def test_refine_flow_recovers_a_turn_the_flow_missed_and_leaves_the_rest():
     d0, g0, local0 = _render(*pose0)
     d1, g1, _ = _render(*pose1)
     fa, fb = IcpFrame(d0, g0, K, np.eye(4)), IcpFrame(d1, g1, K, np.eye(4))
-    gt = _gt_flow(pose0, pose1, local0)
+    gt = _gt_flow(pose1, local0)
     on_box = np.isfinite(gt[..., 0])
     still = np.zeros((H, W, 2), np.float32)                   # a flow that saw nothing move
     out, accepted = refine_flow(still, fa, fb)

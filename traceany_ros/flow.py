@@ -208,6 +208,19 @@ def _lift(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, x: np.ndarray, y: n
     return pc @ c2w[:3, :3].T + c2w[:3, 3], valid
 
 
+def _parallel(jobs: list) -> list:
+    """Run zero-argument callables on a small thread pool (at most 2 threads, 1 on a 1-core machine);
+    results in order."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(2, os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        return [job() for job in jobs]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: job(), jobs))
+
+
 def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
     """Chain flow from every grid pixel of every frame through the whole window.
 
@@ -248,15 +261,18 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
     else:
         def pair(a, b):
             return dense_flow(gray[a], gray[b], config.method)
-    fwd = [pair(i, i + 1) for i in range(T - 1)]
-    bwd = [pair(i + 1, i) for i in range(T - 1)]
+    # the frame pairs are independent: OpenCV and most of NumPy / Open3D release the GIL, so threads help
+    flows = _parallel([lambda i=i: pair(i, i + 1) for i in range(T - 1)] + [lambda i=i: pair(i + 1, i) for i in range(T - 1)])
+    fwd, bwd = flows[:T - 1], flows[T - 1:]
     if config.icp:
         from traceany_ros.icp import IcpConfig, IcpFrame, refine_flow
 
         ic = IcpConfig(**dict(config.icp_options))
-        frames = [IcpFrame(depth[i], gray[i], K, c2w[i], ic) for i in range(T)]
-        fwd, fwd_rigid = zip(*[refine_flow(fwd[i], frames[i], frames[i + 1], ic) for i in range(T - 1)])
-        bwd, bwd_rigid = zip(*[refine_flow(bwd[i], frames[i + 1], frames[i], ic) for i in range(T - 1)])
+        frames = _parallel([lambda i=i: IcpFrame(depth[i], gray[i], K, c2w[i], ic) for i in range(T)])
+        refined = _parallel([lambda i=i: refine_flow(fwd[i], frames[i], frames[i + 1], ic) for i in range(T - 1)]
+                            + [lambda i=i: refine_flow(bwd[i], frames[i + 1], frames[i], ic) for i in range(T - 1)])
+        fwd, fwd_rigid = zip(*refined[:T - 1]) if T > 1 else ((), ())
+        bwd, bwd_rigid = zip(*refined[T - 1:]) if T > 1 else ((), ())
 
     points = np.zeros((T, n, T, 3))
     alive = np.zeros((T, n, T), bool)

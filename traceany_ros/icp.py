@@ -46,6 +46,8 @@ class IcpConfig:
         it may be at all.
     min_constraint: the least :func:`constraint` of a segment's shape (planes, cylinders and spheres
         are left to the flow).
+    still_turn (degrees), still_shift: a segment whose flow motion turns and shifts it less is taken
+        as standing still and not registered (``still_turn = 0`` registers every segment).
     min_fitness: the least share of source points ICP must pair; max_turn (degrees), max_shift: the
         most ICP may change the initial motion (the shift at the segment's centre).
     """
@@ -69,6 +71,8 @@ class IcpConfig:
     max_shift: float = 0.05
     max_score: float = 1.5
     min_constraint: float = 3e-4
+    still_turn: float = 0.3
+    still_shift: float = 0.001
 
     def __post_init__(self):
         if self.min_pixels < 1 or self.max_points < 6 or self.iterations < 1:
@@ -88,6 +92,11 @@ def camera_points(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.stack([(cols - K[0, 2]) / K[0, 0] * z, (rows - K[1, 2]) / K[1, 1] * z, z], axis=-1)
 
 
+def _norm(v: np.ndarray) -> np.ndarray:
+    """Euclidean length over the last axis (faster than np.linalg.norm for 3-vectors)."""
+    return np.sqrt(np.einsum("...c,...c->...", v, v))
+
+
 def surface_normals(X: np.ndarray, valid: np.ndarray, gap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unit normals from central differences of the point grid, facing the camera.
 
@@ -101,11 +110,11 @@ def surface_normals(X: np.ndarray, valid: np.ndarray, gap: np.ndarray) -> tuple[
     dx = X[1:-1, 2:] - X[1:-1, :-2]
     dy = X[2:, 1:-1] - X[:-2, 1:-1]
     c = np.cross(dx, dy)
-    norm = np.linalg.norm(c, axis=-1)
+    norm = _norm(c)
     g = 2.0 * gap[1:-1, 1:-1]
     inner = (valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1] & valid[1:-1, 1:-1]
-             & (np.linalg.norm(dx, axis=-1) < g) & (np.linalg.norm(dy, axis=-1) < g) & (norm > 0))
-    c = c / np.where(norm > 0, norm, 1.0)[..., None]
+             & (_norm(dx) < g) & (_norm(dy) < g) & (norm > 0))
+    c /= np.where(norm > 0, norm, 1.0)[..., None]
     flip = np.einsum("ijc,ijc->ij", c, X[1:-1, 1:-1]) > 0
     c[flip] *= -1.0
     n[1:-1, 1:-1] = c
@@ -113,30 +122,41 @@ def surface_normals(X: np.ndarray, valid: np.ndarray, gap: np.ndarray) -> tuple[
     return n, ok
 
 
-def depth_segments(depth: np.ndarray, K: np.ndarray, config: IcpConfig = IcpConfig()) -> np.ndarray:
-    """Segments of a depth image: connected surfaces cut at depth gaps and concave folds.
+_EDGES = (((slice(None), slice(0, -1)), (slice(None), slice(1, None))),   # horizontal neighbours
+          ((slice(0, -1), slice(None)), (slice(1, None), slice(None))))   # vertical neighbours
 
-    depth [H,W] metres (0 = invalid), K [3,3]. Returns labels [H,W] int64: -1 for invalid depth,
-    else a segment id (0..S-1, in no particular order).
-    """
-    import cv2
 
-    K = np.asarray(K, np.float64)
+def _geometry(depth: np.ndarray, K: np.ndarray, config: IcpConfig):
+    """Camera points, validity, neighbour gap limit and normals of a depth image (shared by
+    :func:`depth_segments` and :class:`IcpFrame`)."""
     z = np.asarray(depth, np.float64)
-    H, W = z.shape
     valid = z > 0
     X = camera_points(z, K)
     gap = np.maximum(config.gap_abs, config.gap_px * z / K[0, 0])
     nrm, nok = surface_normals(X, valid, gap)
+    return X, valid, gap, nrm, nok
+
+
+def depth_segments(depth: np.ndarray, K: np.ndarray, config: IcpConfig = IcpConfig(), _geom=None) -> np.ndarray:
+    """Segments of a depth image: connected surfaces cut at depth gaps and concave folds.
+
+    depth [H,W] metres (0 = invalid), K [3,3]. Returns labels [H,W] int64: -1 for invalid depth and
+    what is left of the boundary lines, else a segment id (0..S-1, in no particular order).
+    """
+    import cv2
+
+    K = np.asarray(K, np.float64)
+    X, valid, gap, nrm, nok = _geom if _geom is not None else _geometry(depth, K, config)
     cos_max = np.cos(np.radians(config.concave_deg))
     boundary = ~(valid & nok)
-    for sa, sb in (((slice(None), slice(0, -1)), (slice(None), slice(1, None))),
-                   ((slice(0, -1), slice(None)), (slice(1, None), slice(None)))):
+    near = []
+    for sa, sb in _EDGES:
         d = X[sa] - X[sb]
-        dist = np.linalg.norm(d, axis=-1)
+        close = _norm(d) < np.minimum(gap[sa], gap[sb])
+        near.append(close & valid[sa] & valid[sb])
         concave = (np.einsum("ijc,ijc->ij", nrm[sa] - nrm[sb], d) < 0) \
             & (np.einsum("ijc,ijc->ij", nrm[sa], nrm[sb]) < cos_max)
-        cut = concave | (dist >= np.minimum(gap[sa], gap[sb]))
+        cut = concave | ~close
         # both ends of a cut edge become boundary pixels: a fold or gap line two pixels thick, which
         # no 4-connected path crosses even where the line runs diagonally
         boundary[sa] |= cut
@@ -148,11 +168,9 @@ def depth_segments(depth: np.ndarray, K: np.ndarray, config: IcpConfig = IcpConf
     # a boundary pixel joins a segment it touches without a depth gap (the rims of objects, both
     # sides of a fold): one step, from the segments as they were
     grown = labels.copy()
-    for sa, sb in (((slice(None), slice(0, -1)), (slice(None), slice(1, None))),
-                   ((slice(0, -1), slice(None)), (slice(1, None), slice(None)))):
-        near = valid[sa] & valid[sb] & (np.linalg.norm(X[sa] - X[sb], axis=-1) < np.minimum(gap[sa], gap[sb]))
+    for (sa, sb), close in zip(_EDGES, near):
         for dst, src in ((sa, sb), (sb, sa)):
-            take = near & (grown[dst] < 0) & (labels[src] >= 0)
+            take = close & (grown[dst] < 0) & (labels[src] >= 0)
             grown[dst] = np.where(take, labels[src], grown[dst])
     return grown
 
@@ -166,14 +184,12 @@ class IcpFrame:
         self.c2w = np.asarray(cam_to_world, np.float64)
         self.depth = np.asarray(depth, np.float64)
         self.gray = np.asarray(gray, np.float64)
-        self.valid = self.depth > 0
-        X = camera_points(self.depth, self.K)
-        gap = np.maximum(config.gap_abs, config.gap_px * self.depth / self.K[0, 0])
-        n, self.normal_ok = surface_normals(X, self.valid, gap)
+        geom = _geometry(self.depth, self.K, config)
+        X, self.valid, _, n, self.normal_ok = geom
         R, t = self.c2w[:3, :3], self.c2w[:3, 3]
         self.world = X @ R.T + t
         self.normals = n @ R.T
-        self.labels = depth_segments(self.depth, self.K, config)
+        self.labels = depth_segments(self.depth, self.K, config, _geom=geom)
         # the segments worth registering: [(rows, cols)] of those of a useful size whose shape pins
         # down their motion (a plane, a cylinder or a sphere can slide along itself)
         H, W = self.depth.shape
@@ -228,6 +244,11 @@ def constraint(p: np.ndarray, n: np.ndarray) -> float:
     return float(ev[0] / max(ev[-1], 1e-12))
 
 
+def _turn(T: np.ndarray) -> float:
+    """Rotation angle (degrees) of a rigid motion [4,4]."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))))
+
+
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Robust rigid fit dst ~ R src + t (two Huber-like reweightings) -> T [4,4]."""
     from traceany_ros.rigid import batched_kabsch
@@ -235,7 +256,7 @@ def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     w = np.ones(len(src))
     for _ in range(3):
         R, t = batched_kabsch(src[None], dst[None], w[None])
-        res = np.linalg.norm(src @ R[0].T + t[0] - dst, axis=-1)
+        res = _norm(src @ R[0].T + t[0] - dst)
         scale = max(0.003, float(np.median(res)))
         w = np.minimum(1.0, 2.0 * scale / np.maximum(res, 1e-9))
     T = np.eye(4)
@@ -269,6 +290,9 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
         inb = (cb >= 0) & (cb < W) & (rb >= 0) & (rb < H)
         inb[inb] &= fb.valid[rb[inb], cb[inb]]
         T_init = _kabsch(sub[inb], fb.world[rb[inb], cb[inb]]) if inb.sum() >= 10 else np.eye(4)
+        if config.still_turn > 0 and _turn(T_init) < config.still_turn \
+                and _norm(sub.mean(0) @ T_init[:3, :3].T + T_init[:3, 3] - sub.mean(0)) < config.still_shift:
+            continue  # the flow says it stands still (the most common case): nothing to refine
         moved = sub @ T_init[:3, :3].T + T_init[:3, 3]
         lo, hi = moved.min(0) - config.crop, moved.max(0) + config.crop
         # frame b's points near the moved segment: an image window first, then the 3D box
@@ -294,8 +318,7 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
         T_icp = np.asarray(result.transformation)
         if result.fitness < config.min_fitness:
             continue
-        change = np.linalg.inv(T_init) @ T_icp
-        angle = np.degrees(np.arccos(np.clip((np.trace(change[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+        angle = _turn(np.linalg.inv(T_init) @ T_icp)
         centre = sub.mean(0)
         shift = np.linalg.norm(centre @ (T_icp[:3, :3] - T_init[:3, :3]).T + T_icp[:3, 3] - T_init[:3, 3])
         if angle > config.max_turn or shift > config.max_shift:

@@ -204,6 +204,14 @@ class IcpFrame:
             pick = np.linspace(0, len(r) - 1, min(len(r), config.max_points)).astype(np.int64)
             if constraint(self.world[r[pick], c[pick]], self.normals[r[pick], c[pick]]) >= config.min_constraint:
                 self.segments.append((r, c))
+        # every segment's even subsample (ICP source, initial fit, score) as padded [S, N] arrays
+        S, N = len(self.segments), config.max_points
+        self.sub_rows, self.sub_cols = np.zeros((S, N), np.int64), np.zeros((S, N), np.int64)
+        self.sub_mask = np.zeros((S, N), bool)
+        for k, (r, c) in enumerate(self.segments):
+            pick = np.linspace(0, len(r) - 1, min(len(r), N)).astype(np.int64)
+            self.sub_rows[k, :len(pick)], self.sub_cols[k, :len(pick)] = r[pick], c[pick]
+            self.sub_mask[k, :len(pick)] = True
 
     def project(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """World points [N,3] -> (cols [N], rows [N], z [N]) in this frame's camera."""
@@ -249,18 +257,26 @@ def _turn(T: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))))
 
 
-def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Robust rigid fit dst ~ R src + t (two Huber-like reweightings) -> T [4,4]."""
+def _robust_kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Robust rigid fits dst ~ R src + t, many at once (two Huber-like reweightings).
+
+    src, dst [S,N,3], w [S,N] (0 = no correspondence) -> T [S,4,4] (identity where fewer than 10
+    correspondences)."""
     from traceany_ros.rigid import batched_kabsch
 
-    w = np.ones(len(src))
+    weight = w.astype(np.float64)
     for _ in range(3):
-        R, t = batched_kabsch(src[None], dst[None], w[None])
-        res = _norm(src @ R[0].T + t[0] - dst)
-        scale = max(0.003, float(np.median(res)))
-        w = np.minimum(1.0, 2.0 * scale / np.maximum(res, 1e-9))
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R[0], t[0]
+        R, t = batched_kabsch(src, dst, weight)
+        res = _norm(np.einsum("sij,snj->sni", R, src) + t[:, None] - dst)
+        # median residual over each row's correspondences (the lower middle one; rows without any: 0)
+        count = (w > 0).sum(1)
+        ordered = np.sort(np.where(w > 0, res, np.inf), axis=1)
+        med = np.where(count > 0, ordered[np.arange(len(w)), np.maximum(count - 1, 0) // 2], 0.0)
+        scale = np.maximum(0.003, med)
+        weight = w * np.minimum(1.0, 2.0 * scale[:, None] / np.maximum(res, 1e-9))
+    T = np.repeat(np.eye(4)[None], len(src), axis=0)
+    enough = (w > 0).sum(1) >= 10
+    T[enough, :3, :3], T[enough, :3, 3] = R[enough], t[enough]
     return T
 
 
@@ -278,21 +294,28 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
     accepted = np.zeros((H, W), bool)
     tgt_ok = fb.valid & fb.normal_ok
     criteria = reg.ICPConvergenceCriteria(max_iteration=config.iterations)
-    for r, c in fa.segments:
+    if not fa.segments:
+        return out, accepted
+    # the flow's motion of every segment at once: its subsample's flow correspondences lifted to 3D
+    rs, cs, m = fa.sub_rows, fa.sub_cols, fa.sub_mask
+    cb = np.rint(cs + flow[rs, cs, 0]).astype(np.int64)
+    rb = np.rint(rs + flow[rs, cs, 1]).astype(np.int64)
+    inb = m & (cb >= 0) & (cb < W) & (rb >= 0) & (rb < H)
+    rb, cb = np.clip(rb, 0, H - 1), np.clip(cb, 0, W - 1)
+    inb &= fb.valid[rb, cb]
+    src_all = fa.world[rs, cs]
+    T_all = _robust_kabsch(src_all, fb.world[rb, cb], inb)
+    centres = (src_all * m[..., None]).sum(1) / np.maximum(m.sum(1), 1)[:, None]
+    turns = np.degrees(np.arccos(np.clip((np.einsum("sii->s", T_all[:, :3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+    shifts = _norm(np.einsum("sij,sj->si", T_all[:, :3, :3], centres) + T_all[:, :3, 3] - centres)
+    still = (turns < config.still_turn) & (shifts < config.still_shift) if config.still_turn > 0 \
+        else np.zeros(len(T_all), bool)
+    for k in np.flatnonzero(~still):
+        r, c = fa.segments[k]
         pa = fa.world[r, c]
-        ga = fa.gray[r, c]
-        pick = np.linspace(0, len(pa) - 1, min(len(pa), config.max_points)).astype(np.int64)
-        sub = pa[pick]
-        # flow correspondences of the subsample lifted to 3D (nearest pixel of frame b)
-        rs, cs = r[pick], c[pick]
-        cb = np.rint(cs + flow[rs, cs, 0]).astype(np.int64)
-        rb = np.rint(rs + flow[rs, cs, 1]).astype(np.int64)
-        inb = (cb >= 0) & (cb < W) & (rb >= 0) & (rb < H)
-        inb[inb] &= fb.valid[rb[inb], cb[inb]]
-        T_init = _kabsch(sub[inb], fb.world[rb[inb], cb[inb]]) if inb.sum() >= 10 else np.eye(4)
-        if config.still_turn > 0 and _turn(T_init) < config.still_turn \
-                and _norm(sub.mean(0) @ T_init[:3, :3].T + T_init[:3, 3] - sub.mean(0)) < config.still_shift:
-            continue  # the flow says it stands still (the most common case): nothing to refine
+        sub = src_all[k][m[k]]
+        g_sub = fa.gray[rs[k][m[k]], cs[k][m[k]]]
+        T_init = T_all[k]
         moved = sub @ T_init[:3, :3].T + T_init[:3, 3]
         lo, hi = moved.min(0) - config.crop, moved.max(0) + config.crop
         # frame b's points near the moved segment: an image window first, then the 3D box
@@ -323,8 +346,8 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
         shift = np.linalg.norm(centre @ (T_icp[:3, :3] - T_init[:3, :3]).T + T_icp[:3, 3] - T_init[:3, 3])
         if angle > config.max_turn or shift > config.max_shift:
             continue
-        s_icp = _score(T_icp, sub, ga[pick], fb, config)
-        if s_icp > config.max_score or s_icp > _score(T_init, sub, ga[pick], fb, config) - config.accept_gain:
+        s_icp = _score(T_icp, sub, g_sub, fb, config)
+        if s_icp > config.max_score or s_icp > _score(T_init, sub, g_sub, fb, config) - config.accept_gain:
             continue
         u, v, _ = fb.project(pa @ T_icp[:3, :3].T + T_icp[:3, 3])
         out[r, c, 0] = u - c

@@ -8,18 +8,23 @@ camera sees the rotated shape directly. So, for one frame pair (a -> b):
 1. *Segments of frame a* (:func:`depth_segments`): the depth image cut into surfaces at depth
    gaps and at concave folds (where an object stands on the table, where two parts meet), so
    an object's convex faces stay together and its contact with the table does not; segments
-   larger than ``max_share`` of the image (floor, walls, table) are left to the flow.
-2. *Initial motion*: robust weighted Kabsch of the segment's flow correspondences lifted to 3D.
+   larger than ``max_share`` of the image (floor, walls, table), smaller than ``min_pixels``, or
+   whose shape cannot pin down its own motion (:func:`constraint`: a plane, a cylinder, a sphere)
+   are left to the flow.
+2. *Initial motion*: robust weighted Kabsch of the segment's flow correspondences lifted to 3D
+   (all segments of the pair in one batch); segments it leaves standing still are skipped.
 3. *ICP*: Open3D point-to-plane ICP of the segment's points to frame b's points (cropped around
    the segment, normals from the depth grid), started from the initial motion.
 4. *Check*: both motions are scored by how well they predict frame b where the moved segment
    lands (depth residual along the ray and grey-level difference, truncated; points hidden behind
    something nearer or out of view count half). ICP's motion replaces the flow on the segment
-   only if it scores ``accept_gain`` better, so ambiguous shapes (a sphere or cylinder turning
-   about its axis, a flat face sliding in its plane) keep their flow.
+   only if it scores better (by ``accept_gain``), paired enough points and stayed near the
+   initial motion.
 
 :func:`refine_flow` returns the flow with the accepted segments' pixels re-projected by their ICP
-motion; the tracker then chains it as any other flow (``FlowConfig(icp=True)``).
+motion; the tracker then chains it as any other flow (``FlowConfig(icp=True)``), except that
+pixels moved by an accepted ICP motion skip its forward-backward check (the reverse flow comes
+from other segments or from DIS and need not agree to the pixel).
 """
 from __future__ import annotations
 

@@ -265,12 +265,21 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
     flows = _parallel([lambda i=i: pair(i, i + 1) for i in range(T - 1)] + [lambda i=i: pair(i + 1, i) for i in range(T - 1)])
     fwd, bwd = flows[:T - 1], flows[T - 1:]
     if config.icp:
-        from traceany_ros.icp import IcpConfig, IcpFrame, refine_flow
+        from traceany_ros.icp import IcpConfig, IcpFrame, flow_motions, refine_flow
 
         ic = IcpConfig(**dict(config.icp_options))
         frames = _parallel([lambda i=i: IcpFrame(depth[i], gray[i], K, c2w[i], ic) for i in range(T)])
-        refined = _parallel([lambda i=i: refine_flow(fwd[i], frames[i], frames[i + 1], ic) for i in range(T - 1)]
-                            + [lambda i=i: refine_flow(bwd[i], frames[i + 1], frames[i], ic) for i in range(T - 1)])
+        # each frame's segments move to both neighbours; the inverse of one motion starts ICP for the
+        # other too (constant velocity through the frame), where the flow's own start fails
+        m_fwd = _parallel([lambda i=i: flow_motions(fwd[i], frames[i], frames[i + 1]) for i in range(T - 1)])
+        m_bwd = _parallel([lambda i=i: flow_motions(bwd[i], frames[i + 1], frames[i]) for i in range(T - 1)])
+        cv = ic.constant_velocity
+        refined = _parallel(
+            [lambda i=i: refine_flow(fwd[i], frames[i], frames[i + 1], ic, m_fwd[i],
+                                     np.linalg.inv(m_bwd[i - 1]) if cv and i > 0 else None) for i in range(T - 1)]
+            + [lambda i=i: refine_flow(bwd[i], frames[i + 1], frames[i], ic, m_bwd[i],
+                                       np.linalg.inv(m_fwd[i + 1]) if cv and i + 1 < T - 1 else None)
+               for i in range(T - 1)])
         fwd, fwd_rigid = zip(*refined[:T - 1]) if T > 1 else ((), ())
         bwd, bwd_rigid = zip(*refined[T - 1:]) if T > 1 else ((), ())
 

@@ -53,6 +53,8 @@ class IcpConfig:
         are left to the flow).
     still_turn (degrees), still_shift: a segment whose flow motion turns and shifts it less is taken
         as standing still and not registered (``still_turn = 0`` registers every segment).
+    constant_velocity: the tracker also starts ICP from the inverse of the segment's flow motion to
+        its other neighbour frame (constant velocity through the frame).
     min_fitness: the least share of source points ICP must pair; max_turn (degrees), max_shift: the
         most ICP may change the initial motion (the shift at the segment's centre).
     """
@@ -78,6 +80,7 @@ class IcpConfig:
     min_constraint: float = 3e-4
     still_turn: float = 0.3
     still_shift: float = 0.001
+    constant_velocity: bool = True
 
     def __post_init__(self):
         if self.min_pixels < 1 or self.max_points < 6 or self.iterations < 1:
@@ -285,11 +288,31 @@ def _robust_kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarra
     return T
 
 
-def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig = IcpConfig()):
+def flow_motions(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame) -> np.ndarray:
+    """The flow's rigid motion a -> b of each of frame a's segments: a robust Kabsch fit of each
+    segment's subsample and where the flow and frame b's depth put it, all in one batch.
+
+    Returns T [S,4,4] (world frame; identity for segments with fewer than 10 correspondences)."""
+    H, W = fa.depth.shape
+    rs, cs, m = fa.sub_rows, fa.sub_cols, fa.sub_mask
+    cb = np.rint(cs + flow[rs, cs, 0]).astype(np.int64)
+    rb = np.rint(rs + flow[rs, cs, 1]).astype(np.int64)
+    inb = m & (cb >= 0) & (cb < W) & (rb >= 0) & (rb < H)
+    rb, cb = np.clip(rb, 0, H - 1), np.clip(cb, 0, W - 1)
+    inb &= fb.valid[rb, cb]
+    return _robust_kabsch(fa.world[rs, cs], fb.world[rb, cb], inb)
+
+
+def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig = IcpConfig(),
+                init: np.ndarray | None = None, extra_init: np.ndarray | None = None):
     """Replace the flow a -> b on rigid depth segments whose ICP motion explains frame b better.
 
-    flow [H,W,2] (dx = column, dy = row), fa / fb the two frames. Returns (flow' [H,W,2] float32,
-    accepted [H,W] bool: pixels whose flow now comes from a segment's ICP motion).
+    flow [H,W,2] (dx = column, dy = row), fa / fb the two frames; init [S,4,4] the flow's motions of
+    fa's segments (:func:`flow_motions`, computed when not given); extra_init [S,4,4] a second start
+    for ICP (the tracker passes the inverse of the segment's motion to the other neighbour frame:
+    constant velocity through frame a), tried where it differs from the first.
+    Returns (flow' [H,W,2] float32, accepted [H,W] bool: pixels whose flow now comes from a
+    segment's ICP motion).
     """
     import open3d as o3d
 
@@ -297,65 +320,89 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
     H, W = fa.depth.shape
     out = np.array(flow, np.float32, copy=True)
     accepted = np.zeros((H, W), bool)
-    tgt_ok = fb.valid & fb.normal_ok
-    criteria = reg.ICPConvergenceCriteria(max_iteration=config.iterations)
     if not fa.segments:
         return out, accepted
-    # the flow's motion of every segment at once: its subsample's flow correspondences lifted to 3D
+    tgt_ok = fb.valid & fb.normal_ok
+    criteria = reg.ICPConvergenceCriteria(max_iteration=config.iterations)
     rs, cs, m = fa.sub_rows, fa.sub_cols, fa.sub_mask
-    cb = np.rint(cs + flow[rs, cs, 0]).astype(np.int64)
-    rb = np.rint(rs + flow[rs, cs, 1]).astype(np.int64)
-    inb = m & (cb >= 0) & (cb < W) & (rb >= 0) & (rb < H)
-    rb, cb = np.clip(rb, 0, H - 1), np.clip(cb, 0, W - 1)
-    inb &= fb.valid[rb, cb]
     src_all = fa.world[rs, cs]
-    T_all = _robust_kabsch(src_all, fb.world[rb, cb], inb)
+    T_all = flow_motions(flow, fa, fb) if init is None else init
     centres = (src_all * m[..., None]).sum(1) / np.maximum(m.sum(1), 1)[:, None]
-    turns = np.degrees(np.arccos(np.clip((np.einsum("sii->s", T_all[:, :3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
-    shifts = _norm(np.einsum("sij,sj->si", T_all[:, :3, :3], centres) + T_all[:, :3, 3] - centres)
-    still = (turns < config.still_turn) & (shifts < config.still_shift) if config.still_turn > 0 \
-        else np.zeros(len(T_all), bool)
+
+    def still_of(T):
+        turns = np.degrees(np.arccos(np.clip((np.einsum("sii->s", T[:, :3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+        shifts = _norm(np.einsum("sij,sj->si", T[:, :3, :3], centres) + T[:, :3, 3] - centres)
+        return (turns < config.still_turn) & (shifts < config.still_shift)
+
+    if config.still_turn > 0:
+        still = still_of(T_all) & (still_of(extra_init) if extra_init is not None else True)
+    else:
+        still = np.zeros(len(T_all), bool)
     for k in np.flatnonzero(~still):
         r, c = fa.segments[k]
-        pa = fa.world[r, c]
         sub = src_all[k][m[k]]
         g_sub = fa.gray[rs[k][m[k]], cs[k][m[k]]]
         T_init = T_all[k]
-        moved = sub @ T_init[:3, :3].T + T_init[:3, 3]
-        lo, hi = moved.min(0) - config.crop, moved.max(0) + config.crop
-        # frame b's points near the moved segment: an image window first, then the 3D box
-        u, v, z = fb.project(moved)
-        if not np.any(z > 1e-6):
+        starts = [T_init]
+        if extra_init is not None and (_turn(np.linalg.inv(T_init) @ extra_init[k]) > 1.0 or _norm(
+                sub.mean(0) @ (extra_init[k][:3, :3] - T_init[:3, :3]).T + extra_init[k][:3, 3] - T_init[:3, 3])
+                > 0.003):
+            starts.append(extra_init[k])
+        s_init = None
+        best, best_score = None, np.inf
+        for T0 in starts:
+            T_icp = _register(sub, T0, fb, tgt_ok, config, reg, criteria)
+            if T_icp is None:
+                continue
+            # stays near one of its starts (the flow's or the constant-velocity one)
+            angle = _turn(np.linalg.inv(T0) @ T_icp)
+            centre = sub.mean(0)
+            shift = np.linalg.norm(centre @ (T_icp[:3, :3] - T0[:3, :3]).T + T_icp[:3, 3] - T0[:3, 3])
+            if angle > config.max_turn or shift > config.max_shift:
+                continue
+            score = _score(T_icp, sub, g_sub, fb, config)
+            if score < best_score:
+                best, best_score = T_icp, score
+        if best is None or best_score > config.max_score:
             continue
-        pad = config.crop * fb.K[0, 0] / max(float(z[z > 1e-6].min()), 1e-3)
-        c0, c1 = int(max(0, np.floor(u.min() - pad))), int(min(W, np.ceil(u.max() + pad) + 1))
-        r0, r1 = int(max(0, np.floor(v.min() - pad))), int(min(H, np.ceil(v.max() + pad) + 1))
-        if c1 <= c0 or r1 <= r0:
+        s_init = _score(T_init, sub, g_sub, fb, config)
+        if best_score > s_init - config.accept_gain:
             continue
-        win_ok = tgt_ok[r0:r1, c0:c1]
-        pts = fb.world[r0:r1, c0:c1][win_ok]
-        nrm = fb.normals[r0:r1, c0:c1][win_ok]
-        near = np.all((pts >= lo) & (pts <= hi), axis=1)
-        if near.sum() < config.min_pixels:
-            continue
-        source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sub))
-        target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts[near]))
-        target.normals = o3d.utility.Vector3dVector(nrm[near])
-        result = reg.registration_icp(source, target, config.max_corr, T_init,
-                                      reg.TransformationEstimationPointToPlane(), criteria)
-        T_icp = np.asarray(result.transformation)
-        if result.fitness < config.min_fitness:
-            continue
-        angle = _turn(np.linalg.inv(T_init) @ T_icp)
-        centre = sub.mean(0)
-        shift = np.linalg.norm(centre @ (T_icp[:3, :3] - T_init[:3, :3]).T + T_icp[:3, 3] - T_init[:3, 3])
-        if angle > config.max_turn or shift > config.max_shift:
-            continue
-        s_icp = _score(T_icp, sub, g_sub, fb, config)
-        if s_icp > config.max_score or s_icp > _score(T_init, sub, g_sub, fb, config) - config.accept_gain:
-            continue
-        u, v, _ = fb.project(pa @ T_icp[:3, :3].T + T_icp[:3, 3])
+        u, v, _ = fb.project(fa.world[r, c] @ best[:3, :3].T + best[:3, 3])
         out[r, c, 0] = u - c
         out[r, c, 1] = v - r
         accepted[r, c] = True
     return out, accepted
+
+
+def _register(sub: np.ndarray, T0: np.ndarray, fb: IcpFrame, tgt_ok: np.ndarray, config: IcpConfig, reg, criteria):
+    """Open3D point-to-plane ICP of world points sub [N,3] onto frame b from T0 [4,4]; targets are
+    frame b's points around the moved points (an image window first, then a 3D box). Returns the
+    motion [4,4], or None when there are too few targets or ICP paired too few points."""
+    import open3d as o3d
+
+    H, W = fb.depth.shape
+    moved = sub @ T0[:3, :3].T + T0[:3, 3]
+    lo, hi = moved.min(0) - config.crop, moved.max(0) + config.crop
+    u, v, z = fb.project(moved)
+    if not np.any(z > 1e-6):
+        return None
+    pad = config.crop * fb.K[0, 0] / max(float(z[z > 1e-6].min()), 1e-3)
+    c0, c1 = int(max(0, np.floor(u.min() - pad))), int(min(W, np.ceil(u.max() + pad) + 1))
+    r0, r1 = int(max(0, np.floor(v.min() - pad))), int(min(H, np.ceil(v.max() + pad) + 1))
+    if c1 <= c0 or r1 <= r0:
+        return None
+    win_ok = tgt_ok[r0:r1, c0:c1]
+    pts = fb.world[r0:r1, c0:c1][win_ok]
+    nrm = fb.normals[r0:r1, c0:c1][win_ok]
+    near = np.all((pts >= lo) & (pts <= hi), axis=1)
+    if near.sum() < config.min_pixels:
+        return None
+    source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sub))
+    target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts[near]))
+    target.normals = o3d.utility.Vector3dVector(nrm[near])
+    result = reg.registration_icp(source, target, config.max_corr, T0, reg.TransformationEstimationPointToPlane(),
+                                  criteria)
+    if result.fitness < config.min_fitness:
+        return None
+    return np.asarray(result.transformation)

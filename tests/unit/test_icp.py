@@ -142,3 +142,33 @@ def test_tracker_with_icp_follows_a_turning_box_better():
 def test_icp_config_rejects_nonsense(bad):
     with pytest.raises(ValueError):
         IcpConfig(**bad)
+
+
+def test_refine_flow_uses_a_second_start_where_the_flow_is_far_off():
+    """A 35-degree turn is beyond ICP's reach from a zero flow; started near the truth as well (the
+    tracker passes the inverse of the motion to the other neighbour frame) it lands on it."""
+    from traceany_ros.icp import flow_motions
+
+    pose0, pose1 = _box_pair(35.0)
+    d0, g0, local0 = _render(*pose0)
+    d1, g1, _ = _render(*pose1)
+    fa, fb = IcpFrame(d0, g0, K, np.eye(4)), IcpFrame(d1, g1, K, np.eye(4))
+    gt = _gt_flow(pose1, local0)
+    on_box = np.isfinite(gt[..., 0])
+    still = np.zeros((H, W, 2), np.float32)
+    init = flow_motions(still, fa, fb)                        # what a flow that saw nothing implies
+    (R0, c0), (R1, c1) = pose0, pose1
+    truth = np.eye(4)
+    truth[:3, :3] = R1 @ R0.T
+    truth[:3, 3] = c1 - truth[:3, :3] @ c0
+    near = Rotation.from_rotvec(np.radians(5.0) * np.array([0.0, 0.6, 0.8])).as_matrix()
+    guess = truth.copy()
+    guess[:3, :3] = near @ truth[:3, :3]
+    guess[:3, 3] = c1 - guess[:3, :3] @ c0
+    cfg = IcpConfig(max_score=3.0)  # a 35-degree turn hides a third of the box: the default cap would refuse it
+    out_one, _ = refine_flow(still, fa, fb, cfg, init=init)
+    out_two, acc_two = refine_flow(still, fa, fb, cfg, init=init, extra_init=guess[None].repeat(len(fa.segments), 0))
+    err_one = np.linalg.norm(out_one[on_box] - gt[on_box], axis=-1).mean()
+    err_two = np.linalg.norm(out_two[on_box] - gt[on_box], axis=-1).mean()
+    assert err_two < 0.5 and acc_two[on_box].mean() > 0.8
+    assert err_two < 0.5 * err_one

@@ -123,7 +123,10 @@ class PlannerNode(Node):
         self.cfg = cfg = config_from_node(self, PlannerNodeConfig)
         from traceany_ros.backends import make_backend
 
-        opts = {"checkpoint": cfg.checkpoint or None} if cfg.backend == "model" else {}
+        from traceany_ros.policies.run import PLANNER_BACKEND_OPTIONS
+
+        opts = {"checkpoint": cfg.checkpoint or None} if cfg.backend == "model" else \
+            dict(PLANNER_BACKEND_OPTIONS.get(cfg.backend, {}))
         self.backend = make_backend(cfg.backend, **opts)
         self._lock = threading.Lock()
         self._rgb = self._depth = self._K = None

@@ -55,6 +55,15 @@ def _gt_flow(pose1, local):
     return np.stack([u - cols, v - rows], -1)
 
 
+def _turn_frames(turn_deg):
+    """Two ICP frames of the box turning by turn_deg, its ground-truth flow and box mask."""
+    pose0, pose1 = _box_pair(turn_deg)
+    d0, g0, local0 = _render(*pose0)
+    d1, g1, _ = _render(*pose1)
+    gt = _gt_flow(pose1, local0)
+    return (pose0, pose1), IcpFrame(d0, g0, K, np.eye(4)), IcpFrame(d1, g1, K, np.eye(4)), gt, np.isfinite(gt[..., 0])
+
+
 def test_segments_cut_concave_folds_and_gaps_but_not_convex_ridges():
     d = _rays()
     a = np.abs(d[..., 0])
@@ -84,12 +93,7 @@ def test_constraint_is_zero_for_a_plane_and_positive_for_a_box_corner():
 
 
 def test_refine_flow_recovers_a_turn_the_flow_missed_and_leaves_the_rest():
-    pose0, pose1 = _box_pair(20.0)
-    d0, g0, local0 = _render(*pose0)
-    d1, g1, _ = _render(*pose1)
-    fa, fb = IcpFrame(d0, g0, K, np.eye(4)), IcpFrame(d1, g1, K, np.eye(4))
-    gt = _gt_flow(pose1, local0)
-    on_box = np.isfinite(gt[..., 0])
+    _, fa, fb, gt, on_box = _turn_frames(20.0)
     still = np.zeros((H, W, 2), np.float32)                   # a flow that saw nothing move
     out, accepted = refine_flow(still, fa, fb)
     err_before = np.linalg.norm(gt[on_box], axis=-1).mean()
@@ -98,7 +102,7 @@ def test_refine_flow_recovers_a_turn_the_flow_missed_and_leaves_the_rest():
     assert err_after < 0.3 * err_before and accepted[on_box].mean() > 0.8
     assert not accepted[~on_box].any() and np.all(out[~on_box] == 0)
     # nothing moved: the flow stays (ICP cannot beat a motion that already explains frame b)
-    same, acc_same = refine_flow(still, fa, IcpFrame(d0, g0, K, np.eye(4)))
+    same, acc_same = refine_flow(still, fa, fa)
     assert not acc_same.any() and np.all(same == 0)
 
 
@@ -149,12 +153,7 @@ def test_refine_flow_uses_a_second_start_where_the_flow_is_far_off():
     tracker passes the inverse of the motion to the other neighbour frame) it lands on it."""
     from traceany_ros.icp import flow_motions
 
-    pose0, pose1 = _box_pair(35.0)
-    d0, g0, local0 = _render(*pose0)
-    d1, g1, _ = _render(*pose1)
-    fa, fb = IcpFrame(d0, g0, K, np.eye(4)), IcpFrame(d1, g1, K, np.eye(4))
-    gt = _gt_flow(pose1, local0)
-    on_box = np.isfinite(gt[..., 0])
+    (pose0, pose1), fa, fb, gt, on_box = _turn_frames(35.0)
     still = np.zeros((H, W, 2), np.float32)
     init = flow_motions(still, fa, fb)                        # what a flow that saw nothing implies
     (R0, c0), (R1, c1) = pose0, pose1

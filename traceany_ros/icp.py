@@ -76,7 +76,7 @@ class IcpConfig:
     min_fitness: float = 0.6
     max_turn: float = 45.0
     max_shift: float = 0.05
-    max_score: float = 1.5
+    max_score: float = 2.5
     min_constraint: float = 3e-4
     still_turn: float = 0.3
     still_shift: float = 0.001

@@ -205,21 +205,25 @@ class IcpFrame:
         sizes = np.bincount(flat[flat >= 0]) if (flat >= 0).any() else np.zeros(0, np.int64)
         order = np.argsort(flat, kind="stable")
         starts = np.concatenate([[0], np.cumsum(np.bincount(flat + 1))])  # label L: order[starts[L+1]:starts[L+2]]
-        self.segments = []
+        self.segments, picks = [], []
         for s in np.flatnonzero((sizes >= config.min_pixels) & (sizes <= config.max_share * H * W)):
             pix = order[starts[s + 1]:starts[s + 2]]
             r, c = pix // W, pix % W
             pick = np.linspace(0, len(r) - 1, min(len(r), config.max_points)).astype(np.int64)
             if constraint(self.world[r[pick], c[pick]], self.normals[r[pick], c[pick]]) >= config.min_constraint:
                 self.segments.append((r, c))
+                picks.append(pick)
         # every segment's even subsample (ICP source, initial fit, score) as padded [S, N] arrays
         S, N = len(self.segments), config.max_points
         self.sub_rows, self.sub_cols = np.zeros((S, N), np.int64), np.zeros((S, N), np.int64)
         self.sub_mask = np.zeros((S, N), bool)
-        for k, (r, c) in enumerate(self.segments):
-            pick = np.linspace(0, len(r) - 1, min(len(r), N)).astype(np.int64)
+        for k, ((r, c), pick) in enumerate(zip(self.segments, picks)):
             self.sub_rows[k, :len(pick)], self.sub_cols[k, :len(pick)] = r[pick], c[pick]
             self.sub_mask[k, :len(pick)] = True
+        self.sub_world = self.world[self.sub_rows, self.sub_cols]                      # [S,N,3]
+        self.sub_centres = ((self.sub_world * self.sub_mask[..., None]).sum(1)
+                            / np.maximum(self.sub_mask.sum(1), 1)[:, None])             # [S,3]
+        self.target_ok = self.valid & self.normal_ok  # where this frame can be an ICP target
 
     def project(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """World points [N,3] -> (cols [N], rows [N], z [N]) in this frame's camera."""
@@ -260,9 +264,14 @@ def constraint(p: np.ndarray, n: np.ndarray) -> float:
     return float(ev[0] / max(ev[-1], 1e-12))
 
 
-def _turn(T: np.ndarray) -> float:
-    """Rotation angle (degrees) of a rigid motion [4,4]."""
-    return float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))))
+def _motion_gap(Ta: np.ndarray, Tb: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How far apart two rigid motions [...,4,4] are for a segment around ``centre`` [...,3]: the angle
+    (degrees) of the rotation between them and the distance between where they move the centre."""
+    rel = np.linalg.inv(Ta) @ Tb
+    angle = np.degrees(np.arccos(np.clip((np.trace(rel[..., :3, :3], axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)))
+    moved_a = np.einsum("...ij,...j->...i", Ta[..., :3, :3], centre) + Ta[..., :3, 3]
+    moved_b = np.einsum("...ij,...j->...i", Tb[..., :3, :3], centre) + Tb[..., :3, 3]
+    return angle, _norm(moved_b - moved_a)
 
 
 def _robust_kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -300,7 +309,7 @@ def flow_motions(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame) -> np.ndarray:
     inb = m & (cb >= 0) & (cb < W) & (rb >= 0) & (rb < H)
     rb, cb = np.clip(rb, 0, H - 1), np.clip(cb, 0, W - 1)
     inb &= fb.valid[rb, cb]
-    return _robust_kabsch(fa.world[rs, cs], fb.world[rb, cb], inb)
+    return _robust_kabsch(fa.sub_world, fb.world[rb, cb], inb)
 
 
 def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig = IcpConfig(),
@@ -322,17 +331,14 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
     accepted = np.zeros((H, W), bool)
     if not fa.segments:
         return out, accepted
-    tgt_ok = fb.valid & fb.normal_ok
     criteria = reg.ICPConvergenceCriteria(max_iteration=config.iterations)
     rs, cs, m = fa.sub_rows, fa.sub_cols, fa.sub_mask
-    src_all = fa.world[rs, cs]
+    centres = fa.sub_centres
     T_all = flow_motions(flow, fa, fb) if init is None else init
-    centres = (src_all * m[..., None]).sum(1) / np.maximum(m.sum(1), 1)[:, None]
 
     def still_of(T):
-        turns = np.degrees(np.arccos(np.clip((np.einsum("sii->s", T[:, :3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
-        shifts = _norm(np.einsum("sij,sj->si", T[:, :3, :3], centres) + T[:, :3, 3] - centres)
-        return (turns < config.still_turn) & (shifts < config.still_shift)
+        turn, shift = _motion_gap(np.eye(4), T, centres)
+        return (turn < config.still_turn) & (shift < config.still_shift)
 
     if config.still_turn > 0:
         still = still_of(T_all) & (still_of(extra_init) if extra_init is not None else True)
@@ -340,33 +346,29 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
         still = np.zeros(len(T_all), bool)
     for k in np.flatnonzero(~still):
         r, c = fa.segments[k]
-        sub = src_all[k][m[k]]
+        sub = fa.sub_world[k][m[k]]
         g_sub = fa.gray[rs[k][m[k]], cs[k][m[k]]]
         T_init = T_all[k]
         starts = [T_init]
-        if extra_init is not None and (_turn(np.linalg.inv(T_init) @ extra_init[k]) > 1.0 or _norm(
-                sub.mean(0) @ (extra_init[k][:3, :3] - T_init[:3, :3]).T + extra_init[k][:3, 3] - T_init[:3, 3])
-                > 0.003):
-            starts.append(extra_init[k])
-        s_init = None
+        if extra_init is not None:
+            turn, shift = _motion_gap(T_init, extra_init[k], centres[k])
+            if turn > 1.0 or shift > 0.003:
+                starts.append(extra_init[k])
         best, best_score = None, np.inf
         for T0 in starts:
-            T_icp = _register(sub, T0, fb, tgt_ok, config, reg, criteria)
+            T_icp = _register(sub, T0, fb, config, reg, criteria)
             if T_icp is None:
                 continue
             # stays near one of its starts (the flow's or the constant-velocity one)
-            angle = _turn(np.linalg.inv(T0) @ T_icp)
-            centre = sub.mean(0)
-            shift = np.linalg.norm(centre @ (T_icp[:3, :3] - T0[:3, :3]).T + T_icp[:3, 3] - T0[:3, 3])
-            if angle > config.max_turn or shift > config.max_shift:
+            turn, shift = _motion_gap(T0, T_icp, centres[k])
+            if turn > config.max_turn or shift > config.max_shift:
                 continue
             score = _score(T_icp, sub, g_sub, fb, config)
             if score < best_score:
                 best, best_score = T_icp, score
         if best is None or best_score > config.max_score:
             continue
-        s_init = _score(T_init, sub, g_sub, fb, config)
-        if best_score > s_init - config.accept_gain:
+        if best_score > _score(T_init, sub, g_sub, fb, config) - config.accept_gain:
             continue
         u, v, _ = fb.project(fa.world[r, c] @ best[:3, :3].T + best[:3, 3])
         out[r, c, 0] = u - c
@@ -375,7 +377,7 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
     return out, accepted
 
 
-def _register(sub: np.ndarray, T0: np.ndarray, fb: IcpFrame, tgt_ok: np.ndarray, config: IcpConfig, reg, criteria):
+def _register(sub: np.ndarray, T0: np.ndarray, fb: IcpFrame, config: IcpConfig, reg, criteria):
     """Open3D point-to-plane ICP of world points sub [N,3] onto frame b from T0 [4,4]; targets are
     frame b's points around the moved points (an image window first, then a 3D box). Returns the
     motion [4,4], or None when there are too few targets or ICP paired too few points."""
@@ -392,7 +394,7 @@ def _register(sub: np.ndarray, T0: np.ndarray, fb: IcpFrame, tgt_ok: np.ndarray,
     r0, r1 = int(max(0, np.floor(v.min() - pad))), int(min(H, np.ceil(v.max() + pad) + 1))
     if c1 <= c0 or r1 <= r0:
         return None
-    win_ok = tgt_ok[r0:r1, c0:c1]
+    win_ok = fb.target_ok[r0:r1, c0:c1]
     pts = fb.world[r0:r1, c0:c1][win_ok]
     nrm = fb.normals[r0:r1, c0:c1][win_ok]
     near = np.all((pts >= lo) & (pts <= hi), axis=1)

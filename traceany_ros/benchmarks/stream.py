@@ -16,7 +16,6 @@ DDS shared memory as ``traceany up`` does) and subscribes from this process:
 from __future__ import annotations
 
 import argparse
-
 import os
 import subprocess
 import tempfile

@@ -93,6 +93,24 @@ class FlowConfig:
             raise ValueError("learned_matches refines the matcher's matches with DIS; use a dis_* method, not farneback")
 
 
+def config_digest(config: FlowConfig) -> str:
+    """First 8 hex digits of a SHA-1 over every option a FlowConfig tracks with: its own fields and the
+    RigidConfig / IcpConfig it resolves to (their defaults included), so stored fields computed with other
+    options (or older defaults) are never mistaken for this config's."""
+    import hashlib
+
+    parts = [repr(config)]
+    if config.rigid:
+        from traceany_ros.rigid import RigidConfig
+
+        parts.append(repr(RigidConfig(**dict(config.rigid_options))))
+    if config.icp:
+        from traceany_ros.icp import IcpConfig
+
+        parts.append(repr(IcpConfig(**dict(config.icp_options))))
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:8]
+
+
 def _gray(rgb: np.ndarray) -> np.ndarray:
     import cv2
 

@@ -208,3 +208,29 @@ def test_prior_cache_key_follows_the_matcher_weights(tmp_path, monkeypatch):
     assert keys[0] != keys[1] and matcher_digest(a) in keys[0]
     grey = FlowCache(None, dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid"))
     assert "_m" not in grey._key(Path("ep_000001.npz")).split("rigid")[-1]
+
+
+def test_prior_cache_key_follows_every_tracker_option(monkeypatch):
+    import dataclasses
+    from pathlib import Path
+
+    import traceany_ros.flow as flow_module
+    from traceany_ros.model import ModelConfig
+    from traceany_ros.train.data import FlowCache
+
+    config = dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid-learned-icp")
+    base = FlowCache(None, config)._key(Path("ep_000001.npz"))
+    # an ICP option (nested two levels below the tracker's name) and a rigid-stage option both change the key
+    for extra in ({"icp_options": (("max_corr", 0.02),)}, {"rigid_options": (("coast_decay", 0.8),)}):
+        patched = {**flow_module.TRACKERS, "rigid-learned-icp": {**flow_module.TRACKERS["rigid-learned-icp"], **extra}}
+        monkeypatch.setattr(flow_module, "TRACKERS", patched)
+        monkeypatch.setattr("traceany_ros.train.data.TRACKERS", patched)
+        assert FlowCache(None, config)._key(Path("ep_000001.npz")) != base
+    monkeypatch.undo()
+    assert FlowCache(None, config)._key(Path("ep_000001.npz")) == base  # and it is stable
+    # a changed default of the ICP stage (as a code change would make) changes it too
+    import traceany_ros.icp as icp_module
+
+    monkeypatch.setattr(icp_module, "IcpConfig", dataclasses.make_dataclass(
+        "IcpConfig", [("max_corr", float, 0.03)], frozen=True))
+    assert FlowCache(None, config)._key(Path("ep_000001.npz")) != base

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from traceany_ros.episode import Episode, FrameWindow, load_episode, project
-from traceany_ros.flow import TRACKERS
+from traceany_ros.flow import TRACKERS, FlowConfig, config_digest
 from traceany_ros.model.inputs import WindowInputs, prepare_window
 
 
@@ -78,11 +78,13 @@ class FlowCache:
         # new matcher weights, new prior fields: the key carries the matcher's digest (read once here)
         learned = TRACKERS[model_config.flow_tracker].get("learned_matches")
         self._matcher_tag = f"_m{matcher_digest()}" if learned else ""
+        # and every tracker option (defaults of the rigid and ICP stages included), hashed
+        self._options_tag = f"_o{config_digest(FlowConfig(**TRACKERS[model_config.flow_tracker]))}"
 
     def _key(self, path: Path) -> str:
         c = self.config
         tracker = "" if c.flow_tracker == "plain" else f"_{c.flow_tracker}"
-        tracker += self._matcher_tag
+        tracker += self._options_tag + self._matcher_tag
         return f"{path.stem}_{c.flow_method}_s{c.out_stride}_K{c.num_control_points}{tracker}"
 
     def get(self, path: Path, ep: Episode):

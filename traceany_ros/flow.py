@@ -65,6 +65,9 @@ class FlowConfig:
     icp: then replace the flow on rigid depth segments by their ICP motion where that explains the
         next frame better (:mod:`traceany_ros.icp`; ``icp_options`` overrides IcpConfig fields): the
         depth sees a turning object that the flow barely follows.
+    stitch: fill a track's lost frames from another frame's track that reaches the same point (within
+        this many metres) alive (:func:`stitch_tracks`; 0 = off); ``stitch_parts``: also from that track's
+        samples moved by a rigid part, where this one's were held.
     """
 
     method: str = "dis_medium"
@@ -83,6 +86,8 @@ class FlowConfig:
     matcher: str = ""
     icp: bool = False
     icp_options: tuple = ()
+    stitch: float = 0.0
+    stitch_parts: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -390,8 +395,75 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
             weights[src, :, nxt] = wgt.reshape(shape)
             live[src] = lv.reshape(shape)
             x[src], y[src] = xn.reshape(shape), yn.reshape(shape)
+    if config.stitch > 0 and T > 2:
+        stitch_tracks(points, weights, alive, own_pts.reshape(T, n, 3), own_valid.reshape(T, n), (h, w), s, off, K,
+                      c2w, config.stitch, config.stitch_parts)
     return (points.reshape(T, h, w, T, 3), weights.reshape(T, h, w, T), alive.reshape(T, h, w, T),
             own_valid)
+
+
+def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offset, K, c2w, max_dist,
+                  parts: bool = False):
+    """Fill a track's lost frames from another frame's track of the same point (in place).
+
+    Frame i's grid point p lost at frame j (a failed check in one direction, a stretch the flow lost) is
+    often still followed by a track started at another frame m: a grid point q of frame m whose track
+    reaches frame i alive and lands within ``max_dist`` (metres) of p is the same surface point, so
+    where q's track is alive and p's is not, q's position is p's. With ``parts``, q's samples moved by
+    a rigid part (weight above 0.3) also fill p's held or coasting ones. The best sample wins: tracked
+    before part-moved, then the frame m nearest the lost frame j (the shortest chain of flow).
+
+    points [T,n,T,3], weights [T,n,T], alive [T,n,T] (source frame, grid point, target frame) as in
+    :func:`track_window`; own_pts [T,n,3], own_valid [T,n] the grid's own points; grid (h, w); K [3,3],
+    c2w [T,4,4]. Filled samples take q's weight and alive flag; only samples as they were tracked fill
+    (one pass).
+    """
+    T, n = own_valid.shape
+    h, w = grid
+    frames = np.arange(T)
+    # rank of a sample: 2 tracked, 1 moved by a part (weight above the lost weight), 0 held or coasting
+    rank = np.where(alive, 2, np.where(weights >= 0.3, 1, 0)) if parts else alive.astype(np.int64) * 2
+    rows = []  # filled rows, written back at the end: only samples as they were tracked fill
+    for i in range(T):
+        lost_any = own_valid[i] & ~alive[i].all(1)
+        if not lost_any.any():
+            continue
+        row_p, row_w, row_a = points[i].copy(), weights[i].copy(), alive[i].copy()
+        best = np.full((n, T), -np.inf)
+        R, t = c2w[i, :3, :3], c2w[i, :3, 3]
+        for m in range(T):
+            if m == i:
+                continue
+            q = np.flatnonzero(alive[m, :, i])  # frame m's tracks alive at frame i ...
+            X = points[m, q, i]
+            cam = (X - t) @ R
+            front = cam[:, 2] > 1e-6
+            q, X, cam = q[front], X[front], cam[front]
+            col = np.rint((K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2] - offset) / stride).astype(np.int64)
+            row = np.rint((K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2] - offset) / stride).astype(np.int64)
+            inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+            q, X, cell = q[inside], X[inside], (row * w + col)[inside]
+            d = np.linalg.norm(X - own_pts[i, cell], axis=-1)  # ... landing on a lost grid point of frame i
+            ok = (d < max_dist) & lost_any[cell]
+            if not ok.any():
+                continue
+            q, cell, d = q[ok], cell[ok], d[ok]
+            order = np.argsort(d, kind="stable")  # one q per cell: the closest
+            cell, first = np.unique(cell[order], return_index=True)
+            q = q[order][first]
+            rq = rank[m, q]
+            score = rq * 100.0 - np.abs(frames - m)[None]
+            take = (rq > rank[i, cell]) & (score > best[cell])
+            if not take.any():
+                continue
+            kk, jj = np.nonzero(take)
+            row_p[cell[kk], jj] = points[m, q[kk], jj]
+            row_w[cell[kk], jj] = weights[m, q[kk], jj]
+            row_a[cell[kk], jj] = alive[m, q[kk], jj]
+            best[cell[kk], jj] = score[kk, jj]
+        rows.append((i, row_p, row_w, row_a))
+    for i, row_p, row_w, row_a in rows:
+        points[i], weights[i], alive[i] = row_p, row_w, row_a
 
 
 def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> TrajectoryField:

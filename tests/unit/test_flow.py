@@ -96,3 +96,73 @@ def test_depth_flow_option_reaches_the_tracker(episode):
     base = track_window(episode.inputs(), FlowConfig(stride=16))[0]
     rgbd = track_window(episode.inputs(), FlowConfig(stride=16, depth_flow=True))[0]
     assert not np.allclose(base, rgbd)
+
+
+def _stitch_scene(T=5, h=4, w=5):
+    """A static wall 1 m in front of an identity camera, on a stride-4 grid: own points, K, poses."""
+    K = np.array([[100.0, 0, 10.0], [0, 100.0, 8.0], [0, 0, 1]])
+    rows, cols = np.meshgrid(2 + 4 * np.arange(h), 2 + 4 * np.arange(w), indexing="ij")
+    own = np.stack([(cols - K[0, 2]) / K[0, 0], (rows - K[1, 2]) / K[1, 1], np.ones_like(rows, float)], -1)
+    own = np.broadcast_to(own.reshape(1, h * w, 3), (T, h * w, 3)).copy()
+    c2w = np.repeat(np.eye(4)[None], T, 0)
+    n = h * w
+    points = np.repeat(own[:, :, None, :], T, 2).copy()  # every track is perfect (static wall) ...
+    alive = np.ones((T, n, T), bool)
+    weights = np.ones((T, n, T))
+    return points, weights, alive, own, np.ones((T, n), bool), (h, w), K, c2w
+
+
+def test_stitching_fills_a_lost_stretch_from_another_frames_track():
+    from traceany_ros.flow import stitch_tracks
+
+    points, weights, alive, own, valid, grid, K, c2w = _stitch_scene()
+    p = 7
+    # ... but frame 0's track of p is lost from frame 2 on and held somewhere wrong
+    alive[0, p, 2:] = False
+    weights[0, p, 2:] = 0.05
+    points[0, p, 2:] = own[0, p] + [0.2, 0.0, 0.0]
+    # frame 1's track of the same point reaches frame 0 alive but dies at frame 4: frames 2, 3 come
+    # from it; frame 4 only from frame 3's or 4's tracks, which do reach back alive
+    alive[1, p, 4] = False
+    stitch_tracks(points, weights, alive, own, valid, grid, 4, 2, K, c2w, 0.015)
+    assert alive[0, p, 2:].all() and np.allclose(weights[0, p, 2:], 1.0)
+    assert np.allclose(points[0, p, 2:], own[0, p])
+
+
+def test_stitching_needs_the_same_point_and_keeps_tracked_samples():
+    from traceany_ros.flow import stitch_tracks
+
+    points, weights, alive, own, valid, grid, K, c2w = _stitch_scene()
+    p = 7
+    alive[0, p, 2:] = False
+    weights[0, p, 2:] = 0.05
+    held = own[0, p] + [0.2, 0.0, 0.0]
+    points[0, p, 2:] = held
+    # every other frame's track of p lands 3 cm away from p at frame 0: not the same point
+    points[1:, p, 0] += [0.0, 0.0, 0.03]
+    for m in range(1, 5):  # and the neighbours' tracks do not land on p's cell either
+        alive[m, :, 0] &= np.arange(alive.shape[1]) == p
+    other = points.copy()
+    stitch_tracks(points, weights, alive, own, valid, grid, 4, 2, K, c2w, 0.015)
+    assert not alive[0, p, 2:].any() and np.allclose(points[0, p, 2:], held)
+    np.testing.assert_array_equal(points, other)  # nothing else changed (every other sample was tracked)
+
+
+def test_stitching_takes_part_moved_samples_only_when_asked():
+    from traceany_ros.flow import stitch_tracks
+
+    for parts in (False, True):
+        points, weights, alive, own, valid, grid, K, c2w = _stitch_scene()
+        p = 7
+        alive[0, p, 3:] = False
+        weights[0, p, 3:] = 0.05           # held ...
+        alive[1:, p, 3:] = False
+        weights[1:, p, 3:] = 0.5            # ... where every other frame's track was moved by its rigid part
+        moved = own[0, p] + [0.0, 0.01, 0.0]
+        points[1:, p, 3:] = moved
+        stitch_tracks(points, weights, alive, own, valid, grid, 4, 2, K, c2w, 0.015, parts=parts)
+        assert not alive[0, p, 3:].any()
+        if parts:
+            assert np.allclose(points[0, p, 3:], moved) and np.allclose(weights[0, p, 3:], 0.5)
+        else:
+            assert np.allclose(points[0, p, 3:], own[0, p]) and np.allclose(weights[0, p, 3:], 0.05)

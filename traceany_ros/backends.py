@@ -124,8 +124,10 @@ class FlowRigidBackend(FlowBackend):
     moves with the fitted one-step motion of its rigid part instead of holding its last position.
     The flow is DIS started from the learned matcher's coarse matches (:mod:`traceany_ros.matcher`),
     or the depth flow where that matches better (:func:`traceany_ros.flow.learned_flow`), and on rigid
-    depth segments their ICP motion where that explains the next frame better (:mod:`traceany_ros.icp`).
-    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned-icp"]``).
+    depth segments their ICP motion where that explains the next frame better (:mod:`traceany_ros.icp`);
+    a track's lost stretches are filled from other frames' tracks of the same point
+    (:func:`traceany_ros.flow.stitch_tracks`).
+    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned-icp-stitch"]``).
     """
 
     name = "flow-rigid"
@@ -133,7 +135,7 @@ class FlowRigidBackend(FlowBackend):
     def __init__(self, device: str = "cpu", **options):
         from traceany_ros.flow import TRACKERS
 
-        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned-icp"], **options})
+        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned-icp-stitch"], **options})
 
 
 class ModelBackend:

@@ -30,7 +30,8 @@ METHODS = ("dis_fast", "dis_medium", "dis_ultrafast", "farneback")
 # FlowConfig overrides of the named trackers: "plain" (the flow baseline), "rigid" (the shipped model's prior),
 # "rigid-rgbd" (rigid plus RGB-D flow), "rigid-learned" (rigid, DIS started from the learned matcher's matches) and
 # "rigid-rgbd-learned" (both), and each of the learned ones with "-icp": rigid depth segments moved by their ICP
-# motion where that explains the next frame better ("rigid-rgbd-learned-icp": the flow-rigid backend)
+# motion where that explains the next frame better; "-stitch": lost stretches filled from other frames' tracks
+# of the same point ("rigid-rgbd-learned-icp-stitch": the flow-rigid backend)
 _RIGID = {"depth_jump_abs": 0.04, "rigid": True}
 TRACKERS = {"plain": {}, "rigid": _RIGID,
             "rigid-rgbd": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0},
@@ -38,6 +39,10 @@ TRACKERS = {"plain": {}, "rigid": _RIGID,
             "rigid-rgbd-learned": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0, "learned_matches": True}}
 TRACKERS["rigid-learned-icp"] = {**TRACKERS["rigid-learned"], "icp": True}
 TRACKERS["rigid-rgbd-learned-icp"] = {**TRACKERS["rigid-rgbd-learned"], "icp": True}
+STITCH_DISTANCE = 0.015  # m: how near another frame's track must land to be the same point (val choice)
+_STITCH = {"stitch": STITCH_DISTANCE, "stitch_parts": True}
+for _name in ("rigid-learned", "rigid-learned-icp", "rigid-rgbd-learned-icp"):
+    TRACKERS[_name + "-stitch"] = {**TRACKERS[_name], **_STITCH}
 
 
 @dataclass(frozen=True)
@@ -321,7 +326,8 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
 
         rc = RigidConfig(**dict(config.rigid_options))
     # direction +1: sources f <= t step from t to t+1 with fwd[t]; direction -1: sources f >= t step to t-1
-    for direction in (+1, -1):
+    def chain(direction):
+        # one direction of the chain; the two write disjoint target frames (later / earlier than the source)
         x = np.tile(gx, (T, 1))  # [T_src, n] current positions
         y = np.tile(gy, (T, 1))
         live = alive[np.arange(T), :, np.arange(T)].copy()  # [T_src, n]
@@ -395,6 +401,8 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
             weights[src, :, nxt] = wgt.reshape(shape)
             live[src] = lv.reshape(shape)
             x[src], y[src] = xn.reshape(shape), yn.reshape(shape)
+
+    _parallel([lambda: chain(+1), lambda: chain(-1)])
     if config.stitch > 0 and T > 2:
         stitch_tracks(points, weights, alive, own_pts.reshape(T, n, 3), own_valid.reshape(T, n), (h, w), s, off, K,
                       c2w, config.stitch, config.stitch_parts)
@@ -423,47 +431,53 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
     frames = np.arange(T)
     # rank of a sample: 2 tracked, 1 moved by a part (weight above the lost weight), 0 held or coasting
     rank = np.where(alive, 2, np.where(weights >= 0.3, 1, 0)) if parts else alive.astype(np.int64) * 2
-    rows = []  # filled rows, written back at the end: only samples as they were tracked fill
-    for i in range(T):
+
+    def fill(i):  # frame i's filled rows (points, weights, alive), or None
         lost_any = own_valid[i] & ~alive[i].all(1)
         if not lost_any.any():
-            continue
-        row_p, row_w, row_a = points[i].copy(), weights[i].copy(), alive[i].copy()
-        best = np.full((n, T), -np.inf)
+            return None
         R, t = c2w[i, :3, :3], c2w[i, :3, 3]
-        for m in range(T):
-            if m == i:
-                continue
-            q = np.flatnonzero(alive[m, :, i])  # frame m's tracks alive at frame i ...
-            X = points[m, q, i]
-            cam = (X - t) @ R
-            front = cam[:, 2] > 1e-6
-            q, X, cam = q[front], X[front], cam[front]
-            col = np.rint((K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2] - offset) / stride).astype(np.int64)
-            row = np.rint((K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2] - offset) / stride).astype(np.int64)
-            inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
-            q, X, cell = q[inside], X[inside], (row * w + col)[inside]
-            d = np.linalg.norm(X - own_pts[i, cell], axis=-1)  # ... landing on a lost grid point of frame i
-            ok = (d < max_dist) & lost_any[cell]
-            if not ok.any():
-                continue
-            q, cell, d = q[ok], cell[ok], d[ok]
-            order = np.argsort(d, kind="stable")  # one q per cell: the closest
-            cell, first = np.unique(cell[order], return_index=True)
-            q = q[order][first]
-            rq = rank[m, q]
-            score = rq * 100.0 - np.abs(frames - m)[None]
-            take = (rq > rank[i, cell]) & (score > best[cell])
-            if not take.any():
-                continue
-            kk, jj = np.nonzero(take)
-            row_p[cell[kk], jj] = points[m, q[kk], jj]
-            row_w[cell[kk], jj] = weights[m, q[kk], jj]
-            row_a[cell[kk], jj] = alive[m, q[kk], jj]
-            best[cell[kk], jj] = score[kk, jj]
-        rows.append((i, row_p, row_w, row_a))
-    for i, row_p, row_w, row_a in rows:
-        points[i], weights[i], alive[i] = row_p, row_w, row_a
+        # every other frame's tracks alive at frame i ...
+        m, q = np.nonzero(alive[:, :, i] & (frames != i)[:, None])
+        at_i = np.ascontiguousarray(points[:, :, i])[m, q]  # [P,3] (one strided copy, then a gather)
+        cam = (at_i - t) @ R
+        front = cam[:, 2] > 1e-6
+        m, q, cam, at_i = m[front], q[front], cam[front], at_i[front]
+        col = np.rint((K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2] - offset) / stride).astype(np.int64)
+        row = np.rint((K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2] - offset) / stride).astype(np.int64)
+        inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        m, q, cell = m[inside], q[inside], (row * w + col)[inside]
+        d = np.linalg.norm(at_i[inside] - own_pts[i, cell], axis=-1)
+        ok = (d < max_dist) & lost_any[cell]  # ... landing on a lost grid point of frame i
+        if not ok.any():
+            return None
+        m, q, cell, d = m[ok], q[ok], cell[ok], d[ok]
+        order = np.lexsort((d, m * n + cell))  # one q per (frame m, cell): the closest
+        m, q, cell = m[order], q[order], cell[order]
+        first = np.r_[True, (m[1:] != m[:-1]) | (cell[1:] != cell[:-1])]
+        m, q, cell = m[first], q[first], cell[first]
+        rq = rank[m, q]  # [P, T]
+        score = rq * 100.0 - np.abs(frames[None] - m[:, None])
+        pk, jj = np.nonzero(rq > rank[i, cell])
+        if not len(pk):
+            return None
+        # per lost sample (cell, j) the best-scoring pair
+        key = cell[pk] * T + jj
+        order = np.lexsort((-score[pk, jj], key))
+        pk, jj, key = pk[order], jj[order], key[order]
+        win = np.r_[True, key[1:] != key[:-1]]
+        pk, jj = pk[win], jj[win]
+        row_p, row_w, row_a = points[i].copy(), weights[i].copy(), alive[i].copy()
+        row_p[cell[pk], jj] = points[m[pk], q[pk], jj]
+        row_w[cell[pk], jj] = weights[m[pk], q[pk], jj]
+        row_a[cell[pk], jj] = alive[m[pk], q[pk], jj]
+        return i, row_p, row_w, row_a
+
+    # frames are independent (and only read the tracks as they were): two threads
+    for res in _parallel([lambda i=i: fill(i) for i in range(T)]):
+        if res is not None:
+            i, row_p, row_w, row_a = res
+            points[i], weights[i], alive[i] = row_p, row_w, row_a
 
 
 def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> TrajectoryField:

@@ -243,3 +243,15 @@ def test_input_downscale_feeds_small_frames_and_reports_full_size_pixels():
     np.testing.assert_allclose(k_seen, K)
     # Recorder's field has stride 4 on the small images = stride 8 on the camera's
     assert field.stride == 8 and field.pixel_offset == 0 and field.image_size == (H * big, W * big)
+
+
+def test_tracer_flow_options_reach_the_flow_rigid_tracker():
+    from traceany_ros.backends import make_backend
+    from traceany_ros.flow import STITCH_DISTANCE
+
+    on = StreamConfig(backend="flow-rigid")
+    off = StreamConfig(backend="flow-rigid", stitch=False, icp=True, learned_matches=False)
+    c_on = make_backend(on.backend, **on.backend_options()).config
+    c_off = make_backend(off.backend, **off.backend_options()).config
+    assert c_on.stitch == STITCH_DISTANCE and c_on.stitch_parts and c_on.rigid and not c_on.icp
+    assert c_off.stitch == 0.0 and c_off.icp and not c_off.learned_matches

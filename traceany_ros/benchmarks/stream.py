@@ -46,6 +46,8 @@ def add_arguments(p) -> None:
                         "tracer's)")
     p.add_argument("--icp", action=argparse.BooleanOptionalAction, default=None,
                    help="flow backends: rigid depth segments moved by their ICP motion (tracer icp; default: the tracer's)")
+    p.add_argument("--stitch", action=argparse.BooleanOptionalAction, default=None,
+                   help="flow backends: fill lost stretches from other frames' tracks (tracer stitch; default: the tracer's)")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds (after warm-up)")
     p.add_argument("--warmup", type=float, default=4.0, help="seconds ignored at the start")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: from the pid)")
@@ -112,7 +114,7 @@ def run(args) -> dict:
                  "step": str(args.step), "field_stride": str(args.field_stride), "wait_for_subscribers": "2",
                  "input_downscale": str(args.input_downscale),
                  "checkpoint": checkpoint, "preset": preset}
-    for key in ("depth_flow", "learned_matches", "icp"):
+    for key in ("depth_flow", "learned_matches", "icp", "stitch"):
         if getattr(args, key) is not None:
             overrides[key] = str(getattr(args, key)).lower()
     cmds, env_add = commands("sim", overrides)
@@ -243,7 +245,7 @@ def run(args) -> dict:
         "window": args.window, "step": args.step, "field_stride": args.field_stride,
         "input_downscale": args.input_downscale,
         "depth_flow": diag.get("depth_flow", args.depth_flow), "learned_matches": diag.get("learned_matches", args.learned_matches),
-        "icp": diag.get("icp", args.icp),
+        "icp": diag.get("icp", args.icp), "stitch": diag.get("stitch", args.stitch),
         "duration_s": round(elapsed, 1),
         "fields": len(meas),
         "diagnostics_level": diag.get("_level"),

@@ -410,7 +410,7 @@ class TracerNode(LifecycleNode):
                                              "dropped", "rejected", "restarts", "errors", "backend", "device")})
         if self.stream_cfg is not None:
             values.update(depth_flow=self.stream_cfg.depth_flow, learned_matches=self.stream_cfg.learned_matches,
-                          icp=self.stream_cfg.icp)
+                          icp=self.stream_cfg.icp, stitch=self.stream_cfg.stitch)
         if lat.size:
             values["stamp_to_publish_p50_ms"] = float(np.percentile(lat, 50))
             values["stamp_to_publish_p95_ms"] = float(np.percentile(lat, 95))

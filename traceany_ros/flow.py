@@ -72,7 +72,8 @@ class FlowConfig:
         depth sees a turning object that the flow barely follows.
     stitch: fill a track's lost frames from another frame's track that reaches the same point (within
         this many metres) alive (:func:`stitch_tracks`; 0 = off); ``stitch_parts``: also from that track's
-        samples moved by a rigid part, where this one's were held.
+        samples moved by a rigid part, where this one's were held; where neither is tracked, the sample
+        last tracked nearer the frame wins.
     """
 
     method: str = "dis_medium"
@@ -418,8 +419,11 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
     often still followed by a track started at another frame m: a grid point q of frame m whose track
     reaches frame i alive and lands within ``max_dist`` (metres) of p is the same surface point, so
     where q's track is alive and p's is not, q's position is p's. With ``parts``, q's samples moved by
-    a rigid part (weight above 0.3) also fill p's held or coasting ones. The best sample wins: tracked
-    before part-moved, then the frame m nearest the lost frame j (the shortest chain of flow).
+    a rigid part (weight above 0.3) also fill p's held or coasting ones. Where neither is alive, the
+    fresher sample wins: the one whose track was alive nearer the frame j (a point held since frame 5
+    is a worse guess at frame 20 than one held since frame 15). Order: tracked, then part-moved, then
+    held; within each the fewest frames since the track was last alive, then the frame m nearest j
+    (the shortest chain of flow).
 
     points [T,n,T,3], weights [T,n,T], alive [T,n,T] (source frame, grid point, target frame) as in
     :func:`track_window`; own_pts [T,n,3], own_valid [T,n] the grid's own points; grid (h, w); K [3,3],
@@ -430,7 +434,13 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
     h, w = grid
     frames = np.arange(T)
     # rank of a sample: 2 tracked, 1 moved by a part (weight above the lost weight), 0 held or coasting
-    rank = np.where(alive, 2, np.where(weights >= 0.3, 1, 0)) if parts else alive.astype(np.int64) * 2
+    tier = np.where(alive, 2, np.where(weights >= 0.3, 1, 0)) if parts else alive.astype(np.int64) * 2
+    # frames since the source's track was last alive, on the way to the target frame
+    idx = np.broadcast_to(frames, alive.shape)
+    last_f = np.maximum.accumulate(np.where(alive, idx, -10 * T), axis=2)
+    last_b = np.flip(np.minimum.accumulate(np.flip(np.where(alive, idx, 10 * T), 2), axis=2), 2)
+    staleness = np.where(idx >= frames[:, None, None], idx - last_f, last_b - idx)
+    rank = tier * 100 - np.minimum(staleness, 99)  # higher is better
 
     def fill(i):  # frame i's filled rows (points, weights, alive), or None
         lost_any = own_valid[i] & ~alive[i].all(1)
@@ -457,7 +467,7 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
         first = np.r_[True, (m[1:] != m[:-1]) | (cell[1:] != cell[:-1])]
         m, q, cell = m[first], q[first], cell[first]
         rq = rank[m, q]  # [P, T]
-        score = rq * 100.0 - np.abs(frames[None] - m[:, None])
+        score = rq - np.abs(frames[None] - m[:, None]) / 100.0
         pk, jj = np.nonzero(rq > rank[i, cell])
         if not len(pk):
             return None

@@ -166,3 +166,22 @@ def test_stitching_takes_part_moved_samples_only_when_asked():
             assert np.allclose(points[0, p, 3:], moved) and np.allclose(weights[0, p, 3:], 0.5)
         else:
             assert np.allclose(points[0, p, 3:], own[0, p]) and np.allclose(weights[0, p, 3:], 0.05)
+
+
+def test_stitching_prefers_the_track_lost_last():
+    from traceany_ros.flow import stitch_tracks
+
+    points, weights, alive, own, valid, grid, K, c2w = _stitch_scene(T=6)
+    p = 7
+    early, late = own[0, p] + [0.1, 0, 0], own[0, p] + [0.02, 0, 0]
+    alive[0, p, 2:] = False          # frame 0's track: lost after frame 1, held far back
+    weights[0, p, 2:] = 0.05
+    points[0, p, 2:] = early
+    for m in range(1, 6):            # every other frame's track: held since frame 3, nearer the truth
+        alive[m, p, 4:] = False
+        weights[m, p, 4:] = 0.05
+        points[m, p, 4:] = late
+    alive[4:, p, :4] = False         # (frames 4, 5 never saw p tracked back to frame 0)
+    stitch_tracks(points, weights, alive, own, valid, grid, 4, 2, K, c2w, 0.015)
+    assert alive[0, p, :4].all() and np.allclose(points[0, p, 2:4], own[0, p])   # tracked stretch filled
+    assert not alive[0, p, 4:].any() and np.allclose(points[0, p, 4:], late)      # the fresher hold wins

@@ -406,20 +406,20 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
     _parallel([lambda: chain(+1), lambda: chain(-1)])
     if config.stitch > 0 and T > 2:
         stitch_tracks(points, weights, alive, own_pts.reshape(T, n, 3), own_valid.reshape(T, n), (h, w), s, off, K,
-                      c2w, config.stitch, config.stitch_parts)
+                      c2w, config.stitch, config.stitch_parts, config.lost_weight)
     return (points.reshape(T, h, w, T, 3), weights.reshape(T, h, w, T), alive.reshape(T, h, w, T),
             own_valid)
 
 
 def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offset, K, c2w, max_dist,
-                  parts: bool = False):
+                  parts: bool = False, lost_weight: float = 0.05):
     """Fill a track's lost frames from another frame's track of the same point (in place).
 
     Frame i's grid point p lost at frame j (a failed check in one direction, a stretch the flow lost) is
     often still followed by a track started at another frame m: a grid point q of frame m whose track
     reaches frame i alive and lands within ``max_dist`` (metres) of p is the same surface point, so
     where q's track is alive and p's is not, q's position is p's. With ``parts``, q's samples moved by
-    a rigid part (weight above 0.3) also fill p's held or coasting ones. Where neither is alive, the
+    a rigid part (not alive, weight above ``lost_weight``) also fill p's held or coasting ones. Where neither is alive, the
     fresher sample wins: the one whose track was alive nearer the frame j (a point held since frame 5
     is a worse guess at frame 20 than one held since frame 15). Order: tracked, then part-moved, then
     held; within each the fewest frames since the track was last alive, then the frame m nearest j
@@ -433,9 +433,9 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
     T, n = own_valid.shape
     h, w = grid
     frames = np.arange(T)
-    # rank of a sample: 2 tracked, 1 moved by a part (weight above the lost weight), 0 held or coasting
+    # rank of a sample: tier 200 tracked, 100 moved by a part, 0 held or coasting; minus its staleness
     i16 = np.int16  # (small integers: int16 halves the time of these [T,n,T] passes)
-    tier = np.where(alive, i16(200), np.where(weights >= 0.3, i16(100), i16(0)) if parts else i16(0))
+    tier = np.where(alive, i16(200), np.where(weights > lost_weight, i16(100), i16(0)) if parts else i16(0))
     # frames since the source's track was last alive, on the way to the target frame
     idx = np.broadcast_to(frames.astype(i16), alive.shape)
     last_f = np.maximum.accumulate(np.where(alive, idx, i16(-10 * T)), axis=2)

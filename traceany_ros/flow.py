@@ -430,6 +430,8 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
     c2w [T,4,4]. Filled samples take q's weight and alive flag; only samples as they were tracked fill
     (one pass).
     """
+    from traceany_ros.episode import project
+
     T, n = own_valid.shape
     h, w = grid
     frames = np.arange(T)
@@ -447,15 +449,14 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
         lost_any = own_valid[i] & ~alive[i].all(1)
         if not lost_any.any():
             return None
-        R, t = c2w[i, :3, :3], c2w[i, :3, 3]
         # every other frame's tracks alive at frame i ...
         m, q = np.nonzero(alive[:, :, i] & (frames != i)[:, None])
         at_i = np.ascontiguousarray(points[:, :, i])[m, q]  # [P,3] (one strided copy, then a gather)
-        cam = (at_i - t) @ R
-        front = cam[:, 2] > 1e-6
-        m, q, cam, at_i = m[front], q[front], cam[front], at_i[front]
-        col = np.rint((K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2] - offset) / stride).astype(np.int64)
-        row = np.rint((K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2] - offset) / stride).astype(np.int64)
+        rows, cols, z = project(at_i, K, c2w[i])
+        front = z > 1e-6
+        m, q, at_i, rows, cols = m[front], q[front], at_i[front], rows[front], cols[front]
+        col = np.rint((cols - offset) / stride).astype(np.int64)
+        row = np.rint((rows - offset) / stride).astype(np.int64)
         inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
         m, q, cell = m[inside], q[inside], (row * w + col)[inside]
         d = np.linalg.norm(at_i[inside] - own_pts[i, cell], axis=-1)

@@ -69,13 +69,20 @@ def flow_prior(field, rot0: np.ndarray, scale: float) -> tuple[np.ndarray, np.nd
     return off.astype(np.float32), field.confidence
 
 
-def compute_flow_field(window: FrameWindow, config):
-    """The flow baseline's field on the model's output grid (stride ``out_stride``, same K)."""
-    from traceany_ros.flow import TRACKERS, FlowConfig, flow_field
+def prior_flow_config(config):
+    """The FlowConfig that makes a model config's prior: its tracker on the output grid (stride
+    ``out_stride``, same K)."""
+    from traceany_ros.flow import TRACKERS, FlowConfig
 
-    return flow_field(window, FlowConfig(method=config.flow_method, stride=config.out_stride,
-                                         num_control_points=config.num_control_points,
-                                         **TRACKERS[config.flow_tracker]))
+    return FlowConfig(method=config.flow_method, stride=config.out_stride,
+                      num_control_points=config.num_control_points, **TRACKERS[config.flow_tracker])
+
+
+def compute_flow_field(window: FrameWindow, config):
+    """The flow baseline's field on the model's output grid (:func:`prior_flow_config`)."""
+    from traceany_ros.flow import flow_field
+
+    return flow_field(window, prior_flow_config(config))
 
 
 def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInputs:

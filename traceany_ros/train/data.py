@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from traceany_ros.episode import Episode, FrameWindow, load_episode, project
-from traceany_ros.flow import TRACKERS, FlowConfig, config_digest
-from traceany_ros.model.inputs import WindowInputs, prepare_window
+from traceany_ros.flow import TRACKERS, config_digest
+from traceany_ros.model.inputs import WindowInputs, prepare_window, prior_flow_config
 
 
 def list_episodes(path: str | Path) -> list[Path]:
@@ -78,8 +78,8 @@ class FlowCache:
         # new matcher weights, new prior fields: the key carries the matcher's digest (read once here)
         learned = TRACKERS[model_config.flow_tracker].get("learned_matches")
         self._matcher_tag = f"_m{matcher_digest()}" if learned else ""
-        # and every tracker option (defaults of the rigid and ICP stages included), hashed
-        self._options_tag = f"_o{config_digest(FlowConfig(**TRACKERS[model_config.flow_tracker]))}"
+        # and every option the prior is tracked with (defaults of the rigid and ICP stages included), hashed
+        self._options_tag = f"_o{config_digest(prior_flow_config(model_config))}"
 
     def _key(self, path: Path) -> str:
         c = self.config

@@ -75,6 +75,31 @@ def test_training_resumes_from_last_checkpoint(one_episode, tmp_path):
                              "num_control_points": 7}), progress=False)
 
 
+def test_background_workers_train_on_the_same_windows(one_episode, tmp_path):
+    """--workers prepares windows (flow prior included) in other processes: the run is the same."""
+    root, _ = one_episode
+    base = dict(data=str(root / "train"), steps=3, val_every=3, log_every=1, threads=1, window=4, min_window=4)
+    logs = [train(TrainConfig(out=str(tmp_path / f"w{w}"), workers=w, **base), progress=False) for w in (0, 2)]
+    assert [e["step"] for e in logs[1]["train"]] == [1, 2, 3]
+    a, b = (np.array([[e["total"], e["epe_m"]] for e in log["train"]]) for log in logs)
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert logs[0]["val"][-1]["epe"] == pytest.approx(logs[1]["val"][-1]["epe"], rel=1e-5)
+    # the prior field of the episode was made once, before the workers started
+    assert len(list((tmp_path / "w2" / "flow_cache").glob("*.npz"))) == 1
+
+
+def test_time_limit_stops_cleanly_and_the_same_command_resumes(one_episode, tmp_path):
+    root, _ = one_episode
+    cfg = TrainConfig(data=str(root / "train"), out=str(tmp_path / "run"), steps=5, val_every=100, log_every=1,
+                      threads=1, window=4, min_window=4, max_minutes=1e-6)
+    log = train(cfg, progress=False)
+    assert log["stopped"]["step"] == 1 and [v["step"] for v in log["val"]] == [1]  # validated and saved at once
+    _, meta = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert meta["train"]["step"] == 1
+    log = train(TrainConfig(**{**cfg.__dict__, "max_minutes": 0.0}), progress=False)
+    assert [e["step"] for e in log["train"]] == [1, 2, 3, 4, 5] and log["val"][-1]["step"] == 5
+
+
 def test_train_command(one_episode, tmp_path, capsys):
     root, _ = one_episode
     out = tmp_path / "cli"

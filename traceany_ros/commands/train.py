@@ -40,6 +40,12 @@ def register(sub) -> None:
                    help="start from a checkpoint's weights (and step count) when OUT has no last.pt, "
                         "e.g. the shipped checkpoints/tiny.pt")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (keep 1 on a shared machine)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="background processes that prepare training windows (flow prior, inputs, ground truth) "
+                        "while the network trains; the windows are the same as with 0")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="stop cleanly after this many minutes (validation, checkpoint, log); the same command "
+                        "resumes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -55,7 +61,7 @@ def run(args) -> int:
                       max_queries=args.max_queries, val_every=args.val_every, val_episodes=args.val_episodes,
                       num_control_points=args.num_control_points, use_depth=not args.no_depth,
                       flow_tracker=args.flow_tracker,
-                      threads=args.threads, seed=args.seed, detach_gate=args.detach_gate, init=args.init,
+                      threads=args.threads, workers=args.workers, max_minutes=args.max_minutes, seed=args.seed, detach_gate=args.detach_gate, init=args.init,
                       loss=LossConfig(**{k: v for k, v in (("motion", args.motion_weight),
                                                           ("motion_pos_weight", args.motion_pos_weight))
                                          if v is not None}))

@@ -8,6 +8,7 @@ that must predict the same curve (the correspondence loss).
 """
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,7 @@ class FlowCache:
             field = compute_flow_field(ep.inputs(), self.config)
             if f is not None:
                 f.parent.mkdir(parents=True, exist_ok=True)
-                tmp = f.with_name(f".{f.stem}.tmp.npz")
+                tmp = f.with_name(f".{f.stem}.tmp{os.getpid()}.npz")  # training workers may race
                 np.savez(tmp, control_points=field.control_points, confidence=field.confidence, times=field.times,
                          stride=field.stride, pixel_offset=field.pixel_offset, image_size=np.array(field.image_size))
                 tmp.replace(f)
@@ -117,6 +118,40 @@ class FlowCache:
         if len(self._mem) > 8:
             self._mem.popitem(last=False)
         return field
+
+
+    def missing(self, paths) -> list[Path]:
+        """Those of ``paths`` whose field is not on disk yet."""
+        return [Path(q) for q in paths if self.dir is None or not (self.dir / f"{self._key(Path(q))}.npz").is_file()]
+
+
+def _fill_one(args) -> str:
+    import torch
+
+    torch.set_num_threads(1)
+    directory, model_config, path = args
+    FlowCache(directory, model_config).get(Path(path), load_episode(path))
+    return str(path)
+
+
+def fill_flow_cache(paths, model_config, directory, workers: int, progress: bool = True) -> int:
+    """Compute the missing whole-episode prior fields of ``paths`` on ``workers`` processes (before
+    training, so that window workers do not each compute the same episode). Returns how many were made."""
+    todo = FlowCache(directory, model_config).missing(paths)
+    if not todo:
+        return 0
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [(str(directory), model_config, str(q)) for q in todo]
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        it = pool.map(_fill_one, jobs)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=len(jobs), desc="flow prior of each episode", dynamic_ncols=True)
+        for _ in it:
+            pass
+    return len(todo)
 
 
 def window_flow_field(field, frames: np.ndarray):

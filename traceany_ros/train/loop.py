@@ -23,7 +23,7 @@ import torch
 
 from traceany_ros.field import evaluate
 from traceany_ros.model import ModelConfig, TraceModel, read_checkpoint, resolve_device, save_checkpoint
-from traceany_ros.train.data import WindowDataset, WindowSample, list_episodes
+from traceany_ros.train.data import WindowDataset, WindowSample, fill_flow_cache, list_episodes
 from traceany_ros.train.losses import (LossConfig, correspondence_loss, correspondence_pairs, rigid_pairs,
                                        motion_loss, rigidity_loss, static_loss, timestamp_loss, trajectory_loss)
 
@@ -60,6 +60,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 1
+    workers: int = 0                      # background processes preparing windows (prior, inputs, ground truth)
+    max_minutes: float = 0.0              # > 0: stop cleanly (validation + checkpoint) after this long; rerun resumes
     loss: LossConfig = field(default_factory=LossConfig)
 
     def model_config(self) -> ModelConfig:
@@ -235,10 +237,57 @@ def config_from_dict(d: dict) -> TrainConfig:
 
 # ----------------------------------------------------------------------------- main loop
 
+
+class _StepWindows(torch.utils.data.Dataset):
+    """The windows of optimiser steps ``first, first+1, ...`` of this process, one list per step.
+
+    Window ``index`` is the same whichever process makes it (``WindowDataset.sample`` is deterministic
+    per index), so training with ``workers`` > 0 sees exactly the windows of ``workers`` = 0.
+    """
+
+    def __init__(self, data: WindowDataset, first: int, count: int, world: int, rank: int, batch_size: int):
+        self.data, self.first, self.count = data, first, count
+        self.world, self.rank, self.batch_size = world, rank, batch_size
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> list[WindowSample]:
+        step = self.first + k
+        return [self.data.sample((step * self.world + self.rank) * self.batch_size + b) for b in range(self.batch_size)]
+
+
+def _one_thread_worker(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _step_batches(data: WindowDataset, first: int, last: int, world: int, rank: int, batch_size: int, workers: int):
+    """Iterator over the window lists of steps [first, last): made here, or ahead by ``workers`` processes."""
+    windows = _StepWindows(data, first, max(last - first, 0), world, rank, batch_size)
+    if workers <= 0:
+        return (windows[k] for k in range(len(windows)))
+    return iter(torch.utils.data.DataLoader(windows, batch_size=None, shuffle=False, num_workers=workers,
+                                            prefetch_factor=2, worker_init_fn=_one_thread_worker))
+
+def _out_of_time(cfg: TrainConfig, started: float, world: int, device) -> bool:
+    """Has this invocation used its ``max_minutes``? (All processes agree: rank 0's clock decides.)"""
+    if cfg.max_minutes <= 0:
+        return False
+    over = time.time() - started >= 60.0 * cfg.max_minutes
+    if world > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(over)], device=device)
+        dist.broadcast(flag, src=0)
+        over = bool(flag.item())
+    return over
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Run (or resume) a training run; returns the final log dict (rank 0)."""
     import torch.distributed as dist
 
+    started = time.time()  # --max-minutes counts this invocation's wall time, setup included
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -308,6 +357,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     data = WindowDataset(train_files, window=cfg.window, max_queries=cfg.max_queries, max_stride=cfg.max_stride,
                          model_config=mcfg, seed=cfg.seed, flow_cache_dir=cfg.flow_cache or out / "flow_cache",
                          dense_points_per_window=cfg.dense_points, min_window=cfg.min_window)
+    if cfg.workers > 0 and data.flow_cache is not None and step < cfg.steps:
+        # every episode's prior once, on the workers, before they start cutting windows
+        if is_main:
+            fill_flow_cache(train_files, mcfg, data.flow_cache.dir, cfg.workers, progress=progress)
+        if world > 1:
+            dist.barrier()
     val_eps = None
     backend = _NetBackend(net, device)
 
@@ -348,6 +403,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         bar = tqdm(total=cfg.steps, initial=step, desc=f"train {mcfg.name}", dynamic_ncols=True)
     net.train()
     ema = None
+    batches = _step_batches(data, step, cfg.steps, world, rank, cfg.batch_size, cfg.workers)
     while step < cfg.steps:
         t0 = time.time()
         lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
@@ -356,9 +412,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         opt.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         total = 0.0
-        for b in range(cfg.batch_size):
+        for b, sample in enumerate(next(batches)):
             index = (step * world + rank) * cfg.batch_size + b
-            sample = data.sample(index)
             terms = window_losses(model, sample, cfg.loss, np.random.default_rng([cfg.seed, index, 1]), device)
             total = total + terms["total"] / cfg.batch_size
             for k, v in terms.items():
@@ -377,7 +432,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             if step % cfg.log_every == 0:
                 log["train"].append({"step": step, "lr": lr, "grad_norm": gnorm, "seconds": round(seconds, 1),
                                      **{k: round(v, 6) for k, v in sums.items()}})
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        out_of_time = _out_of_time(cfg, started, world, device)
+        if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
             if is_main:
                 res = run_validation()
                 best = False
@@ -393,6 +449,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 save(best or res is None)
             if world > 1:
                 dist.barrier()
+        if out_of_time:
+            if is_main:
+                log["stopped"] = {"step": step, "reason": f"--max-minutes {cfg.max_minutes:g} reached; rerun to resume"}
+                print(f"stopping at step {step}: --max-minutes {cfg.max_minutes:g} reached (rerun the same command "
+                      f"to resume)", flush=True)
+            break
     if bar is not None:
         bar.close()
     log["hours"] = seconds / 3600

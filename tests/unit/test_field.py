@@ -173,3 +173,20 @@ def test_otsu_splits_two_clusters():
     assert v[:500].max() < thr < v[500:].min()
     # the threshold sits in the middle of the gap, not at its edge
     assert 2.0 < thr < 3.0
+
+
+def test_weighted_fit_of_many_curves_matches_each_curve_alone():
+    """Curves with weight 1 everywhere take a shared solution operator, the others their own normal
+    equations: every curve's control points equal those of fitting it by itself."""
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 12)
+    pts = rng.normal(size=(40, 12, 3))
+    for share_ones in (0.0, 0.5, 1.0):
+        w = rng.uniform(0.0, 1.0, size=(40, 12))
+        w[: int(share_ones * 40)] = 1.0
+        fit = fit_trajectory(t, pts, 7, weights=w)
+        for i in (0, 19, 20, 39):
+            np.testing.assert_allclose(fit[i], fit_trajectory(t, pts[i], 7, weights=w[i]), atol=1e-10)
+        # weight 1 everywhere is the unweighted fit
+        np.testing.assert_allclose(fit_trajectory(t, pts, 7, weights=np.ones((40, 12))), fit_trajectory(t, pts, 7),
+                                   atol=1e-10)

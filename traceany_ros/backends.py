@@ -143,12 +143,19 @@ class ModelBackend:
 
     Options: ``checkpoint`` (path; default: the shipped ``checkpoints/tiny.pt``),
     ``device`` ("cpu" | "cuda" | "auto"), ``preset`` (build an untrained model of
-    this preset instead of loading a checkpoint; for tests and timing only).
+    this preset instead of loading a checkpoint; for tests and timing only),
+    ``prior_tracker`` (a ``flow.TRACKERS`` name: track the flow prior with it instead of the
+    tracker the checkpoint was trained with, e.g. the whole flow-rigid tracker
+    ``rigid-rgbd-learned-icp-stitch`` offline, where its ~0.7 s more per clip do not matter).
     """
 
     name = "model"
 
-    def __init__(self, checkpoint: str | None = None, device: str = "cpu", preset: str | None = None):
+    def __init__(self, checkpoint: str | None = None, device: str = "cpu", preset: str | None = None,
+                 prior_tracker: str | None = None):
+        from dataclasses import replace
+
+        from traceany_ros.flow import TRACKERS
         from traceany_ros.model import TraceModel, default_checkpoint, load_checkpoint, resolve_device
 
         self.device = resolve_device(device)
@@ -160,6 +167,12 @@ class ModelBackend:
         else:
             path = checkpoint or default_checkpoint()
             self.model, self.checkpoint = load_checkpoint(path, device=self.device)
+        if prior_tracker is not None:
+            if prior_tracker not in TRACKERS:
+                raise ValueError(f"unknown prior tracker {prior_tracker!r}; choose one of {sorted(TRACKERS)}")
+            if not self.model.config.flow_prior:
+                raise ValueError(f"this model ({self.model.config.name}) has no flow prior to track")
+            self.model.config = replace(self.model.config, flow_tracker=prior_tracker)
         self.model.to(self.device).eval()
 
     def predict(self, window: FrameWindow) -> TrajectoryField:

@@ -33,7 +33,8 @@ def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, win
     files = list_episodes(data)[:limit]
     backends = {m: make_backend(m) for m in methods}
     for ck in checkpoints:
-        backends[str(ck)] = make_backend("model", checkpoint=str(ck), device=device)
+        path, _, tracker = str(ck).partition("@")  # PATH@TRACKER: the model with another prior tracker
+        backends[str(ck)] = make_backend("model", checkpoint=path, device=device, prior_tracker=tracker or None)
     per = {k: [] for k in backends}
     seconds = {k: 0.0 for k in backends}
     for f in tqdm(files, desc="compare", unit="ep"):
@@ -105,7 +106,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--methods", nargs="*", default=["static", "flow"])
-    p.add_argument("--checkpoints", nargs="*", default=[])
+    p.add_argument("--checkpoints", nargs="*", default=[],
+                   help="model checkpoints to score; PATH@TRACKER scores PATH with its flow prior tracked by "
+                        "flow.TRACKERS[TRACKER] (e.g. checkpoints/tiny.pt@rigid-rgbd-learned-icp-stitch)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--window", type=int, default=24)
     p.add_argument("--overlap", type=int, default=8)

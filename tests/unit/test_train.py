@@ -131,3 +131,38 @@ def test_dense_ground_truth_windows_from_simulator_extras(tmp_path):
     i = ids[np.argmax(counts)]
     g = s.gt[s.qid == i]
     assert counts.max() > 1 and np.abs(g - g[0]).max() < 1e-9
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_ddp_on_cpu_stops_together_and_resumes(one_episode, tmp_path):
+    """The multi-GPU command line, on two CPU processes (gloo): both ranks train, stop together at the
+    time limit (rank 0's clock), rank 0 writes the checkpoint, and the same command resumes."""
+    import os
+    import subprocess
+    import sys
+
+    root, _ = one_episode
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "traceany_ros.cli", "train", "--data", str(root / "train"), "--preset", "tiny", "--out", str(out),
+           "--steps", "3", "--val-every", "3", "--window", "4", "--min-window", "4", "--no-progress",
+           "--workers", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(cmd + ["--max-minutes", "1e-6"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "stopping at step 1" in run.stdout
+    _, meta = load_checkpoint(out / "last.pt")
+    assert meta["train"]["world_size"] == 2 and meta["train"]["step"] == 1
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    _, meta = load_checkpoint(out / "last.pt")
+    assert meta["train"]["step"] == 3
+    log = json.loads((out / "log.json").read_text())
+    assert [v["step"] for v in log["val"]] == [1, 3]

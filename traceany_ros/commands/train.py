@@ -61,7 +61,8 @@ def run(args) -> int:
                       max_queries=args.max_queries, val_every=args.val_every, val_episodes=args.val_episodes,
                       num_control_points=args.num_control_points, use_depth=not args.no_depth,
                       flow_tracker=args.flow_tracker,
-                      threads=args.threads, workers=args.workers, max_minutes=args.max_minutes, seed=args.seed, detach_gate=args.detach_gate, init=args.init,
+                      threads=args.threads, workers=args.workers, max_minutes=args.max_minutes, seed=args.seed,
+                      detach_gate=args.detach_gate, init=args.init,
                       loss=LossConfig(**{k: v for k, v in (("motion", args.motion_weight),
                                                           ("motion_pos_weight", args.motion_pos_weight))
                                          if v is not None}))

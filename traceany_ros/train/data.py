@@ -119,7 +119,6 @@ class FlowCache:
             self._mem.popitem(last=False)
         return field
 
-
     def missing(self, paths) -> list[Path]:
         """Those of ``paths`` whose field is not on disk yet."""
         return [Path(q) for q in paths if self.dir is None or not (self.dir / f"{self._key(Path(q))}.npz").is_file()]

@@ -269,6 +269,7 @@ def _step_batches(data: WindowDataset, first: int, last: int, world: int, rank: 
     return iter(torch.utils.data.DataLoader(windows, batch_size=None, shuffle=False, num_workers=workers,
                                             prefetch_factor=2, worker_init_fn=_one_thread_worker))
 
+
 def _out_of_time(cfg: TrainConfig, started: float, world: int, device) -> bool:
     """Has this invocation used its ``max_minutes``? (All processes agree: rank 0's clock decides.)"""
     if cfg.max_minutes <= 0:

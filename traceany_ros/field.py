@@ -187,13 +187,12 @@ def fit_trajectory(times, points, num_control_points: int = 10, weights=None,
         out = np.empty((len(flat), k, dim))
         # curves sampled at every time with weight 1 (most tracked points) share one solution operator
         ones = (w == 1.0).all(1)
-        if ones.mean() < 0.2:  # few: splitting the batch would cost more than it saves
-            ones[:] = False
-        if ones.any():
+        rest = slice(None)  # the curves left to their own normal equations (all: no copy)
+        if ones.mean() >= 0.2:  # enough of them to be worth splitting the batch
             op = np.linalg.solve(a.T @ a + reg, a.T)  # [K, M]
             out[ones] = np.matmul(op, flat[ones])
-        rest = np.flatnonzero(~ones) if ones.any() else slice(None)
-        wr, fr = w[rest], flat[rest]  # no copy when nothing was split off
+            rest = np.flatnonzero(~ones)
+        wr, fr = w[rest], flat[rest]
         if len(wr):
             # as matrix products (BLAS): lhs = sum_m w_m a_m a_m^T, rhs = A^T (w * points)
             lhs = (wr @ (a[:, :, None] * a[:, None, :]).reshape(m, k * k)).reshape(-1, k, k) + reg

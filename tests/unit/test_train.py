@@ -98,6 +98,7 @@ def test_time_limit_stops_cleanly_and_the_same_command_resumes(one_episode, tmp_
     assert meta["train"]["step"] == 1
     log = train(TrainConfig(**{**cfg.__dict__, "max_minutes": 0.0}), progress=False)
     assert [e["step"] for e in log["train"]] == [1, 2, 3, 4, 5] and log["val"][-1]["step"] == 5
+    assert "stopped" not in log  # the resumed run finished
 
 
 def test_train_command(one_episode, tmp_path, capsys):

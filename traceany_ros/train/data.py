@@ -88,6 +88,9 @@ class FlowCache:
         tracker += self._options_tag + self._matcher_tag
         return f"{path.stem}_{c.flow_method}_s{c.out_stride}_K{c.num_control_points}{tracker}"
 
+    def _file(self, path: Path) -> Path | None:
+        return self.dir / f"{self._key(Path(path))}.npz" if self.dir else None
+
     def get(self, path: Path, ep: Episode):
         """TrajectoryField of the flow baseline over the whole episode (world frame)."""
         from traceany_ros.field import TrajectoryField
@@ -96,7 +99,7 @@ class FlowCache:
         key = self._key(Path(path))
         if key in self._mem:
             return self._mem[key]
-        f = self.dir / f"{key}.npz" if self.dir else None
+        f = self._file(path)
         field = None
         if f is not None and f.is_file():
             try:
@@ -121,7 +124,7 @@ class FlowCache:
 
     def missing(self, paths) -> list[Path]:
         """Those of ``paths`` whose field is not on disk yet."""
-        return [Path(q) for q in paths if self.dir is None or not (self.dir / f"{self._key(Path(q))}.npz").is_file()]
+        return [Path(q) for q in paths if self.dir is None or not self._file(q).is_file()]
 
 
 def _fill_one(args) -> str:

@@ -239,7 +239,8 @@ def config_from_dict(d: dict) -> TrainConfig:
 
 
 class _StepWindows(torch.utils.data.Dataset):
-    """The windows of optimiser steps ``first, first+1, ...`` of this process, one list per step.
+    """The windows of optimiser steps ``first, first+1, ...`` of this process, one list of
+    ``(index, WindowSample)`` per step (``index`` also seeds the step's loss sampling).
 
     Window ``index`` is the same whichever process makes it (``WindowDataset.sample`` is deterministic
     per index), so training with ``workers`` > 0 sees exactly the windows of ``workers`` = 0.
@@ -252,9 +253,10 @@ class _StepWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, k: int) -> list[WindowSample]:
+    def __getitem__(self, k: int) -> list[tuple[int, WindowSample]]:
         step = self.first + k
-        return [self.data.sample((step * self.world + self.rank) * self.batch_size + b) for b in range(self.batch_size)]
+        first_index = (step * self.world + self.rank) * self.batch_size
+        return [(i, self.data.sample(i)) for i in range(first_index, first_index + self.batch_size)]
 
 
 def _one_thread_worker(_worker_id: int) -> None:
@@ -332,6 +334,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if (out / "log.json").is_file():
             log = json.loads((out / "log.json").read_text())
             log["train"] = [e for e in log["train"] if e["step"] <= step]
+            log.pop("stopped", None)  # an earlier --max-minutes stop; this run goes on
             log["val"] = [e for e in log["val"] if e["step"] <= step]
         if log.get("config") != config_to_dict(cfg):
             log.setdefault("resumes", []).append({"step": step, "config": config_to_dict(cfg)})
@@ -413,8 +416,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         opt.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         total = 0.0
-        for b, sample in enumerate(next(batches)):
-            index = (step * world + rank) * cfg.batch_size + b
+        for index, sample in next(batches):
             terms = window_losses(model, sample, cfg.loss, np.random.default_rng([cfg.seed, index, 1]), device)
             total = total + terms["total"] / cfg.batch_size
             for k, v in terms.items():

@@ -126,8 +126,10 @@ class FlowRigidBackend(FlowBackend):
     or the depth flow where that matches better (:func:`traceany_ros.flow.learned_flow`), and on rigid
     depth segments their ICP motion where that explains the next frame better (:mod:`traceany_ros.icp`);
     a track's lost stretches are filled from other frames' tracks of the same point
-    (:func:`traceany_ros.flow.stitch_tracks`).
-    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned-icp-stitch"]``).
+    (:func:`traceany_ros.flow.stitch_tracks`), and a moving track is carried on past its ends by
+    another track of the same point or its neighbours' rigid motion
+    (:func:`traceany_ros.flow.extend_track_ends`, :func:`traceany_ros.flow.extend_with_neighbours`).
+    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned-icp-stitch-ends"]``).
     """
 
     name = "flow-rigid"
@@ -135,7 +137,7 @@ class FlowRigidBackend(FlowBackend):
     def __init__(self, device: str = "cpu", **options):
         from traceany_ros.flow import TRACKERS
 
-        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned-icp-stitch"], **options})
+        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned-icp-stitch-ends"], **options})
 
 
 class ModelBackend:
@@ -146,7 +148,7 @@ class ModelBackend:
     this preset instead of loading a checkpoint; for tests and timing only),
     ``prior_tracker`` (a ``flow.TRACKERS`` name: track the flow prior with it instead of the
     tracker the checkpoint was trained with, e.g. the whole flow-rigid tracker
-    ``rigid-rgbd-learned-icp-stitch`` offline, where its ~0.7 s more per clip do not matter).
+    ``rigid-rgbd-learned-icp-stitch-ends`` offline, where its ~1.5 s more per clip do not matter).
     """
 
     name = "model"

@@ -31,7 +31,7 @@ METHODS = ("dis_fast", "dis_medium", "dis_ultrafast", "farneback")
 # "rigid-rgbd" (rigid plus RGB-D flow), "rigid-learned" (rigid, DIS started from the learned matcher's matches) and
 # "rigid-rgbd-learned" (both), and each of the learned ones with "-icp": rigid depth segments moved by their ICP
 # motion where that explains the next frame better; "-stitch": lost stretches filled from other frames' tracks
-# of the same point ("rigid-rgbd-learned-icp-stitch": the flow-rigid backend)
+# of the same point
 _RIGID = {"depth_jump_abs": 0.04, "rigid": True}
 TRACKERS = {"plain": {}, "rigid": _RIGID,
             "rigid-rgbd": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0},
@@ -40,9 +40,15 @@ TRACKERS = {"plain": {}, "rigid": _RIGID,
 TRACKERS["rigid-learned-icp"] = {**TRACKERS["rigid-learned"], "icp": True}
 TRACKERS["rigid-rgbd-learned-icp"] = {**TRACKERS["rigid-rgbd-learned"], "icp": True}
 STITCH_DISTANCE = 0.015  # m: how near another frame's track must land to be the same point (val choice)
+NEIGHBOUR_REACH = 0.15  # m: neighbours that carry a lost moving point on (val choice, session 8)
 _STITCH = {"stitch": STITCH_DISTANCE, "stitch_parts": True}
 for _name in ("rigid-learned", "rigid-learned-icp", "rigid-rgbd-learned-icp"):
     TRACKERS[_name + "-stitch"] = {**TRACKERS[_name], **_STITCH}
+# "-ends": moving tracks carried on past their ends by tracks of the same point, then by their neighbours'
+# rigid motion ("rigid-rgbd-learned-icp-stitch-ends": the flow-rigid backend since session 8)
+_ENDS = {"stitch_ends": STITCH_DISTANCE, "neighbour_reach": NEIGHBOUR_REACH}
+for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
+    TRACKERS[_name + "-ends"] = {**TRACKERS[_name], **_ENDS}
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,14 @@ class FlowConfig:
         this many metres) alive (:func:`stitch_tracks`; 0 = off); ``stitch_parts``: also from that track's
         samples moved by a rigid part, where this one's were held; where neither is tracked, the sample
         last tracked nearer the frame wins.
+    stitch_ends: then carry a moving track on past its last (before its first) tracked frame with
+        another track that is tracked at that frame within this many metres of it, one frame further, and
+        agrees with it at the frame before where both are tracked (:func:`extend_track_ends`; 0 = off);
+        ``stitch_ends_motion``: only tracks that moved more than this (metres) since their own frame, or
+        5 mm in their last step, are carried on (a still point's held position is already right).
+    neighbour_reach: then move a moving track's held samples past its ends with the rigid motion of up to
+        16 tracks within this many metres of it at the end that moved like it into the end frame and are
+        tracked or moved by a part further on (:func:`extend_with_neighbours`; 0 = off).
     """
 
     method: str = "dis_medium"
@@ -94,6 +108,9 @@ class FlowConfig:
     icp_options: tuple = ()
     stitch: float = 0.0
     stitch_parts: bool = False
+    stitch_ends: float = 0.0
+    stitch_ends_motion: float = 0.01
+    neighbour_reach: float = 0.0
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -407,6 +424,11 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
     if config.stitch > 0 and T > 2:
         stitch_tracks(points, weights, alive, own_pts.reshape(T, n, 3), own_valid.reshape(T, n), (h, w), s, off, K,
                       c2w, config.stitch, config.stitch_parts, config.lost_weight)
+    if config.stitch_ends > 0 and T > 2:
+        extend_track_ends(points, weights, alive, config.stitch_ends, config.stitch_ends_motion)
+    if config.neighbour_reach > 0 and T > 2:
+        extend_with_neighbours(points, weights, alive, config.neighbour_reach, config.stitch_ends_motion,
+                               lost_weight=config.lost_weight)
     return (points.reshape(T, h, w, T, 3), weights.reshape(T, h, w, T), alive.reshape(T, h, w, T),
             own_valid)
 
@@ -490,6 +512,169 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
         if res is not None:
             i, row_p, row_w, row_a = res
             points[i], weights[i], alive[i] = row_p, row_w, row_a
+
+
+def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float = 0.01, step_motion: float = 0.005):
+    """Carry moving tracks on past their ends with other tracks of the same point (in place).
+
+    Every track's tracked samples are one unbroken stretch around its own frame (stitching included): the
+    flow lost the point at both ends, where it moved too fast, turned away or left the picture for a
+    while. Another track (any source frame) that is tracked at such an end frame b within ``max_dist`` of
+    it (and within ``max_dist`` at the frame before b too, where both are tracked) and also one frame
+    further is on the same surface point but got through: this track's samples past b become that
+    track's (points, weights, alive flags). Among candidates the one tracked furthest wins (then the
+    nearest). Ends are taken from the latest down (forward; backward from the earliest up), so a track
+    already carried on passes that on to the tracks it carries. Only tracks that moved (more than
+    ``min_motion`` from their own frame's point to the end, or ``step_motion`` in their last step) are
+    carried: a still point lost behind an occluder is right where it is held.
+
+    points [T,n,T,3], weights [T,n,T], alive [T,n,T] (source frame, grid point, target frame) as in
+    :func:`track_window`.
+    """
+    from scipy.spatial import cKDTree
+
+    T, n = points.shape[:2]
+    N = T * n
+    P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
+    own = np.repeat(np.arange(T), n)
+    rows_all = np.arange(N)
+    for direction in (+1, -1):
+        At = np.ascontiguousarray(A.T)  # [T, N]: the frames a candidate is tested at are not changed below
+        Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]
+        tracked = At.any(0)
+        if direction > 0:
+            end = np.where(tracked, T - 1 - At[::-1].argmax(0), -1)
+            order = range(T - 2, -1, -1)  # tracks ending later are carried on first, then they carry others
+        else:
+            end = np.where(tracked, At.argmax(0), T)
+            order = range(1, T)
+        for b in order:
+            nb, pb = b + direction, b - direction
+            ending = np.flatnonzero(end == b)
+            if not len(ending):
+                continue
+            at_b = Pt[b, ending]
+            moved = np.linalg.norm(at_b - P[ending, own[ending]], axis=-1) > min_motion
+            if 0 <= pb < T:
+                moved |= At[pb, ending] & (np.linalg.norm(at_b - Pt[pb, ending], axis=-1) > step_motion)
+            ending, at_b = ending[moved], at_b[moved]
+            if not len(ending):
+                continue
+            cand = rows_all[At[b] & At[nb]]
+            pc = Pt[b, cand]
+            near = ((pc >= at_b.min(0) - max_dist) & (pc <= at_b.max(0) + max_dist)).all(1)
+            cand, pc = cand[near], pc[near]
+            if not len(cand):
+                continue
+            k = min(8, len(cand))
+            dist, idx = cKDTree(pc).query(at_b, k=k, distance_upper_bound=max_dist)
+            dist, idx = dist.reshape(len(ending), k), idx.reshape(len(ending), k)
+            ok = np.isfinite(dist)
+            q = cand[np.minimum(idx, len(cand) - 1)]  # [E, k]
+            if 0 <= pb < T:  # both tracked at the frame before: they must agree there too
+                p_rows = np.repeat(ending[:, None], k, 1)
+                both = At[pb, p_rows] & At[pb, q]
+                ok &= ~both | (np.linalg.norm(Pt[pb, p_rows] - Pt[pb, q], axis=-1) < max_dist)
+            reach = np.where(ok, end[q] * direction, -(10 ** 6))
+            score = reach - np.where(ok, dist, 0.0) / (2.0 * max_dist)  # furthest, then nearest
+            best = score.argmax(1)
+            sel = np.arange(len(ending))
+            good = ok[sel, best] & (reach[sel, best] > b * direction)
+            p_rows, q_rows = ending[good], q[sel, best][good]
+            if not len(p_rows):
+                continue
+            span = slice(nb, T) if direction > 0 else slice(0, b)
+            P[p_rows, span], Wt[p_rows, span], A[p_rows, span] = P[q_rows, span], Wt[q_rows, span], A[q_rows, span]
+            end[p_rows] = end[q_rows]
+
+
+def _track_ends(A: np.ndarray, direction: int) -> np.ndarray:
+    """Last (direction +1) or first (-1) tracked frame of each track, A [N,T] bool (-1 / T for none)."""
+    T = A.shape[1]
+    tracked = A.any(1)
+    if direction > 0:
+        return np.where(tracked, T - 1 - A[:, ::-1].argmax(1), -1)
+    return np.where(tracked, A.argmax(1), T)
+
+
+def extend_with_neighbours(points, weights, alive, reach: float, min_motion: float = 0.01,
+                           step_motion: float = 0.005, neighbours: int = 16, min_neighbours: int = 3,
+                           weight: float = 0.5, lost_weight: float = 0.05, max_step_gap: float = 0.006,
+                           step_rel: float = 0.6):
+    """Move a moving track's held samples past its ends with its neighbours' rigid motion (in place).
+
+    Past the end b of a track (its last tracked frame; backward: its first) the tracker holds or coasts the
+    point where no rigid part carried it. Nearby tracks often last longer: points further from the image
+    border, on better textured or better lit parts of the same body. So: the up to ``neighbours`` tracks
+    within ``reach`` of the point at frame b that are tracked at b and the frame before and moved like it
+    into b (their steps differ by at most ``max_step_gap + step_rel * distance``: one rigid body) and whose
+    own tracking reaches past b; at each later frame j where the track is held (weight at most
+    ``lost_weight``) and at least ``min_neighbours`` of them are tracked or moved by a part (weight above
+    ``lost_weight``), the sample becomes the point at b moved by their weighted rigid motion b -> j
+    (Kabsch), with fit weight ``weight``. Only moving tracks (as in :func:`extend_track_ends`).
+    Neighbours are read as the tracks were before this pass.
+
+    points [T,n,T,3], weights [T,n,T], alive [T,n,T] as in :func:`track_window`.
+    """
+    from scipy.spatial import cKDTree
+
+    from traceany_ros.rigid import batched_kabsch
+
+    T, n = points.shape[:2]
+    N = T * n
+    P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
+    P0, W0 = P.copy(), Wt.copy()
+    own = np.repeat(np.arange(T), n)
+    At = np.ascontiguousarray(A.T)
+    Pt = np.ascontiguousarray(P.transpose(1, 0, 2))
+    rows_all = np.arange(N)
+    for direction in (+1, -1):
+        end = _track_ends(A, direction)
+        for b in range(1, T - 1):
+            nb, pb = b + direction, b - direction
+            ending = rows_all[(end == b)]
+            ending = ending[At[pb, ending]]
+            if not len(ending):
+                continue
+            at_b = Pt[b, ending]
+            moved = (np.linalg.norm(at_b - P0[ending, own[ending]], axis=-1) > min_motion) | \
+                (np.linalg.norm(at_b - Pt[pb, ending], axis=-1) > step_motion)
+            later = slice(nb, T) if direction > 0 else slice(0, b)
+            moved &= (Wt[ending, later] <= lost_weight).any(1)
+            ending, at_b = ending[moved], at_b[moved]
+            if not len(ending):
+                continue
+            cand = rows_all[At[b] & At[pb] & (end * direction > b * direction)]
+            pc = Pt[b, cand]
+            near = ((pc >= at_b.min(0) - reach) & (pc <= at_b.max(0) + reach)).all(1)
+            cand, pc = cand[near], pc[near]
+            if not len(cand):
+                continue
+            # stitched tracks share positions: one candidate per distinct point (else a rigid fit
+            # of copies of one point is free to turn)
+            _, first = np.unique(np.round(pc * 1e4).astype(np.int64), axis=0, return_index=True)
+            cand, pc = cand[first], pc[first]
+            k = min(neighbours, len(cand))
+            dist, idx = cKDTree(pc).query(at_b, k=k, distance_upper_bound=reach)
+            dist, idx = dist.reshape(len(ending), k), idx.reshape(len(ending), k)
+            ok = np.isfinite(dist)
+            q = cand[np.minimum(idx, len(cand) - 1)]  # [E, k]
+            step_p = at_b - Pt[pb, ending]
+            step_q = Pt[b, q] - Pt[pb, q]
+            ok &= np.linalg.norm(step_q - step_p[:, None], axis=-1) <= max_step_gap + step_rel * np.where(ok, dist, 0.0)
+            # every (track, later frame) at once
+            w_q = np.where(ok[:, :, None], W0[q, later], 0.0)  # [E, k, J]
+            w_q = np.where(w_q > lost_weight, w_q, 0.0)
+            fill = ((w_q > 0).sum(1) >= min_neighbours) & (Wt[ending, later] <= lost_weight)  # [E, J]
+            e_i, j_i = np.nonzero(fill)
+            if not len(e_i):
+                continue
+            frames = np.arange(T)[later][j_i]
+            qq = q[e_i]
+            R, t = batched_kabsch(Pt[b, qq], P0[qq, frames[:, None]], w_q[e_i, :, j_i])
+            rows = ending[e_i]
+            P[rows, frames] = np.einsum("mij,mj->mi", R, at_b[e_i]) + t
+            Wt[rows, frames] = weight
 
 
 def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> TrajectoryField:

@@ -185,3 +185,90 @@ def test_stitching_prefers_the_track_lost_last():
     stitch_tracks(points, weights, alive, own, valid, grid, 4, 2, K, c2w, 0.015)
     assert alive[0, p, :4].all() and np.allclose(points[0, p, 2:4], own[0, p])   # tracked stretch filled
     assert not alive[0, p, 4:].any() and np.allclose(points[0, p, 4:], late)      # the fresher hold wins
+
+
+def _moving_patch(T=6, side=5, spacing=0.01, turn=0.15, shift=(0.02, 0.0, 0.0)):
+    """Tracks [T, n, T] of a flat patch turning about its centre (``turn`` rad per frame about z) and
+    shifting by ``shift`` per frame, every track perfect and alive: (points, weights, alive, truth [n,T,3])."""
+    from transforms3d.axangles import axangle2mat
+
+    g = (np.arange(side) - (side - 1) / 2) * spacing
+    base = np.stack(list(np.meshgrid(g, g, indexing="ij")) + [np.zeros((side, side))], -1).reshape(-1, 3) + [0, 0, 1.0]
+    centre = base.mean(0)
+    truth = np.stack([(base - centre) @ axangle2mat([0, 0, 1], turn * t).T + centre + np.multiply(shift, t)
+                      for t in range(T)], 1)  # [n, T, 3]
+    n = len(base)
+    points = np.broadcast_to(truth[None], (T, n, T, 3)).copy()
+    return points, np.ones((T, n, T)), np.ones((T, n, T), bool), truth
+
+
+def _lose_after(points, weights, alive, p, frame):
+    """Every track of point p loses it after ``frame`` and holds its position there."""
+    alive[:, p, frame + 1:] = False
+    weights[:, p, frame + 1:] = 0.05
+    points[:, p, frame + 1:] = points[:, p, frame:frame + 1]
+
+
+def test_track_ends_are_carried_on_by_a_track_of_the_same_point_that_gets_through():
+    from traceany_ros.flow import extend_track_ends
+
+    points, weights, alive, truth = _moving_patch(spacing=0.02)
+    p = 12
+    _lose_after(points, weights, alive, p, 2)
+    # another point's frame-1 track passes within 5 mm of p at frames 1 and 2 and is followed to the end
+    q = 13
+    points[1, q] = truth[p] + [0.004, 0, 0]
+    extend_track_ends(points, weights, alive, 0.015)
+    assert alive[0, p, 3:].all() and np.allclose(weights[0, p, 3:], 1.0)
+    np.testing.assert_allclose(points[0, p, 3:], truth[p, 3:] + [0.004, 0, 0])
+
+
+def test_track_ends_need_a_track_that_agreed_before_and_a_moving_point():
+    from traceany_ros.flow import extend_track_ends
+
+    points, weights, alive, truth = _moving_patch(spacing=0.02)
+    p, q = 12, 13
+    _lose_after(points, weights, alive, p, 2)
+    points[1, q] = truth[p] + [0.004, 0, 0]
+    points[1, q, 1] += [0, 0.03, 0]   # ... but 3 cm off at the frame before the end: not the same point
+    held = points[0, p].copy()
+    extend_track_ends(points, weights, alive, 0.015)
+    assert not alive[0, p, 3:].any() and np.allclose(points[0, p], held)
+    # a still point is not carried on: its held position is right
+    points, weights, alive, truth = _moving_patch(spacing=0.02, turn=0.0, shift=(0.0, 0.0, 0.0))
+    _lose_after(points, weights, alive, p, 2)
+    points[1, q] = truth[p] + [0.004, 0, 0]
+    extend_track_ends(points, weights, alive, 0.015)
+    assert not alive[0, p, 3:].any()
+
+
+def test_neighbours_carry_a_lost_moving_point_with_their_rigid_motion():
+    from traceany_ros.flow import extend_with_neighbours
+
+    points, weights, alive, truth = _moving_patch()
+    p = 12  # the patch's centre: lost by every track after frame 2 (and before frame 1 backwards)
+    _lose_after(points, weights, alive, p, 2)
+    extend_with_neighbours(points, weights, alive, 0.05)
+    # the turning, shifting neighbours put it where it is (a rigid motion fits them exactly)
+    np.testing.assert_allclose(points[:3, p, 3:], np.broadcast_to(truth[p, 3:], (3, 3, 3)), atol=1e-9)
+    assert np.allclose(weights[:3, p, 3:], 0.5) and not alive[:3, p, 3:].any()
+    # without enough neighbours within reach nothing moves
+    points, weights, alive, truth = _moving_patch()
+    _lose_after(points, weights, alive, p, 2)
+    held = points.copy()
+    extend_with_neighbours(points, weights, alive, 0.005)
+    np.testing.assert_array_equal(points, held)
+
+
+def test_neighbours_that_moved_otherwise_do_not_carry_a_point():
+    from traceany_ros.flow import extend_with_neighbours
+
+    points, weights, alive, truth = _moving_patch()
+    p = 12
+    _lose_after(points, weights, alive, p, 2)
+    # every other point came the other way into frame 2 (another body), then moved on with p: not p's part
+    others = np.arange(points.shape[1]) != p
+    points[:, others, :3] = truth[others, 2:3][None] - np.multiply.outer(np.arange(3) - 2, [0.02, 0, 0])[None, None]
+    held = points[:, p].copy()
+    extend_with_neighbours(points, weights, alive, 0.05)
+    np.testing.assert_array_equal(points[:, p], held)

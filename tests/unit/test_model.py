@@ -112,7 +112,7 @@ def test_corrupt_and_mismatched_checkpoints_fail_clearly(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-@pytest.mark.parametrize("tracker,baseline", [("plain", "flow"), ("rigid-rgbd-learned-icp-stitch", "flow-rigid")])
+@pytest.mark.parametrize("tracker,baseline", [("plain", "flow"), ("rigid-rgbd-learned-icp-stitch-ends", "flow-rigid")])
 def test_flow_prior_model_starts_from_the_flow_baseline(tracker, baseline):
     """With a zero residual and an open gate the tiny preset predicts its prior's curves."""
     import dataclasses

@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped checkpoints/tiny.pt)")
     p.add_argument("--prior-tracker", default=None, choices=sorted(TRACKERS),
                    help="model only: track its flow prior with this tracker instead of the checkpoint's own "
-                        "(rigid-rgbd-learned-icp-stitch: the whole flow-rigid tracker, more accurate, ~0.7 s "
+                        "(rigid-rgbd-learned-icp-stitch-ends: the whole flow-rigid tracker, more accurate, ~1.5 s "
                         "slower per 24-frame clip)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--window", type=int, default=24, help="frames per window (longer clips slide)")

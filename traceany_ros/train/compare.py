@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="*", default=["static", "flow"])
     p.add_argument("--checkpoints", nargs="*", default=[],
                    help="model checkpoints to score; PATH@TRACKER scores PATH with its flow prior tracked by "
-                        "flow.TRACKERS[TRACKER] (e.g. checkpoints/tiny.pt@rigid-rgbd-learned-icp-stitch)")
+                        "flow.TRACKERS[TRACKER] (e.g. checkpoints/tiny.pt@rigid-rgbd-learned-icp-stitch-ends)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--window", type=int, default=24)
     p.add_argument("--overlap", type=int, default=8)

@@ -514,6 +514,43 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
             points[i], weights[i], alive[i] = row_p, row_w, row_a
 
 
+def _track_ends(A: np.ndarray, direction: int) -> np.ndarray:
+    """Last (direction +1) or first (-1) tracked frame of each track, A [N,T] bool (-1 / T for none)."""
+    T = A.shape[1]
+    tracked = A.any(1)
+    if direction > 0:
+        return np.where(tracked, T - 1 - A[:, ::-1].argmax(1), -1)
+    return np.where(tracked, A.argmax(1), T)
+
+
+def _moving_ends(ending, b: int, pb: int, Pt, At, own_points, min_motion: float, step_motion: float):
+    """Which tracks ``ending`` at frame b moved: more than ``min_motion`` from their own frame's point
+    (``own_points`` [E,3]) to b, or ``step_motion`` from frame pb (where tracked there) to b."""
+    at_b = Pt[b, ending]
+    moved = np.linalg.norm(at_b - own_points, axis=-1) > min_motion
+    if 0 <= pb < Pt.shape[0]:
+        moved |= At[pb, ending] & (np.linalg.norm(at_b - Pt[pb, ending], axis=-1) > step_motion)
+    return moved
+
+
+def _near_tracks(cand, pc, at, radius: float, k: int, distinct: bool = False):
+    """The up to k of tracks ``cand`` (at positions pc [C,3]) within ``radius`` of each point of at [E,3]
+    (one per distinct position with ``distinct``): (rows [E,k], dist [E,k], ok [E,k]) or None."""
+    from scipy.spatial import cKDTree
+
+    near = ((pc >= at.min(0) - radius) & (pc <= at.max(0) + radius)).all(1)
+    cand, pc = cand[near], pc[near]
+    if distinct and len(cand):
+        _, first = np.unique(np.round(pc * 1e4).astype(np.int64), axis=0, return_index=True)
+        cand, pc = cand[first], pc[first]
+    if not len(cand):
+        return None
+    k = min(k, len(cand))
+    dist, idx = cKDTree(pc).query(at, k=k, distance_upper_bound=radius)
+    dist, idx = dist.reshape(len(at), k), idx.reshape(len(at), k)
+    return cand[np.minimum(idx, len(cand) - 1)], dist, np.isfinite(dist)
+
+
 def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float = 0.01, step_motion: float = 0.005):
     """Carry moving tracks on past their ends with other tracks of the same point (in place).
 
@@ -531,8 +568,6 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
     points [T,n,T,3], weights [T,n,T], alive [T,n,T] (source frame, grid point, target frame) as in
     :func:`track_window`.
     """
-    from scipy.spatial import cKDTree
-
     T, n = points.shape[:2]
     N = T * n
     P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
@@ -541,36 +576,23 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
     for direction in (+1, -1):
         At = np.ascontiguousarray(A.T)  # [T, N]: the frames a candidate is tested at are not changed below
         Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]
-        tracked = At.any(0)
-        if direction > 0:
-            end = np.where(tracked, T - 1 - At[::-1].argmax(0), -1)
-            order = range(T - 2, -1, -1)  # tracks ending later are carried on first, then they carry others
-        else:
-            end = np.where(tracked, At.argmax(0), T)
-            order = range(1, T)
+        end = _track_ends(A, direction)
+        # tracks ending later are carried on first, then they carry others
+        order = range(T - 2, -1, -1) if direction > 0 else range(1, T)
         for b in order:
             nb, pb = b + direction, b - direction
             ending = np.flatnonzero(end == b)
             if not len(ending):
                 continue
-            at_b = Pt[b, ending]
-            moved = np.linalg.norm(at_b - P[ending, own[ending]], axis=-1) > min_motion
-            if 0 <= pb < T:
-                moved |= At[pb, ending] & (np.linalg.norm(at_b - Pt[pb, ending], axis=-1) > step_motion)
-            ending, at_b = ending[moved], at_b[moved]
+            ending = ending[_moving_ends(ending, b, pb, Pt, At, P[ending, own[ending]], min_motion, step_motion)]
             if not len(ending):
                 continue
             cand = rows_all[At[b] & At[nb]]
-            pc = Pt[b, cand]
-            near = ((pc >= at_b.min(0) - max_dist) & (pc <= at_b.max(0) + max_dist)).all(1)
-            cand, pc = cand[near], pc[near]
-            if not len(cand):
+            found = _near_tracks(cand, Pt[b, cand], Pt[b, ending], max_dist, 8)
+            if found is None:
                 continue
-            k = min(8, len(cand))
-            dist, idx = cKDTree(pc).query(at_b, k=k, distance_upper_bound=max_dist)
-            dist, idx = dist.reshape(len(ending), k), idx.reshape(len(ending), k)
-            ok = np.isfinite(dist)
-            q = cand[np.minimum(idx, len(cand) - 1)]  # [E, k]
+            q, dist, ok = found  # [E, k]
+            k = q.shape[1]
             if 0 <= pb < T:  # both tracked at the frame before: they must agree there too
                 p_rows = np.repeat(ending[:, None], k, 1)
                 both = At[pb, p_rows] & At[pb, q]
@@ -586,15 +608,6 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
             span = slice(nb, T) if direction > 0 else slice(0, b)
             P[p_rows, span], Wt[p_rows, span], A[p_rows, span] = P[q_rows, span], Wt[q_rows, span], A[q_rows, span]
             end[p_rows] = end[q_rows]
-
-
-def _track_ends(A: np.ndarray, direction: int) -> np.ndarray:
-    """Last (direction +1) or first (-1) tracked frame of each track, A [N,T] bool (-1 / T for none)."""
-    T = A.shape[1]
-    tracked = A.any(1)
-    if direction > 0:
-        return np.where(tracked, T - 1 - A[:, ::-1].argmax(1), -1)
-    return np.where(tracked, A.argmax(1), T)
 
 
 def extend_with_neighbours(points, weights, alive, reach: float, min_motion: float = 0.01,
@@ -616,17 +629,15 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
 
     points [T,n,T,3], weights [T,n,T], alive [T,n,T] as in :func:`track_window`.
     """
-    from scipy.spatial import cKDTree
-
     from traceany_ros.rigid import batched_kabsch
 
     T, n = points.shape[:2]
     N = T * n
     P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
-    P0, W0 = P.copy(), Wt.copy()
+    W0 = Wt.copy()
     own = np.repeat(np.arange(T), n)
     At = np.ascontiguousarray(A.T)
-    Pt = np.ascontiguousarray(P.transpose(1, 0, 2))
+    Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]: the positions as they were before this pass
     rows_all = np.arange(N)
     for direction in (+1, -1):
         end = _track_ends(A, direction)
@@ -636,29 +647,19 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
             ending = ending[At[pb, ending]]
             if not len(ending):
                 continue
-            at_b = Pt[b, ending]
-            moved = (np.linalg.norm(at_b - P0[ending, own[ending]], axis=-1) > min_motion) | \
-                (np.linalg.norm(at_b - Pt[pb, ending], axis=-1) > step_motion)
             later = slice(nb, T) if direction > 0 else slice(0, b)
-            moved &= (Wt[ending, later] <= lost_weight).any(1)
-            ending, at_b = ending[moved], at_b[moved]
+            moved = _moving_ends(ending, b, pb, Pt, At, Pt[own[ending], ending], min_motion, step_motion)
+            ending = ending[moved & (Wt[ending, later] <= lost_weight).any(1)]
             if not len(ending):
                 continue
+            at_b = Pt[b, ending]
             cand = rows_all[At[b] & At[pb] & (end * direction > b * direction)]
-            pc = Pt[b, cand]
-            near = ((pc >= at_b.min(0) - reach) & (pc <= at_b.max(0) + reach)).all(1)
-            cand, pc = cand[near], pc[near]
-            if not len(cand):
-                continue
             # stitched tracks share positions: one candidate per distinct point (else a rigid fit
             # of copies of one point is free to turn)
-            _, first = np.unique(np.round(pc * 1e4).astype(np.int64), axis=0, return_index=True)
-            cand, pc = cand[first], pc[first]
-            k = min(neighbours, len(cand))
-            dist, idx = cKDTree(pc).query(at_b, k=k, distance_upper_bound=reach)
-            dist, idx = dist.reshape(len(ending), k), idx.reshape(len(ending), k)
-            ok = np.isfinite(dist)
-            q = cand[np.minimum(idx, len(cand) - 1)]  # [E, k]
+            found = _near_tracks(cand, Pt[b, cand], at_b, reach, neighbours, distinct=True)
+            if found is None:
+                continue
+            q, dist, ok = found  # [E, k]
             step_p = at_b - Pt[pb, ending]
             step_q = Pt[b, q] - Pt[pb, q]
             ok &= np.linalg.norm(step_q - step_p[:, None], axis=-1) <= max_step_gap + step_rel * np.where(ok, dist, 0.0)
@@ -671,7 +672,7 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
                 continue
             frames = np.arange(T)[later][j_i]
             qq = q[e_i]
-            R, t = batched_kabsch(Pt[b, qq], P0[qq, frames[:, None]], w_q[e_i, :, j_i])
+            R, t = batched_kabsch(Pt[b, qq], Pt[frames[:, None], qq], w_q[e_i, :, j_i])
             rows = ending[e_i]
             P[rows, frames] = np.einsum("mij,mj->mi", R, at_b[e_i]) + t
             Wt[rows, frames] = weight

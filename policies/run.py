@@ -13,12 +13,14 @@ import time
 
 import numpy as np
 
+from traceany_ros.flow import ENDS_OFF
+
 PLANNERS = ("trajfield", "flow", "flow-rigid", "static", "oracle")
 # planning is timed (the intercept's box moves on meanwhile): the planners' flow-rigid leaves out the
 # segment ICP, which costs ~0.1-0.2 s per plan and gained nothing on the tasks' small boxes
 # (intercept, 100 episodes: 99 % without, 97 % with it from the flow's motion, 93 % with both starts);
-# nor does it carry tracks on past their ends (session 8's offline stages, not measured on the tasks)
-PLANNER_BACKEND_OPTIONS = {"flow-rigid": {"icp": False, "stitch_ends": 0.0, "neighbour_reach": 0.0}}
+# nor does it carry tracks on past their ends (sessions 8-9's offline stages, not measured on the tasks)
+PLANNER_BACKEND_OPTIONS = {"flow-rigid": {"icp": False, **ENDS_OFF}}
 
 
 class FieldPlanner:

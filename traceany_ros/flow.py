@@ -41,14 +41,17 @@ TRACKERS["rigid-learned-icp"] = {**TRACKERS["rigid-learned"], "icp": True}
 TRACKERS["rigid-rgbd-learned-icp"] = {**TRACKERS["rigid-rgbd-learned"], "icp": True}
 STITCH_DISTANCE = 0.015  # m: how near another frame's track must land to be the same point (val choice)
 NEIGHBOUR_REACH = 0.15  # m: neighbours that carry a lost moving point on (val choice, session 8)
+JOIN_NEXT = 0.05  # m (+ half the last step): a track that begins right after a moving track's end (session 9)
 _STITCH = {"stitch": STITCH_DISTANCE, "stitch_parts": True}
 for _name in ("rigid-learned", "rigid-learned-icp", "rigid-rgbd-learned-icp"):
     TRACKERS[_name + "-stitch"] = {**TRACKERS[_name], **_STITCH}
-# "-ends": moving tracks carried on past their ends by tracks of the same point, then by their neighbours'
-# rigid motion ("rigid-rgbd-learned-icp-stitch-ends": the flow-rigid backend since session 8)
-_ENDS = {"stitch_ends": STITCH_DISTANCE, "neighbour_reach": NEIGHBOUR_REACH}
+# "-ends": moving tracks carried on past their ends by tracks of the same point (tracked at the end, or
+# beginning right after it), then by their neighbours' rigid motion ("rigid-rgbd-learned-icp-stitch-ends":
+# the flow-rigid backend since session 8)
+ENDS = {"stitch_ends": STITCH_DISTANCE, "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH}
+ENDS_OFF = {k: 0.0 for k in ENDS}  # FlowConfig overrides without them (the tracer's and planners' latency)
 for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
-    TRACKERS[_name + "-ends"] = {**TRACKERS[_name], **_ENDS}
+    TRACKERS[_name + "-ends"] = {**TRACKERS[_name], **ENDS}
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class FlowConfig:
         agrees with it at the frame before where both are tracked (:func:`extend_track_ends`; 0 = off);
         ``stitch_ends_motion``: only tracks that moved more than this (metres) since their own frame, or
         5 mm in their last step, are carried on (a still point's held position is already right).
+    join_next: then carry a moving track that still ends on with a track that begins right after its end
+        where it would be at its last step (within this many metres + half that step) and moves like it
+        (:func:`join_next_tracks`; 0 = off).
     neighbour_reach: then move a moving track's held samples past its ends with the rigid motion of up to
         16 tracks within this many metres of it at the end that moved like it into the end frame and are
         tracked or moved by a part further on (:func:`extend_with_neighbours`; 0 = off).
@@ -111,6 +117,7 @@ class FlowConfig:
     stitch_ends: float = 0.0
     stitch_ends_motion: float = 0.01
     neighbour_reach: float = 0.0
+    join_next: float = 0.0
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -426,6 +433,8 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
                       c2w, config.stitch, config.stitch_parts, config.lost_weight)
     if config.stitch_ends > 0 and T > 2:
         extend_track_ends(points, weights, alive, config.stitch_ends, config.stitch_ends_motion)
+    if config.join_next > 0 and T > 3:
+        join_next_tracks(points, weights, alive, config.join_next, config.stitch_ends_motion)
     if config.neighbour_reach > 0 and T > 2:
         extend_with_neighbours(points, weights, alive, config.neighbour_reach, config.stitch_ends_motion,
                                lost_weight=config.lost_weight)
@@ -541,12 +550,18 @@ def _near_tracks(cand, pc, at, radius: float, k: int, distinct: bool = False):
     near = ((pc >= at.min(0) - radius) & (pc <= at.max(0) + radius)).all(1)
     cand, pc = cand[near], pc[near]
     if distinct and len(cand):
-        _, first = np.unique(np.round(pc * 1e4).astype(np.int64), axis=0, return_index=True)
+        # one 64-bit key per position rounded to 0.1 mm (21 bits an axis: +-100 m); a 1-D unique is
+        # ~10x faster than np.unique over rows
+        q = np.round(pc * 1e4).astype(np.int64) + (1 << 20)
+        key = (q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]
+        _, first = np.unique(key, return_index=True)
+        first.sort()
         cand, pc = cand[first], pc[first]
     if not len(cand):
         return None
     k = min(k, len(cand))
-    dist, idx = cKDTree(pc).query(at, k=k, distance_upper_bound=radius)
+    tree = cKDTree(pc, balanced_tree=False, compact_nodes=False)  # built once, queried once: build cheaply
+    dist, idx = tree.query(at, k=k, distance_upper_bound=radius)
     dist, idx = dist.reshape(len(at), k), idx.reshape(len(at), k)
     return cand[np.minimum(idx, len(cand) - 1)], dist, np.isfinite(dist)
 
@@ -676,6 +691,66 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
             rows = ending[e_i]
             P[rows, frames] = np.einsum("mij,mj->mi", R, at_b[e_i]) + t
             Wt[rows, frames] = weight
+
+
+def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 0.01,
+                     step_motion: float = 0.005, speed_rel: float = 0.5, step_gap: float = 0.01,
+                     step_rel: float = 0.5):
+    """Carry a moving track on with a track that begins right after its end (in place).
+
+    Where the flow loses a moving point between frames b and b + 1 (its last tracked frame b; backward:
+    its first), the grid point of some later frame often picks the same point up from b + 1 on, but
+    neither track reaches the other's frames, so neither stitching nor :func:`extend_track_ends` can join
+    them. So: a track whose tracked stretch begins at b + 1 and goes on to b + 2, lands within
+    ``radius + speed_rel * |v|`` of where the ending track would be at its last step v, and whose first
+    step is within ``step_gap + step_rel * |v|`` of v (it moves like it) is the same point: the ending
+    track's samples from b + 1 on become that track's (points, weights, alive flags). The nearest wins;
+    ends are taken from the latest down (backward from the earliest up), so chains pass on; which tracks
+    end and begin where is read as it was before any join, so both directions join the same pairs. Only
+    tracks that moved (as in :func:`extend_track_ends`) and were tracked at the frame before their end.
+
+    points [T,n,T,3], weights [T,n,T], alive [T,n,T] (source frame, grid point, target frame) as in
+    :func:`track_window`.
+    """
+    T, n = points.shape[:2]
+    N = T * n
+    P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
+    own = np.repeat(np.arange(T), n)
+    rows_all = np.arange(N)
+    # ends and beginnings as the tracks were before any join (a join fills only untracked samples, so the
+    # tracked positions read below stay as they were)
+    At = np.ascontiguousarray(A.T)
+    Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]
+    for direction in (+1, -1):
+        end = _track_ends(At.T, direction)
+        for b in (range(T - 3, 0, -1) if direction > 0 else range(2, T - 1)):
+            pb, nb, nb2 = b - direction, b + direction, b + 2 * direction
+            ending = rows_all[end == b]
+            ending = ending[At[pb, ending]]
+            if not len(ending):
+                continue
+            ending = ending[_moving_ends(ending, b, pb, Pt, At, Pt[own[ending], ending], min_motion, step_motion)]
+            cand = rows_all[At[nb] & At[nb2] & ~At[b]]
+            if not len(ending) or not len(cand):
+                continue
+            v = Pt[b, ending] - Pt[pb, ending]
+            speed = np.linalg.norm(v, axis=-1)
+            found = _near_tracks(cand, Pt[nb, cand], Pt[b, ending] + v, radius + speed_rel * float(speed.max()), 8,
+                                 distinct=True)
+            if found is None:
+                continue
+            q, dist, ok = found  # [E, k]
+            ok &= dist <= (radius + speed_rel * speed)[:, None]
+            step_q = Pt[nb2, q] - Pt[nb, q]
+            ok &= np.linalg.norm(step_q - v[:, None], axis=-1) <= (step_gap + step_rel * speed)[:, None]
+            best = np.where(ok, dist, np.inf).argmin(1)
+            sel = np.arange(len(ending))
+            good = ok[sel, best]
+            p_rows, q_rows = ending[good], q[sel, best][good]
+            if not len(p_rows):
+                continue
+            span = slice(nb, T) if direction > 0 else slice(0, b)
+            P[p_rows, span], Wt[p_rows, span], A[p_rows, span] = P[q_rows, span], Wt[q_rows, span], A[q_rows, span]
 
 
 def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> TrajectoryField:

@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from traceany_ros.backends import BACKENDS
-from traceany_ros.flow import NEIGHBOUR_REACH, STITCH_DISTANCE
+from traceany_ros.flow import ENDS, ENDS_OFF, STITCH_DISTANCE
 from traceany_ros.config_utils import validate_fields
 from traceany_ros.field import TrajectoryField, bspline_basis, fit_trajectory
 
@@ -90,8 +90,9 @@ class StreamConfig:
         "help": "flow backends: fill a track's lost frames from other frames' tracks of the same point (and, "
                 "flow-rigid, their part-moved samples; about 30 ms per 8-frame window)"})
     carry_ends: bool = dc_field(default=False, metadata={
-        "help": "flow-rigid: carry moving tracks on past their ends with another track of the same point or "
-                "their neighbours' rigid motion (the offline default; off here for latency)"})
+        "help": "flow-rigid: carry moving tracks on past their ends with another track of the same point (tracked "
+                "at the end or beginning right after it) or their neighbours' rigid motion (the offline default; "
+                "off here for latency)"})
     join_windows: bool = dc_field(default=True, metadata={"help": "join consecutive windows continuously"})
     max_gap_s: float = dc_field(default=1.0, metadata={"range": (0.01, 60.0),
                                                        "help": "a longer gap between frames restarts the window"})
@@ -114,8 +115,7 @@ class StreamConfig:
                     "method": self.flow_method, "depth_flow": self.depth_flow,
                     "learned_matches": self.learned_matches, "icp": self.icp,
                     "stitch": STITCH_DISTANCE if self.stitch else 0.0,
-                    "stitch_ends": STITCH_DISTANCE if self.carry_ends else 0.0,
-                    "neighbour_reach": NEIGHBOUR_REACH if self.carry_ends else 0.0}
+                    **(ENDS if self.carry_ends else ENDS_OFF)}
         if self.backend == "static":
             return {"stride": self.field_stride, "num_control_points": self.num_control_points}
         opts = {"device": self.device}

@@ -242,6 +242,48 @@ def test_track_ends_need_a_track_that_agreed_before_and_a_moving_point():
     assert not alive[0, p, 3:].any()
 
 
+def _split_at(points, weights, alive, p, frame):
+    """Point p's tracks of frames <= ``frame`` lose it after ``frame``; those of later frames pick it up only at
+    ``frame`` + 1 (each held where it was last / first tracked)."""
+    _lose_after(points[:frame + 1], weights[:frame + 1], alive[:frame + 1], p, frame)
+    alive[frame + 1:, p, :frame + 1] = False
+    weights[frame + 1:, p, :frame + 1] = 0.05
+    points[frame + 1:, p, :frame + 1] = points[frame + 1:, p, frame + 1:frame + 2]
+
+
+def test_a_moving_track_is_joined_to_the_track_that_begins_right_after_its_end():
+    from traceany_ros.flow import join_next_tracks
+
+    points, weights, alive, truth = _moving_patch(spacing=0.02)
+    p = 12
+    _split_at(points, weights, alive, p, 2)
+    join_next_tracks(points, weights, alive, 0.05)
+    # forward: frames 0-2's tracks go on with the track that begins at frame 3; backward: the other way
+    assert alive[:3, p, 3:].all() and alive[3:, p, :3].all()
+    np.testing.assert_allclose(points[:3, p, 3:], np.broadcast_to(truth[p, 3:], (3, 3, 3)))
+    np.testing.assert_allclose(points[3:, p, :3], np.broadcast_to(truth[p, :3], (3, 3, 3)))
+
+
+def test_a_track_that_begins_moving_otherwise_or_a_still_point_is_not_joined():
+    from traceany_ros.flow import join_next_tracks
+
+    points, weights, alive, truth = _moving_patch(spacing=0.02)
+    p = 12
+    # the track beginning at frame 3 lands where p would be, but then goes back the way p came
+    later = truth[p, 3] - np.multiply.outer(np.arange(3), [0.02, 0, 0])
+    points[3:, p, 3:] = later
+    _split_at(points, weights, alive, p, 2)
+    before = points.copy()
+    join_next_tracks(points, weights, alive, 0.05)
+    np.testing.assert_array_equal(points, before)
+    assert not alive[:3, p, 3:].any() and not alive[3:, p, :3].any()
+    # a still point: its held position is right, nothing is joined
+    points, weights, alive, truth = _moving_patch(spacing=0.02, turn=0.0, shift=(0.0, 0.0, 0.0))
+    _split_at(points, weights, alive, p, 2)
+    join_next_tracks(points, weights, alive, 0.05)
+    assert not alive[:3, p, 3:].any()
+
+
 def test_neighbours_carry_a_lost_moving_point_with_their_rigid_motion():
     from traceany_ros.flow import extend_with_neighbours
 

@@ -256,8 +256,9 @@ def test_tracer_flow_options_reach_the_flow_rigid_tracker():
     assert c_on.stitch == STITCH_DISTANCE and c_on.stitch_parts and c_on.rigid and not c_on.icp
     assert c_off.stitch == 0.0 and c_off.icp and not c_off.learned_matches
     # the offline default carries moving tracks on past their ends; the tracer only when asked (latency)
-    assert c_on.stitch_ends == 0.0 and c_on.neighbour_reach == 0.0
+    assert c_on.stitch_ends == 0.0 and c_on.neighbour_reach == 0.0 and c_on.join_next == 0.0
     assert make_backend("flow-rigid").config.stitch_ends == STITCH_DISTANCE
     carry = StreamConfig(backend="flow-rigid", carry_ends=True)
     c_carry = make_backend(carry.backend, **carry.backend_options()).config
-    assert c_carry.stitch_ends == STITCH_DISTANCE and c_carry.neighbour_reach > 0
+    assert c_carry.stitch_ends == STITCH_DISTANCE and c_carry.neighbour_reach > 0 and c_carry.join_next > 0
+    assert c_carry.learned_matches == carry.learned_matches and not c_carry.icp  # its own options stand

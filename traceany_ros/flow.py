@@ -49,7 +49,7 @@ for _name in ("rigid-learned", "rigid-learned-icp", "rigid-rgbd-learned-icp"):
 # beginning right after it), then by their neighbours' rigid motion ("rigid-rgbd-learned-icp-stitch-ends":
 # the flow-rigid backend since session 8)
 ENDS = {"stitch_ends": STITCH_DISTANCE, "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH}
-ENDS_OFF = {k: 0.0 for k in ENDS}  # FlowConfig overrides without them (the tracer's and planners' latency)
+ENDS_OFF = {k: 0.0 for k in ENDS}  # the same turned off (the tracer's and planners' latency)
 for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
     TRACKERS[_name + "-ends"] = {**TRACKERS[_name], **ENDS}
 

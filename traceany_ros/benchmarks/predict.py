@@ -15,6 +15,11 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--methods", default="model,flow,static")
+    p.add_argument("--episode", default=None,
+                   help="time this episode (.npz, its own frames and size, windows of --frames) instead of the "
+                        "synthetic clip: the tracker's later stages cost more on real motion than on that clip")
+    p.add_argument("--prior-tracker", default=None,
+                   help="model: track its flow prior with this flow.TRACKERS entry (as `traceany predict`)")
 
 
 def run(args) -> dict:
@@ -27,10 +32,16 @@ def run(args) -> dict:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    ep = make_synthetic_episode(num_frames=args.frames, height=h, width=w, num_queries=args.queries, seed=0)
-    res = {"frames": args.frames, "size_wxh": f"{w}x{h}", "queries": args.queries,
-           "torch_threads": torch.get_num_threads(), "device": args.device}
+    if args.episode:
+        from traceany_ros.episode import load_episode
+
+        ep = load_episode(args.episode)
+        h, w = ep.image_size
+    else:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        ep = make_synthetic_episode(num_frames=args.frames, height=h, width=w, num_queries=args.queries, seed=0)
+    res = {"frames": ep.num_frames, "window": args.frames, "size_wxh": f"{w}x{h}", "queries": ep.num_queries,
+           "episode": args.episode or "synthetic", "torch_threads": torch.get_num_threads(), "device": args.device}
     for method in args.methods.split(","):
         opts = {}
         if method == "model":
@@ -40,6 +51,8 @@ def run(args) -> dict:
             except FileNotFoundError:
                 opts["preset"] = "tiny"
             res["model_weights"] = opts.get("checkpoint", "untrained tiny preset (no checkpoint found)")
+            if args.prior_tracker:
+                opts["prior_tracker"] = res["prior_tracker"] = args.prior_tracker
         backend = make_backend(method, **opts)
         predict_episode(ep, backend, window=args.frames, overlap=min(8, args.frames - 1))  # warm-up
         times = []

@@ -52,6 +52,8 @@ ENDS = {"stitch_ends": STITCH_DISTANCE, "join_next": JOIN_NEXT, "neighbour_reach
 ENDS_OFF = {k: 0.0 for k in ENDS}  # the same turned off (the tracer's and planners' latency)
 for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
     TRACKERS[_name + "-ends"] = {**TRACKERS[_name], **ENDS}
+# "-join": joining alone (~0.05 s per 24-frame clip): the shipped model's prior since session 9
+TRACKERS["rigid-learned-stitch-join"] = {**TRACKERS["rigid-learned-stitch"], "join_next": JOIN_NEXT}
 
 
 @dataclass(frozen=True)
@@ -717,10 +719,11 @@ def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 
     P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
     own = np.repeat(np.arange(T), n)
     rows_all = np.arange(N)
-    # ends and beginnings as the tracks were before any join (a join fills only untracked samples, so the
-    # tracked positions read below stay as they were)
+    # ends and beginnings as the tracks were before any join; a join fills only untracked samples, so the
+    # tracked positions read below stay as they were (a view: the few rows read are gathered; a contiguous
+    # copy of every track would cost more than the joining)
     At = np.ascontiguousarray(A.T)
-    Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]
+    Pt = P.transpose(1, 0, 2)  # [T, N, 3]
     for direction in (+1, -1):
         end = _track_ends(At.T, direction)
         for b in (range(T - 3, 0, -1) if direction > 0 else range(2, T - 1)):

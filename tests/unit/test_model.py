@@ -136,3 +136,39 @@ def test_flow_prior_model_starts_from_the_flow_baseline(tracker, baseline):
 def test_unknown_flow_tracker_is_refused():
     with pytest.raises(ValueError, match="flow_tracker"):
         ModelConfig.preset("tiny", flow_tracker="magic")
+
+
+def test_bf16_trunk_stays_close_to_float32_and_only_at_inference():
+    """The trunk under bfloat16 autocast (the model backend's CPU default where the CPU has native bf16)
+    changes outputs only at bf16 precision; training never uses it."""
+    torch.manual_seed(0)
+    model = TraceModel(ModelConfig.preset("tiny"))
+    with torch.no_grad():
+        model.out.weight.normal_(0.0, 0.05)  # a non-trivial head (it starts at zero)
+    T, H, W = 3, 32, 48
+    image = torch.randn(1, T, model.config.in_channels, H, W)
+    s = torch.linspace(0, 1, T)[None]
+    prior = 0.01 * torch.randn(1, T, H // 4, W // 4, model.config.num_control_points, 3)
+    model.eval()
+    with torch.no_grad():
+        ref = model(image, s, prior)
+        model.trunk_bf16 = True
+        low = model(image, s, prior)
+        model.train()
+        trained = model(image, s, prior)
+    for key in ("offsets", "confidence", "motion"):
+        assert low[key].dtype == torch.float32
+        assert not torch.equal(low[key], ref[key])  # it did run in bf16
+        scale = ref[key].abs().max().item()
+        assert (low[key] - ref[key]).abs().max().item() < 0.05 * scale + 1e-3
+        torch.testing.assert_close(trained[key], ref[key])  # training: float32
+
+
+def test_model_backend_bf16_option():
+    from traceany_ros.model.network import cpu_has_native_bf16
+
+    assert make_backend("model", preset="tiny", bf16="on").model.trunk_bf16
+    assert not make_backend("model", preset="tiny", bf16="off").model.trunk_bf16
+    assert make_backend("model", preset="tiny").model.trunk_bf16 == cpu_has_native_bf16()
+    with pytest.raises(ValueError, match="bf16"):
+        make_backend("model", preset="tiny", bf16="maybe")

@@ -19,6 +19,9 @@ def register(sub) -> None:
                         "(rigid-rgbd-learned-icp-stitch-ends: the whole flow-rigid tracker, more accurate, ~1.5 s "
                         "slower per 24-frame clip)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--bf16", default="auto", choices=("auto", "on", "off"),
+                   help="model on CPU: run the network's transformer trunk in bfloat16 (auto: where the CPU has "
+                        "native bf16, AMX / AVX512-BF16; outputs within ~1e-3 of float32, ~0.15 s faster per clip)")
     p.add_argument("--window", type=int, default=24, help="frames per window (longer clips slide)")
     p.add_argument("--overlap", type=int, default=8, help="frames shared by consecutive windows")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -44,6 +47,8 @@ def run(args) -> int:
     opts = {"device": args.device}
     if args.method == "model" and args.checkpoint:
         opts["checkpoint"] = args.checkpoint
+    if args.method == "model":
+        opts["bf16"] = args.bf16
     if args.prior_tracker:
         if args.method != "model":
             print("traceany predict: --prior-tracker applies to --method model only", file=sys.stderr)

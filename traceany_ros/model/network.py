@@ -46,6 +46,17 @@ def sincos_2d(h: int, w: int, dim: int, device) -> torch.Tensor:
     return torch.cat([sincos_1d(ys.reshape(-1).float(), dim // 2), sincos_1d(xs.reshape(-1).float(), dim // 2)], -1)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (Intel AMX or AVX512-BF16, Linux flags);
+    elsewhere PyTorch emulates them on CPU, slower than float32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return False
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
 def anchor_offsets(offsets: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """Shift each curve so that it is zero at its own frame's time.
 
@@ -84,6 +95,9 @@ class TraceModel(nn.Module):
         self.out = nn.Conv2d(hc, c.num_control_points * 3 + 2, 1)
         self.time_head = nn.Linear(D, 1)
         self.detach_gate = False  # set by the training loop (TrainConfig.detach_gate); not part of the weights
+        # inference only, set by the model backend: run the transformer trunk under bfloat16 autocast on CPU
+        # (patch embedding, heads, gate and anchoring stay float32); not part of the weights
+        self.trunk_bf16 = False
         nn.init.zeros_(self.out.weight)  # start as the static predictor with confidence 1 + e^0
         nn.init.zeros_(self.out.bias)
         with torch.no_grad():  # motion gate starts mostly closed (static by default); half open over a flow prior
@@ -107,12 +121,14 @@ class TraceModel(nn.Module):
         tok = tok + sincos_2d(h, w, c.dim, tok.device)[None].to(tok.dtype)
         temb = self.time_embed(sincos_1d(s.reshape(-1), c.dim).to(tok.dtype))  # [BT, D]
         tok = tok + temb[:, None, :]
-        for blk in self.encoder:
-            tok = blk(tok)
-        tok = tok.reshape(B, T * h * w, c.dim)
-        for blk in self.decoder:
-            tok = blk(tok)
-        tok = self.norm(tok).reshape(B * T, h * w, c.dim)
+        bf16 = self.trunk_bf16 and not self.training and tok.device.type == "cpu"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for blk in self.encoder:
+                tok = blk(tok)
+            tok = tok.reshape(B, T * h * w, c.dim)
+            for blk in self.decoder:
+                tok = blk(tok)
+        tok = self.norm(tok.float()).reshape(B * T, h * w, c.dim)
         time = self.time_head(tok.mean(1)).reshape(B, T)
         r = c.patch_size // c.out_stride
         up = self.token_up(tok).transpose(1, 2).reshape(B * T, -1, h, w)

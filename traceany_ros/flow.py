@@ -544,19 +544,32 @@ def _moving_ends(ending, b: int, pb: int, Pt, At, own_points, min_motion: float,
     return moved
 
 
-def _near_tracks(cand, pc, at, radius: float, k: int, distinct: bool = False):
-    """The up to k of tracks ``cand`` (at positions pc [C,3]) within ``radius`` of each point of at [E,3]
-    (one per distinct position with ``distinct``): (rows [E,k], dist [E,k], ok [E,k]) or None."""
+def _voxel_keys(q: np.ndarray) -> np.ndarray:
+    """One int64 key per row of integer cell coordinates q [N,3] (21 bits an axis)."""
+    q = q + (1 << 20)
+    return (q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]
+
+
+_NEIGHBOUR_CELLS = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij"), -1).reshape(-1, 3)
+
+
+def _near_tracks(mask, pos, at, radius: float, k: int, distinct: bool = False):
+    """The up to k of the tracks in ``mask`` [N] (at positions pos [N,3], every track's at the frame) within
+    ``radius`` of each point of at [E,3] (one per distinct position with ``distinct``): (rows [E,k] into
+    the N tracks, dist [E,k], ok [E,k]) or None."""
     from scipy.spatial import cKDTree
 
-    near = ((pc >= at.min(0) - radius) & (pc <= at.max(0) + radius)).all(1)
-    cand, pc = cand[near], pc[near]
+    # only tracks in a radius-sized cell next to one of the points' cells can be within reach: a cheap
+    # filter before the KD-tree (the candidates are most of the clip's tracks, the points a few hundred)
+    cells = np.unique(_voxel_keys((np.floor(at / radius).astype(np.int64)[:, None] + _NEIGHBOUR_CELLS).reshape(-1, 3)))
+    with np.errstate(invalid="ignore"):
+        key = _voxel_keys(np.floor(pos / radius).astype(np.int64))
+    near = mask & np.isin(key, cells, assume_unique=False)
+    cand = np.flatnonzero(near)
+    pc = pos[cand]
     if distinct and len(cand):
-        # one 64-bit key per position rounded to 0.1 mm (21 bits an axis: +-100 m); a 1-D unique is
-        # ~10x faster than np.unique over rows
-        q = np.round(pc * 1e4).astype(np.int64) + (1 << 20)
-        key = (q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]
-        _, first = np.unique(key, return_index=True)
+        # one 64-bit key per position rounded to 0.1 mm; a 1-D unique is ~10x faster than np.unique over rows
+        _, first = np.unique(_voxel_keys(np.round(pc * 1e4).astype(np.int64)), return_index=True)
         first.sort()
         cand, pc = cand[first], pc[first]
     if not len(cand):
@@ -589,7 +602,6 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
     N = T * n
     P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
     own = np.repeat(np.arange(T), n)
-    rows_all = np.arange(N)
     for direction in (+1, -1):
         At = np.ascontiguousarray(A.T)  # [T, N]: the frames a candidate is tested at are not changed below
         Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]
@@ -604,8 +616,7 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
             ending = ending[_moving_ends(ending, b, pb, Pt, At, P[ending, own[ending]], min_motion, step_motion)]
             if not len(ending):
                 continue
-            cand = rows_all[At[b] & At[nb]]
-            found = _near_tracks(cand, Pt[b, cand], Pt[b, ending], max_dist, 8)
+            found = _near_tracks(At[b] & At[nb], Pt[b], Pt[b, ending], max_dist, 8)
             if found is None:
                 continue
             q, dist, ok = found  # [E, k]
@@ -670,10 +681,10 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
             if not len(ending):
                 continue
             at_b = Pt[b, ending]
-            cand = rows_all[At[b] & At[pb] & (end * direction > b * direction)]
             # stitched tracks share positions: one candidate per distinct point (else a rigid fit
             # of copies of one point is free to turn)
-            found = _near_tracks(cand, Pt[b, cand], at_b, reach, neighbours, distinct=True)
+            found = _near_tracks(At[b] & At[pb] & (end * direction > b * direction), Pt[b], at_b, reach, neighbours,
+                                 distinct=True)
             if found is None:
                 continue
             q, dist, ok = found  # [E, k]
@@ -738,11 +749,12 @@ def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 
                 continue
             v = Pt[b, ending] - Pt[pb, ending]
             speed = np.linalg.norm(v, axis=-1)
-            found = _near_tracks(cand, Pt[nb, cand], Pt[b, ending] + v, radius + speed_rel * float(speed.max()), 8,
-                                 distinct=True)
+            found = _near_tracks(np.ones(len(cand), bool), Pt[nb, cand], Pt[b, ending] + v,
+                                 radius + speed_rel * float(speed.max()), 8, distinct=True)
             if found is None:
                 continue
             q, dist, ok = found  # [E, k]
+            q = cand[q]
             ok &= dist <= (radius + speed_rel * speed)[:, None]
             step_q = Pt[nb2, q] - Pt[nb, q]
             ok &= np.linalg.norm(step_q - v[:, None], axis=-1) <= (step_gap + step_rel * speed)[:, None]

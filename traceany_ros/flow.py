@@ -525,6 +525,13 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
             points[i], weights[i], alive[i] = row_p, row_w, row_a
 
 
+def _flat_tracks(points, weights, alive):
+    """Views of [T,n,T,...] tracks as N = T * n rows: (T, N, P [N,T,3], W [N,T], A [N,T], own frame [N])."""
+    T, n = points.shape[:2]
+    N = T * n
+    return T, N, points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T), np.repeat(np.arange(T), n)
+
+
 def _track_ends(A: np.ndarray, direction: int) -> np.ndarray:
     """Last (direction +1) or first (-1) tracked frame of each track, A [N,T] bool (-1 / T for none)."""
     T = A.shape[1]
@@ -598,10 +605,7 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
     points [T,n,T,3], weights [T,n,T], alive [T,n,T] (source frame, grid point, target frame) as in
     :func:`track_window`.
     """
-    T, n = points.shape[:2]
-    N = T * n
-    P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
-    own = np.repeat(np.arange(T), n)
+    T, N, P, Wt, A, own = _flat_tracks(points, weights, alive)
     for direction in (+1, -1):
         At = np.ascontiguousarray(A.T)  # [T, N]: the frames a candidate is tested at are not changed below
         Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]
@@ -659,11 +663,8 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
     """
     from traceany_ros.rigid import batched_kabsch
 
-    T, n = points.shape[:2]
-    N = T * n
-    P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
+    T, N, P, Wt, A, own = _flat_tracks(points, weights, alive)
     W0 = Wt.copy()
-    own = np.repeat(np.arange(T), n)
     At = np.ascontiguousarray(A.T)
     Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]: the positions as they were before this pass
     rows_all = np.arange(N)
@@ -725,10 +726,7 @@ def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 
     points [T,n,T,3], weights [T,n,T], alive [T,n,T] (source frame, grid point, target frame) as in
     :func:`track_window`.
     """
-    T, n = points.shape[:2]
-    N = T * n
-    P, Wt, A = points.reshape(N, T, 3), weights.reshape(N, T), alive.reshape(N, T)
-    own = np.repeat(np.arange(T), n)
+    T, N, P, Wt, A, own = _flat_tracks(points, weights, alive)
     rows_all = np.arange(N)
     # ends and beginnings as the tracks were before any join; a join fills only untracked samples, so the
     # tracked positions read below stay as they were (a view: the few rows read are gathered; a contiguous

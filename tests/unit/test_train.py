@@ -34,12 +34,15 @@ def test_model_overfits_one_episode(one_episode, tmp_path):
                       min_window=8, max_stride=1, warmup=10, lr=1e-3, threads=1, dense_points=0)
     log = train(cfg, progress=False)
     static_all, static_dyn = _epe(ep, predict_episode(ep, make_backend("static"))[0])
-    model_all, model_dyn = _epe(ep, predict_episode(ep, make_backend("model", checkpoint=str(tmp_path / "run" /
-                                                                                          "best.pt")))[0])
+    best = str(tmp_path / "run" / "best.pt")
+    model_all, model_dyn = _epe(ep, predict_episode(ep, make_backend("model", checkpoint=best, bf16="off"))[0])
     assert static_dyn > 0.05  # the card really moves (about 7 cm on average)
     assert model_dyn < 0.25 * static_dyn, (model_dyn, static_dyn)
     assert model_all < 0.35 * static_all, (model_all, static_all)
-    assert log["val"][-1]["epe"] == pytest.approx(model_all, rel=1e-3)
+    assert log["val"][-1]["epe"] == pytest.approx(model_all, rel=1e-3)  # in-loop validation runs float32
+    # the bf16 trunk (on where the CPU has native bf16) moves this sub-centimetre error by a few percent
+    bf16_all, _ = _epe(ep, predict_episode(ep, make_backend("model", checkpoint=best, bf16="on"))[0])
+    assert bf16_all == pytest.approx(model_all, rel=0.1, abs=1e-3)
 
 
 def test_training_resumes_from_last_checkpoint(one_episode, tmp_path):

@@ -19,6 +19,7 @@ ground-truth ``dynamic`` flags).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -46,6 +47,7 @@ def sincos_2d(h: int, w: int, dim: int, device) -> torch.Tensor:
     return torch.cat([sincos_1d(ys.reshape(-1).float(), dim // 2), sincos_1d(xs.reshape(-1).float(), dim // 2)], -1)
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 matrix products natively (Intel AMX or AVX512-BF16, Linux flags);
     elsewhere PyTorch emulates them on CPU, slower than float32."""
@@ -128,7 +130,7 @@ class TraceModel(nn.Module):
             tok = tok.reshape(B, T * h * w, c.dim)
             for blk in self.decoder:
                 tok = blk(tok)
-        tok = self.norm(tok.float()).reshape(B * T, h * w, c.dim)
+        tok = self.norm(tok.float() if bf16 else tok).reshape(B * T, h * w, c.dim)
         time = self.time_head(tok.mean(1)).reshape(B, T)
         r = c.patch_size // c.out_stride
         up = self.token_up(tok).transpose(1, 2).reshape(B * T, -1, h, w)

@@ -54,6 +54,8 @@ def run(args) -> dict:
             if args.prior_tracker:
                 opts["prior_tracker"] = res["prior_tracker"] = args.prior_tracker
         backend = make_backend(method, **opts)
+        if method == "model":
+            res["model_bf16_trunk"] = bool(backend.model.trunk_bf16)
         predict_episode(ep, backend, window=args.frames, overlap=min(8, args.frames - 1))  # warm-up
         times = []
         for _ in range(args.repeat):

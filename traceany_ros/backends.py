@@ -127,8 +127,9 @@ class FlowRigidBackend(FlowBackend):
     depth segments their ICP motion where that explains the next frame better (:mod:`traceany_ros.icp`);
     a track's lost stretches are filled from other frames' tracks of the same point
     (:func:`traceany_ros.flow.stitch_tracks`), and a moving track is carried on past its ends by
-    another track of the same point or its neighbours' rigid motion
-    (:func:`traceany_ros.flow.extend_track_ends`, :func:`traceany_ros.flow.extend_with_neighbours`).
+    another track of the same point (tracked at the end, or beginning right after it) or its neighbours'
+    rigid motion (:func:`traceany_ros.flow.extend_track_ends`, :func:`traceany_ros.flow.join_next_tracks`,
+    :func:`traceany_ros.flow.extend_with_neighbours`).
     Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned-icp-stitch-ends"]``).
     """
 

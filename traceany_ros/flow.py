@@ -541,14 +541,24 @@ def _track_ends(A: np.ndarray, direction: int) -> np.ndarray:
     return np.where(tracked, A.argmax(1), T)
 
 
-def _moving_ends(ending, b: int, pb: int, Pt, At, own_points, min_motion: float, step_motion: float):
+def _moving_ends(ending, b: int, pb: int, Pt, At, own, min_motion: float, step_motion: float):
     """Which tracks ``ending`` at frame b moved: more than ``min_motion`` from their own frame's point
-    (``own_points`` [E,3]) to b, or ``step_motion`` from frame pb (where tracked there) to b."""
+    (``own`` [N]: each track's source frame) to b, or ``step_motion`` from frame pb (where tracked there) to b."""
     at_b = Pt[b, ending]
-    moved = np.linalg.norm(at_b - own_points, axis=-1) > min_motion
+    moved = np.linalg.norm(at_b - Pt[own[ending], ending], axis=-1) > min_motion
     if 0 <= pb < Pt.shape[0]:
         moved |= At[pb, ending] & (np.linalg.norm(at_b - Pt[pb, ending], axis=-1) > step_motion)
     return moved
+
+
+def _past_end(b: int, direction: int, T: int) -> slice:
+    """The frames past end frame b: later ones (direction +1) or earlier ones (-1)."""
+    return slice(b + 1, T) if direction > 0 else slice(0, b)
+
+
+def _lend(P, Wt, A, p_rows, q_rows, frames: slice) -> None:
+    """Tracks ``p_rows`` take the samples (points, weights, alive flags) of tracks ``q_rows`` at ``frames``."""
+    P[p_rows, frames], Wt[p_rows, frames], A[p_rows, frames] = P[q_rows, frames], Wt[q_rows, frames], A[q_rows, frames]
 
 
 def _voxel_keys(q: np.ndarray) -> np.ndarray:
@@ -561,7 +571,7 @@ _NEIGHBOUR_CELLS = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], inde
 
 
 def _near_tracks(mask, pos, at, radius: float, k: int, distinct: bool = False):
-    """The up to k of the tracks in ``mask`` [N] (at positions pos [N,3], every track's at the frame) within
+    """The up to k of the tracks in ``mask`` [N] (None: all; at positions pos [N,3], each track's at the frame) within
     ``radius`` of each point of at [E,3] (one per distinct position with ``distinct``): (rows [E,k] into
     the N tracks, dist [E,k], ok [E,k]) or None."""
     from scipy.spatial import cKDTree
@@ -571,7 +581,7 @@ def _near_tracks(mask, pos, at, radius: float, k: int, distinct: bool = False):
     cells = np.unique(_voxel_keys((np.floor(at / radius).astype(np.int64)[:, None] + _NEIGHBOUR_CELLS).reshape(-1, 3)))
     with np.errstate(invalid="ignore"):
         key = _voxel_keys(np.floor(pos / radius).astype(np.int64))
-    near = mask & np.isin(key, cells, assume_unique=False)
+    near = np.isin(key, cells) if mask is None else mask & np.isin(key, cells)
     cand = np.flatnonzero(near)
     pc = pos[cand]
     if distinct and len(cand):
@@ -617,7 +627,7 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
             ending = np.flatnonzero(end == b)
             if not len(ending):
                 continue
-            ending = ending[_moving_ends(ending, b, pb, Pt, At, P[ending, own[ending]], min_motion, step_motion)]
+            ending = ending[_moving_ends(ending, b, pb, Pt, At, own, min_motion, step_motion)]
             if not len(ending):
                 continue
             found = _near_tracks(At[b] & At[nb], Pt[b], Pt[b, ending], max_dist, 8)
@@ -637,8 +647,7 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
             p_rows, q_rows = ending[good], q[sel, best][good]
             if not len(p_rows):
                 continue
-            span = slice(nb, T) if direction > 0 else slice(0, b)
-            P[p_rows, span], Wt[p_rows, span], A[p_rows, span] = P[q_rows, span], Wt[q_rows, span], A[q_rows, span]
+            _lend(P, Wt, A, p_rows, q_rows, _past_end(b, direction, T))
             end[p_rows] = end[q_rows]
 
 
@@ -671,13 +680,13 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
     for direction in (+1, -1):
         end = _track_ends(A, direction)
         for b in range(1, T - 1):
-            nb, pb = b + direction, b - direction
+            pb = b - direction
             ending = rows_all[(end == b)]
             ending = ending[At[pb, ending]]
             if not len(ending):
                 continue
-            later = slice(nb, T) if direction > 0 else slice(0, b)
-            moved = _moving_ends(ending, b, pb, Pt, At, Pt[own[ending], ending], min_motion, step_motion)
+            later = _past_end(b, direction, T)
+            moved = _moving_ends(ending, b, pb, Pt, At, own, min_motion, step_motion)
             ending = ending[moved & (Wt[ending, later] <= lost_weight).any(1)]
             if not len(ending):
                 continue
@@ -741,13 +750,13 @@ def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 
             ending = ending[At[pb, ending]]
             if not len(ending):
                 continue
-            ending = ending[_moving_ends(ending, b, pb, Pt, At, Pt[own[ending], ending], min_motion, step_motion)]
+            ending = ending[_moving_ends(ending, b, pb, Pt, At, own, min_motion, step_motion)]
             cand = rows_all[At[nb] & At[nb2] & ~At[b]]
             if not len(ending) or not len(cand):
                 continue
             v = Pt[b, ending] - Pt[pb, ending]
             speed = np.linalg.norm(v, axis=-1)
-            found = _near_tracks(np.ones(len(cand), bool), Pt[nb, cand], Pt[b, ending] + v,
+            found = _near_tracks(None, Pt[nb, cand], Pt[b, ending] + v,
                                  radius + speed_rel * float(speed.max()), 8, distinct=True)
             if found is None:
                 continue
@@ -762,8 +771,7 @@ def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 
             p_rows, q_rows = ending[good], q[sel, best][good]
             if not len(p_rows):
                 continue
-            span = slice(nb, T) if direction > 0 else slice(0, b)
-            P[p_rows, span], Wt[p_rows, span], A[p_rows, span] = P[q_rows, span], Wt[q_rows, span], A[q_rows, span]
+            _lend(P, Wt, A, p_rows, q_rows, _past_end(b, direction, T))
 
 
 def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> TrajectoryField:

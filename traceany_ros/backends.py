@@ -130,7 +130,9 @@ class FlowRigidBackend(FlowBackend):
     another track of the same point (tracked at the end, or beginning right after it) or its neighbours'
     rigid motion (:func:`traceany_ros.flow.extend_track_ends`, :func:`traceany_ros.flow.join_next_tracks`,
     :func:`traceany_ros.flow.extend_with_neighbours`).
-    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned-icp-stitch-ends"]``).
+    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned-icp-stitch-ends"]``), with
+    DIS at full resolution (``method="dis_fine"``: held out 5.01 -> 4.91 cm on moving points, 1.65 -> 1.39 on
+    still ones, for ~0.3 s more a 24-frame clip).
     """
 
     name = "flow-rigid"
@@ -138,7 +140,7 @@ class FlowRigidBackend(FlowBackend):
     def __init__(self, device: str = "cpu", **options):
         from traceany_ros.flow import TRACKERS
 
-        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned-icp-stitch-ends"], **options})
+        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned-icp-stitch-ends"], "method": "dis_fine", **options})
 
 
 class ModelBackend:

@@ -112,25 +112,77 @@ def test_corrupt_and_mismatched_checkpoints_fail_clearly(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+@pytest.mark.parametrize("anchor", ["constant", "local"])
 @pytest.mark.parametrize("tracker,baseline", [("plain", "flow"), ("rigid-rgbd-learned-icp-stitch-ends", "flow-rigid")])
-def test_flow_prior_model_starts_from_the_flow_baseline(tracker, baseline):
-    """With a zero residual and an open gate the tiny preset predicts its prior's curves."""
+def test_flow_prior_model_starts_from_the_flow_baseline(tracker, baseline, anchor):
+    """With a zero residual and an open gate the tiny preset predicts its prior's curves, made to pass
+    through each cell's own point: shifted whole ("constant") or only where the basis is non-zero at
+    the own time ("local": the other control points are the prior's own)."""
     import dataclasses
 
-    ep = make_synthetic_episode(num_frames=6, height=48, width=64, seed=7)
+    from traceany_ros.field import bspline_basis
+
+    ep = make_synthetic_episode(num_frames=8, height=48, width=64, seed=7)
     backend = make_backend("model", preset="tiny")
-    backend.model.config = dataclasses.replace(backend.model.config, flow_tracker=tracker)
+    assert backend.model.config.prior_anchor == "local"  # the preset's
+    backend.model.config = dataclasses.replace(backend.model.config, flow_tracker=tracker, prior_anchor=anchor)
     assert backend.model.config.flow_prior and backend.model.config.in_channels == 20
     with torch.no_grad():
         backend.model.out.bias[-1] = 30.0  # gate fully open
     model_field = backend.predict(ep.inputs())
-    flow_field = make_backend(baseline, stride=4).predict(ep.inputs())
+    flow_field = make_backend(baseline, stride=4, method=backend.model.config.flow_method).predict(ep.inputs())
     assert model_field.control_points.shape == flow_field.control_points.shape
-    # same curves up to the anchoring through each cell's own unprojected point
-    d_model = model_field.control_points - model_field.frame_points()[:, :, :, None]
+    own = model_field.frame_points()  # [T,h,w,3] the cells' points
+    b = bspline_basis(model_field.frame_parameters(), model_field.num_control_points)  # [T,K]
+    at_own = np.einsum("tk,thwkd->thwd", b, model_field.control_points.astype(np.float64))
+    np.testing.assert_allclose(at_own, own, atol=2e-4)  # through the cell's point at its own time
+    d_model = model_field.control_points - own[:, :, :, None]
     d_flow = flow_field.control_points - flow_field.frame_points()[:, :, :, None]
-    np.testing.assert_allclose(d_model, d_flow, atol=1e-4)
     assert np.abs(d_flow).max() > 0.01
+    if anchor == "constant":  # same curves up to a shift
+        np.testing.assert_allclose(d_model, d_flow, atol=1e-4)
+    else:
+        idle = b == 0  # [T,K] control points that do not reach the own time stay the prior's
+        np.testing.assert_allclose(model_field.control_points.transpose(0, 3, 1, 2, 4)[idle],
+                                   flow_field.control_points.transpose(0, 3, 1, 2, 4)[idle], atol=1e-4)
+
+
+def test_local_prior_anchoring_moves_only_the_control_points_at_the_own_time():
+    from traceany_ros.field import TrajectoryField, bspline_basis
+    from traceany_ros.model.inputs import flow_prior
+
+    rng = np.random.default_rng(0)
+    T, K = 7, 7
+    cp = rng.normal(size=(T, 2, 3, K, 3)).astype(np.float32)
+    times = np.linspace(0.0, 1.2, T)
+    field = TrajectoryField(cp, np.ones((T, 2, 3), np.float32), times, stride=4, pixel_offset=2, image_size=(8, 12),
+                            time_span=(0.0, 1.2))
+    cells = rng.normal(size=(T, 2, 3, 3)).astype(np.float32)  # where the curves must pass at their own time
+    valid = np.ones((T, 2, 3), bool)
+    valid[0, 0, 0] = False
+    const, _ = flow_prior(field, np.eye(3), 1.0)
+    local, _ = flow_prior(field, np.eye(3), 1.0, cells, valid)
+    b = bspline_basis(field.frame_parameters(), K)
+    for off in (const, local):  # offsets are zero at the own frame's time either way
+        np.testing.assert_allclose(np.einsum("tk,thwkd->thwd", b, off), 0.0, atol=1e-5)
+    # as curves from the cell's point: unchanged where the basis is zero at the own time
+    curve = cells[:, :, :, None] + local
+    idle = np.broadcast_to((b == 0)[:, None, None, :], curve.shape[:4]).copy()
+    idle[0, 0, 0] = False  # invalid cell: the constant shift
+    np.testing.assert_allclose(curve[idle], cp[idle], atol=1e-5)
+    # the least change: smaller than the constant shift wherever the fit missed
+    own = np.einsum("tk,thwkd->thwd", b, cp)
+    change_local = ((curve - cp) ** 2).sum((-1, -2))
+    change_const = ((cells[:, :, :, None] + const - cp) ** 2).sum((-1, -2))
+    assert (change_local[valid] < change_const[valid]).all()
+    np.testing.assert_allclose(const[0, 0, 0], local[0, 0, 0], atol=1e-6)
+    assert np.abs(own - cells).min() > 0  # the fit misses every valid cell here
+
+
+def test_prior_anchor_is_checked_and_old_configs_keep_the_constant_one():
+    with pytest.raises(ValueError, match="prior_anchor"):
+        ModelConfig.preset("tiny", prior_anchor="magic")
+    assert ModelConfig.from_dict({"name": "old", "flow_prior": True}).prior_anchor == "constant"
 
 
 def test_unknown_flow_tracker_is_refused():

@@ -28,6 +28,10 @@ class ModelConfig:
         jumps and lost points move with their rigid part, ``traceany_ros.rigid``), "rigid-learned"
         (rigid, DIS started from the learned matcher, ``traceany_ros.matcher``: the tiny/base
         presets), "rigid-rgbd" / "rigid-rgbd-learned" (with the depth-flow candidate).
+    prior_anchor: how the prior's curves are made to pass through each cell's own point at its own
+        frame's time: "constant" shifts the whole curve by the fit's miss there (checkpoints before
+        session 10), "local" shifts only the control points whose basis is non-zero at that time, by
+        the least change that does it (:func:`traceany_ros.model.inputs.flow_prior`).
     """
 
     name: str = "tiny"
@@ -44,6 +48,7 @@ class ModelConfig:
     flow_prior: bool = False
     flow_method: str = "dis_medium"
     flow_tracker: str = "plain"
+    prior_anchor: str = "constant"
 
     def __post_init__(self):
         from traceany_ros.field import num_segments
@@ -51,6 +56,8 @@ class ModelConfig:
         num_segments(self.num_control_points)
         if self.flow_tracker not in FLOW_TRACKERS:
             raise ValueError(f"flow_tracker must be one of {sorted(FLOW_TRACKERS)}, got {self.flow_tracker!r}")
+        if self.prior_anchor not in PRIOR_ANCHORS:
+            raise ValueError(f"prior_anchor must be one of {PRIOR_ANCHORS}, got {self.prior_anchor!r}")
         if self.patch_size % self.out_stride:
             raise ValueError(f"patch_size {self.patch_size} must be a multiple of out_stride {self.out_stride}")
         if self.dim % self.heads:
@@ -81,11 +88,12 @@ class ModelConfig:
 
 
 PRIOR_CHANNELS = 13
+PRIOR_ANCHORS = ("constant", "local")
 PRIOR_TIMES = (0.0, 1 / 3, 2 / 3, 1.0)
 
 PRESETS = {
-    "tiny": ModelConfig(name="tiny", flow_prior=True, flow_tracker="rigid-learned"),
+    "tiny": ModelConfig(name="tiny", flow_prior=True, flow_tracker="rigid-learned", prior_anchor="local"),
     "tiny-pure": ModelConfig(name="tiny-pure"),
-    "base": ModelConfig(name="base", flow_prior=True, flow_tracker="rigid-learned", dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
+    "base": ModelConfig(name="base", flow_prior=True, flow_tracker="rigid-learned", prior_anchor="local", dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
                         head_channels=64),
 }

@@ -111,6 +111,8 @@ class Matcher(nn.Module):
             raise ValueError(f"matcher input must be [B,4,H,W], got {tuple(x.shape)}")
         if x.shape[2] % STRIDE or x.shape[3] % STRIDE:
             raise ValueError(f"matcher image size must be divisible by {STRIDE}, got {tuple(x.shape[2:])}")
+        if not self.training:  # inference: channels-last convolutions are ~1.5x faster on CPU (same result)
+            x = x.contiguous(memory_format=torch.channels_last)
         f = self.cnn(x)
         h, w = f.shape[2:]
         return f.flatten(2).transpose(1, 2) + self._position(h, w, f.device), (h, w)

@@ -69,10 +69,12 @@ def test_training_resumes_from_last_checkpoint(one_episode, tmp_path):
     assert log["init"]["step"] == 6 and [e["step"] for e in log["train"]] == [7]
     # ... also onto another flow-prior tracker (same weights, new prior), but not another shape
     log = train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "rigid"), "steps": 7, "init": str(out / "last.pt"),
-                               "flow_tracker": "rigid"}), progress=False)
+                               "flow_tracker": "rigid", "flow_method": "dis_fine", "prior_anchor": "constant"}),
+                progress=False)
     assert log["init"]["step"] == 6
     model, _ = load_checkpoint(tmp_path / "rigid" / "last.pt")
-    assert model.config.flow_tracker == "rigid"
+    assert (model.config.flow_tracker, model.config.flow_method, model.config.prior_anchor) == (
+        "rigid", "dis_fine", "constant")
     with pytest.raises(ValueError, match="--init"):
         train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "k7"), "steps": 7, "init": str(out / "last.pt"),
                              "num_control_points": 7}), progress=False)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from traceany_ros.flow import TRACKERS
+    from traceany_ros.flow import METHODS, TRACKERS
+    from traceany_ros.model.config import PRIOR_ANCHORS
 
     p = sub.add_parser("train", help="train or resume the trajectory-field network on generated episodes",
                        description="Train the network on episodes (DIR/*.npz, recursive). Running the same command "
@@ -31,6 +32,10 @@ def register(sub) -> None:
     p.add_argument("--flow-tracker", choices=sorted(TRACKERS), default=None,
                    help="tracker of the flow prior (rigid-learned: DIS from the learned matcher, the presets' default; "
                         "rigid: grey DIS; rigid-rgbd*: with the depth candidate; plain: the flow baseline)")
+    p.add_argument("--flow-method", choices=METHODS, default=None,
+                   help="OpenCV flow of the prior's tracker (default: the preset's; dis_fine: DIS at full resolution)")
+    p.add_argument("--prior-anchor", choices=PRIOR_ANCHORS, default=None,
+                   help="how the prior's curves are put through each cell's point (default: the preset's, local)")
     p.add_argument("--detach-gate", action="store_true",
                    help="train the motion gate only with the motion loss (the residual must fix poor flow priors)")
     p.add_argument("--motion-weight", type=float, default=None, help="weight of the motion-gate loss")
@@ -60,7 +65,7 @@ def run(args) -> int:
                       min_window=args.min_window, max_stride=args.max_stride, dense_points=args.dense_points,
                       max_queries=args.max_queries, val_every=args.val_every, val_episodes=args.val_episodes,
                       num_control_points=args.num_control_points, use_depth=not args.no_depth,
-                      flow_tracker=args.flow_tracker,
+                      flow_tracker=args.flow_tracker, flow_method=args.flow_method, prior_anchor=args.prior_anchor,
                       threads=args.threads, workers=args.workers, max_minutes=args.max_minutes, seed=args.seed,
                       detach_gate=args.detach_gate, init=args.init,
                       loss=LossConfig(**{k: v for k, v in (("motion", args.motion_weight),

@@ -39,6 +39,8 @@ class TrainConfig:
     num_control_points: int | None = None  # override the preset's K (ablation)
     use_depth: bool = True                 # False: RGB-only input (ablation)
     flow_tracker: str | None = None        # flow.TRACKERS name of the flow prior's tracker (None: the preset's)
+    flow_method: str | None = None         # flow.METHODS name of the prior's optical flow (None: the preset's)
+    prior_anchor: str | None = None        # "constant" | "local" (None: the preset's)
     steps: int = 2000
     batch_size: int = 1                    # windows per process per step
     lr: float = 5e-4
@@ -68,8 +70,9 @@ class TrainConfig:
         over = {"use_depth": self.use_depth}
         if self.num_control_points:
             over["num_control_points"] = self.num_control_points
-        if self.flow_tracker:
-            over["flow_tracker"] = self.flow_tracker
+        for name in ("flow_tracker", "flow_method", "prior_anchor"):
+            if getattr(self, name):
+                over[name] = getattr(self, name)
         return ModelConfig.preset(self.preset, **over)
 
 
@@ -343,8 +346,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             print(f"resuming {out} from step {step} ({seconds / 3600:.2f} h so far)", flush=True)
     elif cfg.init:
         ck = read_checkpoint(cfg.init, map_location=device)
-        # the weights must fit; how the flow prior's tracks are made may change (fine-tuning onto a new prior)
-        same = {**asdict(ModelConfig.from_dict(ck["config"])), "flow_tracker": mcfg.flow_tracker}
+        # the weights must fit; how the flow prior is made may change (fine-tuning onto a new prior)
+        same = {**asdict(ModelConfig.from_dict(ck["config"])),
+                **{k: getattr(mcfg, k) for k in ("flow_tracker", "flow_method", "prior_anchor")}}
         if same != asdict(mcfg):
             raise ValueError(f"--init {cfg.init} holds a model {ck['config']} but this run asks for {asdict(mcfg)}")
         model.load_state_dict(ck["state_dict"])

@@ -19,8 +19,10 @@ PLANNERS = ("trajfield", "flow", "flow-rigid", "static", "oracle")
 # planning is timed (the intercept's box moves on meanwhile): the planners' flow-rigid leaves out the
 # segment ICP, which costs ~0.1-0.2 s per plan and gained nothing on the tasks' small boxes
 # (intercept, 100 episodes: 99 % without, 97 % with it from the flow's motion, 93 % with both starts);
-# nor does it carry tracks on past their ends (sessions 8-9's offline stages, not measured on the tasks)
-PLANNER_BACKEND_OPTIONS = {"flow-rigid": {"icp": False, **ENDS_OFF}}
+# nor does it carry tracks on past their ends (sessions 8-9's offline stages, not measured on the tasks),
+# and its DIS stays at half resolution (the offline backend's full-resolution DIS, session 10, costs ~4x
+# the flow's time and was not measured on the tasks)
+PLANNER_BACKEND_OPTIONS = {"flow-rigid": {"icp": False, "method": "dis_medium", **ENDS_OFF}}
 
 
 class FieldPlanner:

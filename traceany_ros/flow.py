@@ -75,7 +75,9 @@ class FlowConfig:
     depth_flow: also run the flow on log-depth images and keep, per pixel, whichever of the grey
         and depth flows matches both images better (:func:`rgbd_flow`): untextured moving things
         (a grey robot arm, a plain box) have depth edges where the grey image has none.
-        ``depth_flow_margin`` (grey levels) is how much better the depth flow must match to be taken.
+        ``depth_flow_margin`` (grey levels) is how much better the depth flow must match to be taken;
+        ``depth_flow_method`` the depth images' flow method ("" = ``method``; smooth depth images need no
+        full-resolution DIS).
     learned_matches: also start DIS from the learned matcher's coarse matches (:func:`learned_flow`,
         :mod:`traceany_ros.matcher`), which finds the large motions of thin, plain parts that
         coarse-to-fine DIS misses. ``matcher``: its checkpoint ("" = the shipped ``checkpoints/matcher.pt``).
@@ -111,6 +113,7 @@ class FlowConfig:
     rigid_options: tuple = ()
     depth_flow: bool = False
     depth_flow_margin: float = 0.0
+    depth_flow_method: str = ""
     learned_matches: bool = False
     matcher: str = ""
     icp: bool = False
@@ -125,6 +128,9 @@ class FlowConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"flow method must be one of {METHODS}, got {self.method!r}")
+        if self.depth_flow_method not in ("",) + METHODS:
+            raise ValueError(f"depth flow method must be one of {METHODS} (or '' for the flow method), got "
+                             f"{self.depth_flow_method!r}")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         if self.learned_matches and self.method == "farneback":
@@ -200,7 +206,7 @@ def warp_cost(img0: np.ndarray, img1: np.ndarray, flow: np.ndarray, box: int = 7
 
 
 def rgbd_flow(gray0: np.ndarray, gray1: np.ndarray, depth_img0: np.ndarray, depth_img1: np.ndarray,
-              method: str = "dis_medium", margin: float = 0.0) -> np.ndarray:
+              method: str = "dis_medium", margin: float = 0.0, depth_method: str | None = None) -> np.ndarray:
     """Flow from frame 0 to 1 using colour and depth: [H,W,2] float32 (dx=col, dy=row).
 
     gray0, gray1: [H,W] uint8 grey images; depth_img0, depth_img1: their :func:`depth_image`.
@@ -208,35 +214,38 @@ def rgbd_flow(gray0: np.ndarray, gray1: np.ndarray, depth_img0: np.ndarray, dept
     the depth flow where its box-filtered warp error (grey + depth) is lower
     than the grey flow's by more than ``margin`` grey levels. Grey flow slides along an untextured
     surface (aperture problem) where depth flow follows its silhouette, so the choice helps most
-    on plain moving objects and robot links.
+    on plain moving objects and robot links. ``depth_method``: the depth images' flow method (default
+    ``method``).
     """
     grey = dense_flow(gray0, gray1, method)
-    return _prefer_depth_flow(gray0, gray1, depth_img0, depth_img1, grey, method, margin)
+    return _prefer_depth_flow(gray0, gray1, depth_img0, depth_img1, grey, depth_method or method, margin)
 
 
-def _prefer_depth_flow(gray0, gray1, depth_img0, depth_img1, flow, method, margin):
+def _prefer_depth_flow(gray0, gray1, depth_img0, depth_img1, flow, depth_method, margin):
     """``flow``, or per pixel the depth images' own flow where its grey + depth warp error is lower by > margin."""
-    dflow = dense_flow(depth_img0, depth_img1, method)
+    dflow = dense_flow(depth_img0, depth_img1, depth_method)
     cost_f = warp_cost(gray0, gray1, flow) + warp_cost(depth_img0, depth_img1, flow)
     cost_d = warp_cost(gray0, gray1, dflow) + warp_cost(depth_img0, depth_img1, dflow)
     return np.where((cost_d < cost_f - margin)[..., None], dflow, flow)
 
 
 def learned_flow(gray0: np.ndarray, gray1: np.ndarray, coarse: np.ndarray, depth_img0: np.ndarray | None = None,
-                 depth_img1: np.ndarray | None = None, method: str = "dis_medium", margin: float = 0.0) -> np.ndarray:
+                 depth_img1: np.ndarray | None = None, method: str = "dis_medium", margin: float = 0.0,
+                 depth_method: str | None = None) -> np.ndarray:
     """Flow from frame 0 to 1 started from learned coarse matches: [H,W,2] float32 (dx=col, dy=row).
 
     coarse [H,W,2]: the matcher's flow (:func:`traceany_ros.matcher.match_pair`), refined here by
     DIS on the grey images started from it. With depth images given, the plain depth flow is a second
     candidate and a pixel takes it where its warp error (grey + depth, :func:`warp_cost`) is lower
-    than the refined flow's by more than ``margin`` grey levels (as in :func:`rgbd_flow`).
+    than the refined flow's by more than ``margin`` grey levels (as in :func:`rgbd_flow`; the depth images'
+    flow by ``depth_method``, default ``method``).
     """
     if method == "farneback":
         raise ValueError("learned matches refine with DIS; use a dis_* flow method")
     refined = _dis(method).calc(gray0, gray1, np.ascontiguousarray(coarse, np.float32))
     if depth_img0 is None:
         return refined
-    return _prefer_depth_flow(gray0, gray1, depth_img0, depth_img1, refined, method, margin)
+    return _prefer_depth_flow(gray0, gray1, depth_img0, depth_img1, refined, depth_method or method, margin)
 
 
 def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -312,12 +321,13 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
 
         def pair(a, b):
             return learned_flow(gray[a], gray[b], coarse[a, b], dimg[a], dimg[b], config.method,
-                                config.depth_flow_margin)
+                                config.depth_flow_margin, config.depth_flow_method or config.method)
     elif config.depth_flow:
         dimg = [depth_image(depth[i]) for i in range(T)]
 
         def pair(a, b):
-            return rgbd_flow(gray[a], gray[b], dimg[a], dimg[b], config.method, config.depth_flow_margin)
+            return rgbd_flow(gray[a], gray[b], dimg[a], dimg[b], config.method, config.depth_flow_margin,
+                             config.depth_flow_method or config.method)
     else:
         def pair(a, b):
             return dense_flow(gray[a], gray[b], config.method)

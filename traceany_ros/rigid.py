@@ -211,13 +211,20 @@ class StepMotion:
         if not len(self.R) or not len(idx):
             return idx[:0], np.zeros((0, 3))
         xm, vm = x[idx], velocity[idx]
-        moved = np.einsum("kij,mj->mki", self.R, xm) + self.t[None]          # [M,P,3]
-        rel = xm[:, None] - self.centre[None]
-        dist = np.sqrt(np.einsum("mkc,mkc->mk", rel, rel)) - self.radius[None]
-        diff = moved - xm[:, None] - vm[:, None]
-        mismatch = np.sqrt(np.einsum("mkc,mkc->mk", diff, diff))              # [M,P]
-        mismatch = np.where(dist <= self.config.reach, mismatch, np.inf)
-        best = mismatch.argmin(1)
-        speed = np.sqrt(np.einsum("mc,mc->m", vm, vm))
-        ok = mismatch[np.arange(len(idx)), best] <= self.config.velocity_slack + self.config.velocity_rel * speed
-        return idx[ok], moved[np.flatnonzero(ok), best[ok]]
+        # candidate (point, part) pairs first: distance to each part's centre by one matrix product, with a
+        # margin over rounding, then the exact test on those pairs only (most points are near few parts)
+        c = self.centre
+        near_sq = np.maximum((xm * xm).sum(1)[:, None] + (c * c).sum(1)[None] - 2.0 * (xm @ c.T), 0.0)  # [M,P]
+        m_i, k_i = np.nonzero(np.sqrt(near_sq) - self.radius[None] <= self.config.reach + 1e-6)
+        rel = xm[m_i] - c[k_i]
+        keep = np.sqrt(np.einsum("nc,nc->n", rel, rel)) - self.radius[k_i] <= self.config.reach
+        m_i, k_i = m_i[keep], k_i[keep]
+        moved = np.einsum("nij,nj->ni", self.R[k_i], xm[m_i]) + self.t[k_i]  # [pairs,3]
+        diff = moved - xm[m_i] - vm[m_i]
+        mismatch = np.sqrt(np.einsum("nc,nc->n", diff, diff))
+        # per point the part whose motion is nearest its last step (ties: the lower part index)
+        order = np.lexsort((k_i, mismatch, m_i))
+        first = order[np.r_[True, m_i[order][1:] != m_i[order][:-1]]] if len(order) else order
+        speed = np.sqrt(np.einsum("mc,mc->m", vm[m_i[first]], vm[m_i[first]]))
+        ok = mismatch[first] <= self.config.velocity_slack + self.config.velocity_rel * speed
+        return idx[m_i[first[ok]]], moved[first[ok]]

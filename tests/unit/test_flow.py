@@ -109,6 +109,21 @@ def test_rgbd_flow_follows_an_untextured_object_by_its_depth():
     np.testing.assert_array_equal(held, plain)
 
 
+def test_depth_images_flow_method_is_its_own_option():
+    from traceany_ros.flow import dense_flow, depth_image, rgbd_flow
+
+    grey, d0, d1, inside = _plain_bump_pair(shift=(3.0, 2.0))
+    di0, di1 = depth_image(d0), depth_image(d1)
+    fine = rgbd_flow(grey, grey, di0, di1, method="dis_fine")
+    mixed = rgbd_flow(grey, grey, di0, di1, method="dis_fine", depth_method="dis_medium")
+    # the depth flow (taken inside the dome) is the half-resolution one, the grey flow the full-resolution one
+    np.testing.assert_array_equal(mixed[inside], dense_flow(di0, di1, "dis_medium")[inside])
+    np.testing.assert_array_equal(fine[inside], dense_flow(di0, di1, "dis_fine")[inside])
+    assert not np.array_equal(mixed, fine)
+    with pytest.raises(ValueError, match="depth flow method"):
+        FlowConfig(depth_flow_method="lucas")
+
+
 def test_depth_flow_option_reaches_the_tracker(episode):
     base = track_window(episode.inputs(), FlowConfig(stride=16))[0]
     rgbd = track_window(episode.inputs(), FlowConfig(stride=16, depth_flow=True))[0]

@@ -74,6 +74,30 @@ def test_step_motion_moves_a_hidden_point_with_its_part_only():
     assert not found[0] and np.allclose(moved[0], hidden)
 
 
+def test_step_motion_picks_the_part_that_best_continues_each_step_among_many():
+    """apply_sparse against the rule written out densely over every (point, part) pair."""
+    rng = np.random.default_rng(4)
+    P, M = 12, 400
+    motion = StepMotion.__new__(StepMotion)  # parts set by hand: P rigid motions around scattered centres
+    motion.config = RigidConfig(reach=0.15, velocity_slack=0.03, velocity_rel=2.0)
+    motion.R = Rotation.from_rotvec(rng.normal(scale=0.05, size=(P, 3))).as_matrix()
+    motion.t = rng.normal(scale=0.02, size=(P, 3))
+    motion.centre = rng.uniform(-0.5, 0.5, size=(P, 3))
+    motion.radius = rng.uniform(0.02, 0.1, size=P)
+    x = rng.uniform(-0.6, 0.6, size=(M, 3))
+    vel = rng.normal(scale=0.02, size=(M, 3))
+    idx = np.flatnonzero(rng.random(M) < 0.7)
+    got_idx, got = motion.apply_sparse(x, idx, vel)
+    moved = np.einsum("kij,mj->mki", motion.R, x[idx]) + motion.t[None]  # [m,P,3]
+    dist = np.linalg.norm(x[idx, None] - motion.centre[None], axis=-1) - motion.radius[None]
+    mismatch = np.where(dist <= 0.15, np.linalg.norm(moved - x[idx, None] - vel[idx, None], axis=-1), np.inf)
+    best = mismatch.argmin(1)
+    ok = mismatch[np.arange(len(idx)), best] <= 0.03 + 2.0 * np.linalg.norm(vel[idx], axis=1)
+    assert 0 < ok.sum() < len(idx)  # some points are explained, some are not
+    np.testing.assert_array_equal(got_idx, idx[ok])
+    np.testing.assert_allclose(got, moved[np.flatnonzero(ok), best[ok]], atol=1e-12)
+
+
 @pytest.fixture(scope="module")
 def fast_card():
     # the card slides half out of view: plain flow loses those points at the image border

@@ -153,6 +153,10 @@ class ModelBackend:
     tracker the checkpoint was trained with, e.g. the whole flow-rigid tracker
     ``rigid-rgbd-learned-icp-stitch-ends`` offline, where its ~2-3 s more per clip do not matter: held out
     4.97 instead of 5.98 cm on moving points),
+    ``prior_flow_method`` (a ``flow.METHODS`` name: the prior's optical flow instead of the checkpoint's,
+    e.g. "dis_fine", DIS at full resolution: held out 5.98 instead of 6.30 cm on moving points for ~0.25 s
+    more per 24-frame clip, over predict's 2 s on this project's 2-core CPU; with the whole tracker as
+    prior, 4.97),
     ``bf16`` (run the network's transformer trunk under bfloat16 autocast on CPU: "auto" where the CPU
     has native bfloat16 (AMX / AVX512-BF16; ~0.15 s less per 24-frame clip; tracks 0.06 mm from
     float32 on average, 99 % within 0.4 mm), "on", "off").
@@ -161,7 +165,7 @@ class ModelBackend:
     name = "model"
 
     def __init__(self, checkpoint: str | None = None, device: str = "cpu", preset: str | None = None,
-                 prior_tracker: str | None = None, bf16: str = "auto"):
+                 prior_tracker: str | None = None, prior_flow_method: str | None = None, bf16: str = "auto"):
         from dataclasses import replace
 
         from traceany_ros.flow import TRACKERS
@@ -182,6 +186,14 @@ class ModelBackend:
             if not self.model.config.flow_prior:
                 raise ValueError(f"this model ({self.model.config.name}) has no flow prior to track")
             self.model.config = replace(self.model.config, flow_tracker=prior_tracker)
+        if prior_flow_method is not None:
+            from traceany_ros.flow import METHODS
+
+            if prior_flow_method not in METHODS:
+                raise ValueError(f"unknown prior flow method {prior_flow_method!r}; choose one of {METHODS}")
+            if not self.model.config.flow_prior:
+                raise ValueError(f"this model ({self.model.config.name}) has no flow prior")
+            self.model.config = replace(self.model.config, flow_method=prior_flow_method)
         if bf16 not in ("auto", "on", "off"):
             raise ValueError(f"bf16 must be 'auto', 'on' or 'off', got {bf16!r}")
         from traceany_ros.model.network import cpu_has_native_bf16

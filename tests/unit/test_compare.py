@@ -33,3 +33,14 @@ def test_tracks_picture_has_one_panel_per_method_and_ground_truth(data_dir, tmp_
     assert img.shape == (2 * 96, 2 * 128, 3)
     gt_panel, empty = img[:96, :128], img[96:, 128:]
     assert gt_panel[24:].std() > 5 and empty.max() == 0
+
+
+def test_compare_scores_a_checkpoint_with_another_prior_tracker_and_flow(data_dir, tmp_path):
+    from traceany_ros.model import ModelConfig, TraceModel, save_checkpoint
+
+    ck = str(save_checkpoint(tmp_path / "tiny.pt", TraceModel(ModelConfig.preset("tiny", flow_tracker="rigid"))))
+    names = [ck, f"{ck}@plain", f"{ck}@@dis_fine"]
+    res = compare(str(data_dir), checkpoints=names)
+    assert set(res["results"]) == set(names)
+    dyn = [res["results"][n]["epe_dynamic"] for n in names]
+    assert len(set(dyn)) == 3  # three different priors, three different scores

@@ -224,3 +224,19 @@ def test_model_backend_bf16_option():
     assert make_backend("model", preset="tiny").model.trunk_bf16 == cpu_has_native_bf16()
     with pytest.raises(ValueError, match="bf16"):
         make_backend("model", preset="tiny", bf16="maybe")
+
+
+def test_model_backend_prior_options_change_how_the_prior_is_made():
+    ep = make_synthetic_episode(num_frames=6, height=48, width=64, seed=5)
+    base = make_backend("model", preset="tiny", prior_tracker="rigid")
+    fine = make_backend("model", preset="tiny", prior_tracker="rigid", prior_flow_method="dis_fine")
+    assert (base.model.config.flow_method, fine.model.config.flow_method) == ("dis_medium", "dis_fine")
+    fine.model.load_state_dict(base.model.state_dict())
+    with torch.no_grad():  # an open gate passes the prior through: the two priors differ
+        for b in (base, fine):
+            b.model.out.bias[-1] = 30.0
+    assert not np.allclose(base.predict(ep.inputs()).control_points, fine.predict(ep.inputs()).control_points)
+    with pytest.raises(ValueError, match="prior flow method"):
+        make_backend("model", preset="tiny", prior_flow_method="lucas")
+    with pytest.raises(ValueError, match="no flow prior"):
+        make_backend("model", preset="tiny-pure", prior_flow_method="dis_fine")

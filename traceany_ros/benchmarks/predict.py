@@ -20,6 +20,8 @@ def add_arguments(p) -> None:
                         "synthetic clip: the tracker's later stages cost more on real motion than on that clip")
     p.add_argument("--prior-tracker", default=None,
                    help="model: track its flow prior with this flow.TRACKERS entry (as `traceany predict`)")
+    p.add_argument("--prior-flow-method", default=None,
+                   help="model: the prior's optical flow, a flow.METHODS name (as `traceany predict`)")
 
 
 def run(args) -> dict:
@@ -53,6 +55,8 @@ def run(args) -> dict:
             res["model_weights"] = opts.get("checkpoint", "untrained tiny preset (no checkpoint found)")
             if args.prior_tracker:
                 opts["prior_tracker"] = res["prior_tracker"] = args.prior_tracker
+            if args.prior_flow_method:
+                opts["prior_flow_method"] = res["prior_flow_method"] = args.prior_flow_method
         backend = make_backend(method, **opts)
         if method == "model":
             res["model_bf16_trunk"] = bool(backend.model.trunk_bf16)

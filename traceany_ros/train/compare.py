@@ -33,8 +33,12 @@ def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, win
     files = list_episodes(data)[:limit]
     backends = {m: make_backend(m) for m in methods}
     for ck in checkpoints:
-        path, _, tracker = str(ck).partition("@")  # PATH@TRACKER: the model with another prior tracker
-        backends[str(ck)] = make_backend("model", checkpoint=path, device=device, prior_tracker=tracker or None)
+        # PATH@TRACKER: the model with another prior tracker; PATH@TRACKER@METHOD (or PATH@@METHOD) also
+        # with another optical flow for it
+        path, _, rest = str(ck).partition("@")
+        tracker, _, flow_method = rest.partition("@")
+        backends[str(ck)] = make_backend("model", checkpoint=path, device=device, prior_tracker=tracker or None,
+                                         prior_flow_method=flow_method or None)
     per = {k: [] for k in backends}
     seconds = {k: 0.0 for k in backends}
     for f in tqdm(files, desc="compare", unit="ep"):
@@ -108,7 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="*", default=["static", "flow"])
     p.add_argument("--checkpoints", nargs="*", default=[],
                    help="model checkpoints to score; PATH@TRACKER scores PATH with its flow prior tracked by "
-                        "flow.TRACKERS[TRACKER] (e.g. checkpoints/tiny.pt@rigid-rgbd-learned-icp-stitch-ends)")
+                        "flow.TRACKERS[TRACKER] (e.g. checkpoints/tiny.pt@rigid-rgbd-learned-icp-stitch-ends), "
+                        "PATH@TRACKER@METHOD or PATH@@METHOD also with that optical flow (e.g. dis_fine)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--window", type=int, default=24)
     p.add_argument("--overlap", type=int, default=8)

@@ -15,6 +15,7 @@ import torch
 from traceany_ros.episode import FrameWindow
 
 RGB_MEAN, RGB_STD = 0.45, 0.25
+_RGB_LUT = np.arange(256, dtype=np.float32) * np.float32(1 / (255.0 * RGB_STD)) - np.float32(RGB_MEAN / RGB_STD)
 
 
 @dataclass
@@ -123,7 +124,7 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
     scale = max(scale, 0.05)
     rot0, trans0 = c2w[0, :3, :3], c2w[0, :3, 3]
     img = np.zeros((T, H + ph, W + pw, config.in_channels), np.float32)  # [T,Hp,Wp,C]: channels last
-    img[:, :H, :W, :3] = rgb.astype(np.float32) * (1 / (255.0 * RGB_STD)) - RGB_MEAN / RGB_STD
+    img[:, :H, :W, :3] = _RGB_LUT[rgb]  # normalised grey levels by table (= the float arithmetic per pixel)
     ch = 3
     if config.use_depth:
         z = np.where(valid, depth, 0.0).astype(np.float32)
@@ -157,8 +158,15 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
         b4 = bspline_basis(np.asarray(PRIOR_TIMES), config.num_control_points).astype(np.float32)  # [4,K]
         at = np.einsum("jk,thwkd->tjdhw", b4, off).reshape(t_, 12, h, w)
         feat = np.concatenate([at, fconf[:, None]], 1).transpose(0, 2, 3, 1)  # [T,h,w,13]
-        up = np.repeat(np.repeat(feat, st, axis=1), st, axis=2)[:, :H, :W]
-        img[:, :up.shape[1], :up.shape[2], ch:ch + PRIOR_CHANNELS] = up
+        # each cell's values over its st x st pixels: whole cells by one broadcast into a view of the image,
+        # a cut last row / column of cells (image size not a multiple of st) by a repeat
+        hb, wb = min(h, H // st), min(w, W // st)
+        img[:, :hb * st, :wb * st, ch:ch + PRIOR_CHANNELS].reshape(t_, hb, st, wb, st, PRIOR_CHANNELS)[...] = \
+            feat[:, :hb, None, :wb, None, :]
+        if hb * st < H or wb * st < W:
+            up = np.repeat(np.repeat(feat, st, axis=1), st, axis=2)[:, :H, :W]
+            img[:, hb * st:up.shape[1], :up.shape[2], ch:ch + PRIOR_CHANNELS] = up[:, hb * st:]
+            img[:, :hb * st, wb * st:up.shape[2], ch:ch + PRIOR_CHANNELS] = up[:, :hb * st, wb * st:]
     return WindowInputs(image=torch.from_numpy(img).permute(0, 3, 1, 2),
                         s=torch.from_numpy(spline_parameters(window.times).astype(np.float32)),
                         scale=scale, rot0=rot0, trans0=trans0, size=(H, W),

@@ -168,7 +168,7 @@ class ModelBackend:
                  prior_tracker: str | None = None, prior_flow_method: str | None = None, bf16: str = "auto"):
         from dataclasses import replace
 
-        from traceany_ros.flow import TRACKERS
+        from traceany_ros.flow import METHODS, TRACKERS
         from traceany_ros.model import TraceModel, default_checkpoint, load_checkpoint, resolve_device
 
         self.device = resolve_device(device)
@@ -180,20 +180,16 @@ class ModelBackend:
         else:
             path = checkpoint or default_checkpoint()
             self.model, self.checkpoint = load_checkpoint(path, device=self.device)
-        if prior_tracker is not None:
-            if prior_tracker not in TRACKERS:
-                raise ValueError(f"unknown prior tracker {prior_tracker!r}; choose one of {sorted(TRACKERS)}")
+        # how the flow prior is made may change (same weights): its tracker, its optical flow
+        for what, value, allowed, field in (("prior tracker", prior_tracker, sorted(TRACKERS), "flow_tracker"),
+                                            ("prior flow method", prior_flow_method, list(METHODS), "flow_method")):
+            if value is None:
+                continue
+            if value not in allowed:
+                raise ValueError(f"unknown {what} {value!r}; choose one of {allowed}")
             if not self.model.config.flow_prior:
-                raise ValueError(f"this model ({self.model.config.name}) has no flow prior to track")
-            self.model.config = replace(self.model.config, flow_tracker=prior_tracker)
-        if prior_flow_method is not None:
-            from traceany_ros.flow import METHODS
-
-            if prior_flow_method not in METHODS:
-                raise ValueError(f"unknown prior flow method {prior_flow_method!r}; choose one of {METHODS}")
-            if not self.model.config.flow_prior:
-                raise ValueError(f"this model ({self.model.config.name}) has no flow prior")
-            self.model.config = replace(self.model.config, flow_method=prior_flow_method)
+                raise ValueError(f"this model ({self.model.config.name}) has no flow prior (no {what} to set)")
+            self.model.config = replace(self.model.config, **{field: value})
         if bf16 not in ("auto", "on", "off"):
             raise ValueError(f"bf16 must be 'auto', 'on' or 'off', got {bf16!r}")
         from traceany_ros.model.network import cpu_has_native_bf16

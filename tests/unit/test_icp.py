@@ -92,17 +92,18 @@ def test_constraint_is_zero_for_a_plane_and_positive_for_a_box_corner():
     assert len(f.segments) == 1 and len(f.segments[0][0]) > 0.9 * box.sum()
 
 
-def test_refine_flow_recovers_a_turn_the_flow_missed_and_leaves_the_rest():
+@pytest.mark.parametrize("solver", ["batched", "open3d"])
+def test_refine_flow_recovers_a_turn_the_flow_missed_and_leaves_the_rest(solver):
     _, fa, fb, gt, on_box = _turn_frames(20.0)
     still = np.zeros((H, W, 2), np.float32)                   # a flow that saw nothing move
-    out, accepted = refine_flow(still, fa, fb)
+    out, accepted = refine_flow(still, fa, fb, IcpConfig(solver=solver))
     err_before = np.linalg.norm(gt[on_box], axis=-1).mean()
     err_after = np.linalg.norm(out[on_box] - gt[on_box], axis=-1).mean()
     assert err_before > 2.0                                   # the turn moves box pixels by pixels
     assert err_after < 0.3 * err_before and accepted[on_box].mean() > 0.8
     assert not accepted[~on_box].any() and np.all(out[~on_box] == 0)
     # nothing moved: the flow stays (ICP cannot beat a motion that already explains frame b)
-    same, acc_same = refine_flow(still, fa, fa)
+    same, acc_same = refine_flow(still, fa, fa, IcpConfig(solver=solver))
     assert not acc_same.any() and np.all(same == 0)
 
 
@@ -142,10 +143,33 @@ def test_tracker_with_icp_follows_a_turning_box_better():
     assert errs[True] < 0.005
 
 
-@pytest.mark.parametrize("bad", [{"min_pixels": 0}, {"max_share": 0.0}])
+@pytest.mark.parametrize("bad", [{"min_pixels": 0}, {"max_share": 0.0}, {"solver": "magic"}])
 def test_icp_config_rejects_nonsense(bad):
     with pytest.raises(ValueError):
         IcpConfig(**bad)
+
+
+def test_batched_icp_registers_each_set_onto_its_own_motion():
+    """Two segments of one frame, started from identity and from a wrong guess, each land on the truth."""
+    from traceany_ros.icp import register_batched
+
+    (pose0, pose1), fa, fb, _, _ = _turn_frames(8.0)
+    (R0, c0), (R1, c1) = pose0, pose1
+    truth = np.eye(4)
+    truth[:3, :3] = R1 @ R0.T
+    truth[:3, 3] = c1 - truth[:3, :3] @ c0
+    k = int(np.argmax(fa.sub_mask.sum(1)))                     # the box's largest face
+    off = np.eye(4)
+    off[:3, 3] = [0.004, -0.003, 0.002]
+    starts = np.stack([np.eye(4), off @ truth, np.eye(4)])
+    sub, mask = fa.sub_world[[k, k, k]], fa.sub_mask[[k, k, k]].copy()
+    mask[2] = False                                           # a set with no points: not registered
+    T, ok = register_batched(sub, mask, starts, fb, IcpConfig())
+    assert ok.tolist() == [True, True, False]
+    for j in (0, 1):
+        moved = sub[j][mask[j]] @ T[j, :3, :3].T + T[j, :3, 3]
+        true = sub[j][mask[j]] @ truth[:3, :3].T + truth[:3, 3]
+        assert np.linalg.norm(moved - true, axis=-1).mean() < 0.002
 
 
 def test_refine_flow_uses_a_second_start_where_the_flow_is_far_off():

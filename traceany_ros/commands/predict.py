@@ -16,11 +16,11 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped checkpoints/tiny.pt)")
     p.add_argument("--prior-tracker", default=None, choices=sorted(TRACKERS),
                    help="model only: track its flow prior with this tracker instead of the checkpoint's own "
-                        "(rigid-rgbd-learned-icp-stitch-ends: the whole flow-rigid tracker, held out 4.97 instead of "
-                        "5.98 cm on moving points, ~2-3 s slower per 24-frame clip)")
+                        "(rigid-rgbd-learned-icp-stitch-ends: the whole flow-rigid tracker, ~2-3 s slower per 24-frame "
+                        "clip; held out 5.00 cm on moving points with --prior-flow-method dis_fine instead of 6.32)")
     p.add_argument("--prior-flow-method", default=None, choices=METHODS,
                    help="model only: the prior's optical flow instead of the checkpoint's (dis_fine: DIS at full "
-                        "resolution, held out 5.98 instead of 6.30 cm on moving points, ~0.25 s slower per clip)")
+                        "resolution, held out 5.98 instead of 6.32 cm on moving points, ~0.25 s slower per clip)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--bf16", default="auto", choices=("auto", "on", "off"),
                    help="model on CPU: run the network's transformer trunk in bfloat16 (auto: where the CPU has "

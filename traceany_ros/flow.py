@@ -214,7 +214,7 @@ def rgbd_flow(gray0: np.ndarray, gray1: np.ndarray, depth_img0: np.ndarray, dept
     the depth flow where its box-filtered warp error (grey + depth) is lower
     than the grey flow's by more than ``margin`` grey levels. Grey flow slides along an untextured
     surface (aperture problem) where depth flow follows its silhouette, so the choice helps most
-    on plain moving objects and robot links. ``depth_method``: the depth images' flow method (default
+    on plain moving objects and robot links. ``depth_method``: the depth images' flow method (None or "":
     ``method``).
     """
     grey = dense_flow(gray0, gray1, method)
@@ -238,7 +238,7 @@ def learned_flow(gray0: np.ndarray, gray1: np.ndarray, coarse: np.ndarray, depth
     DIS on the grey images started from it. With depth images given, the plain depth flow is a second
     candidate and a pixel takes it where its warp error (grey + depth, :func:`warp_cost`) is lower
     than the refined flow's by more than ``margin`` grey levels (as in :func:`rgbd_flow`; the depth images'
-    flow by ``depth_method``, default ``method``).
+    flow by ``depth_method``; None or "": ``method``).
     """
     if method == "farneback":
         raise ValueError("learned matches refine with DIS; use a dis_* flow method")
@@ -321,13 +321,13 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
 
         def pair(a, b):
             return learned_flow(gray[a], gray[b], coarse[a, b], dimg[a], dimg[b], config.method,
-                                config.depth_flow_margin, config.depth_flow_method or config.method)
+                                config.depth_flow_margin, config.depth_flow_method)
     elif config.depth_flow:
         dimg = [depth_image(depth[i]) for i in range(T)]
 
         def pair(a, b):
             return rgbd_flow(gray[a], gray[b], dimg[a], dimg[b], config.method, config.depth_flow_margin,
-                             config.depth_flow_method or config.method)
+                             config.depth_flow_method)
     else:
         def pair(a, b):
             return dense_flow(gray[a], gray[b], config.method)

@@ -411,17 +411,13 @@ def register_batched(sub: np.ndarray, mask: np.ndarray, T0: np.ndarray, fb: IcpF
     from scipy.spatial.transform import Rotation
 
     H, W = fb.depth.shape
-    R_c, t_c = fb.c2w[:3, :3], fb.c2w[:3, 3]
     T = np.array(T0, np.float64, copy=True)
 
     def pair(rows):  # moved points of sets ``rows``, their pairing mask, the paired target points and normals
         R, t = T[rows, :3, :3], T[rows, :3, 3]
         moved = np.matmul(sub[rows], R.transpose(0, 2, 1)) + t[:, None]
-        pc = (moved - t_c) @ R_c
-        z = pc[..., 2]
-        safe = np.where(z > 1e-6, z, 1e-6)
-        col = np.rint(fb.K[0, 0] * pc[..., 0] / safe + fb.K[0, 2]).astype(np.int64)
-        row = np.rint(fb.K[1, 1] * pc[..., 1] / safe + fb.K[1, 2]).astype(np.int64)
+        u, v, z = (a.reshape(moved.shape[:2]) for a in fb.project(moved.reshape(-1, 3)))
+        col, row = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
         ok = mask[rows] & (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
         col, row = np.clip(col, 0, W - 1), np.clip(row, 0, H - 1)
         ok &= fb.target_ok[row, col]

@@ -89,6 +89,9 @@ class ModelConfig:
 
 PRIOR_CHANNELS = 13
 PRIOR_ANCHORS = ("constant", "local")
+# how the flow prior is made: the weights do not depend on these (a run may fine-tune onto another prior,
+# a backend may run a checkpoint with another)
+PRIOR_FIELDS = ("flow_tracker", "flow_method", "prior_anchor")
 PRIOR_TIMES = (0.0, 1 / 3, 2 / 3, 1.0)
 
 PRESETS = {

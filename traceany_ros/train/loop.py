@@ -23,6 +23,7 @@ import torch
 
 from traceany_ros.field import evaluate
 from traceany_ros.model import ModelConfig, TraceModel, read_checkpoint, resolve_device, save_checkpoint
+from traceany_ros.model.config import PRIOR_FIELDS
 from traceany_ros.train.data import WindowDataset, WindowSample, fill_flow_cache, list_episodes
 from traceany_ros.train.losses import (LossConfig, correspondence_loss, correspondence_pairs, rigid_pairs,
                                        motion_loss, rigidity_loss, static_loss, timestamp_loss, trajectory_loss)
@@ -70,7 +71,7 @@ class TrainConfig:
         over = {"use_depth": self.use_depth}
         if self.num_control_points:
             over["num_control_points"] = self.num_control_points
-        for name in ("flow_tracker", "flow_method", "prior_anchor"):
+        for name in PRIOR_FIELDS:
             if getattr(self, name):
                 over[name] = getattr(self, name)
         return ModelConfig.preset(self.preset, **over)
@@ -348,7 +349,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         ck = read_checkpoint(cfg.init, map_location=device)
         # the weights must fit; how the flow prior is made may change (fine-tuning onto a new prior)
         same = {**asdict(ModelConfig.from_dict(ck["config"])),
-                **{k: getattr(mcfg, k) for k in ("flow_tracker", "flow_method", "prior_anchor")}}
+                **{k: getattr(mcfg, k) for k in PRIOR_FIELDS}}
         if same != asdict(mcfg):
             raise ValueError(f"--init {cfg.init} holds a model {ck['config']} but this run asks for {asdict(mcfg)}")
         model.load_state_dict(ck["state_dict"])

@@ -501,13 +501,12 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
         m, q = np.nonzero(alive[:, :, i] & (frames != i)[:, None])
         at_i = np.ascontiguousarray(points[:, :, i])[m, q]  # [P,3] (one strided copy, then a gather)
         rows, cols, z = project(at_i, K, c2w[i])
-        front = z > 1e-6
-        m, q, at_i, rows, cols = m[front], q[front], at_i[front], rows[front], cols[front]
         col = np.rint((cols - offset) / stride).astype(np.int64)
         row = np.rint((rows - offset) / stride).astype(np.int64)
-        inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        inside = np.flatnonzero((z > 1e-6) & (col >= 0) & (col < w) & (row >= 0) & (row < h))
         m, q, cell = m[inside], q[inside], (row * w + col)[inside]
-        d = np.linalg.norm(at_i[inside] - own_pts[i, cell], axis=-1)
+        diff = at_i[inside] - own_pts[i, cell]
+        d = np.sqrt(diff[:, 0] ** 2 + diff[:, 1] ** 2 + diff[:, 2] ** 2)  # (np.linalg.norm's sum, without its reduction)
         ok = (d < max_dist) & lost_any[cell]  # ... landing on a lost grid point of frame i
         if not ok.any():
             return None
@@ -517,13 +516,13 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
         first = np.r_[True, (m[1:] != m[:-1]) | (cell[1:] != cell[:-1])]
         m, q, cell = m[first], q[first], cell[first]
         rq = rank[m, q]  # [P, T]
-        score = rq - np.abs(frames[None] - m[:, None]) / 100.0
         pk, jj = np.nonzero(rq > rank[i, cell])
         if not len(pk):
             return None
-        # per lost sample (cell, j) the best-scoring pair
+        # per lost sample (cell, j) the best-scoring pair (rank, then the frame m nearest j)
         key = cell[pk] * T + jj
-        order = np.lexsort((-score[pk, jj], key))
+        score = rq[pk, jj] - np.abs(jj - m[pk]) / 100.0
+        order = np.lexsort((-score, key))
         pk, jj, key = pk[order], jj[order], key[order]
         win = np.r_[True, key[1:] != key[:-1]]
         pk, jj = pk[win], jj[win]
@@ -585,10 +584,10 @@ def _voxel_keys(q: np.ndarray) -> np.ndarray:
 _NEIGHBOUR_CELLS = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij"), -1).reshape(-1, 3)
 
 
-def _near_tracks(mask, pos, at, radius: float, k: int, distinct: bool = False):
-    """The up to k of the tracks in ``mask`` [N] (None: all; at positions pos [N,3], each track's at the frame) within
-    ``radius`` of each point of at [E,3] (one per distinct position with ``distinct``): (rows [E,k] into
-    the N tracks, dist [E,k], ok [E,k]) or None."""
+def _near_tracks(rows, pos, at, radius: float, k: int, distinct: bool = False):
+    """The up to k of the candidate tracks ``rows`` [M] (at positions pos [M,3], each track's at the frame) within
+    ``radius`` of each point of at [E,3] (one per distinct position with ``distinct``): (rows [E,k] of the
+    candidates, dist [E,k], ok [E,k]) or None."""
     from scipy.spatial import cKDTree
 
     # only tracks in a radius-sized cell next to one of the points' cells can be within reach: a cheap
@@ -596,9 +595,8 @@ def _near_tracks(mask, pos, at, radius: float, k: int, distinct: bool = False):
     cells = np.unique(_voxel_keys((np.floor(at / radius).astype(np.int64)[:, None] + _NEIGHBOUR_CELLS).reshape(-1, 3)))
     with np.errstate(invalid="ignore"):
         key = _voxel_keys(np.floor(pos / radius).astype(np.int64))
-    near = np.isin(key, cells) if mask is None else mask & np.isin(key, cells)
-    cand = np.flatnonzero(near)
-    pc = pos[cand]
+    near = np.flatnonzero(np.isin(key, cells))
+    cand, pc = rows[near], pos[near]
     if distinct and len(cand):
         # one 64-bit key per position rounded to 0.1 mm; a 1-D unique is ~10x faster than np.unique over rows
         _, first = np.unique(_voxel_keys(np.round(pc * 1e4).astype(np.int64)), return_index=True)
@@ -611,6 +609,12 @@ def _near_tracks(mask, pos, at, radius: float, k: int, distinct: bool = False):
     dist, idx = tree.query(at, k=k, distance_upper_bound=radius)
     dist, idx = dist.reshape(len(at), k), idx.reshape(len(at), k)
     return cand[np.minimum(idx, len(cand) - 1)], dist, np.isfinite(dist)
+
+
+def _candidates(mask, Pt, frame: int):
+    """Rows of the tracks in ``mask`` [N] and their positions at ``frame`` (Pt [T,N,3], a view or an array)."""
+    rows = np.flatnonzero(mask)
+    return rows, Pt[frame, rows]
 
 
 def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float = 0.01, step_motion: float = 0.005):
@@ -632,8 +636,11 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
     """
     T, N, P, Wt, A, own = _flat_tracks(points, weights, alive)
     for direction in (+1, -1):
-        At = np.ascontiguousarray(A.T)  # [T, N]: the frames a candidate is tested at are not changed below
-        Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]
+        # [T, N] by frame: the frames a candidate or an ending track is read at (b and its neighbours) are never
+        # among those lent to below (past an end further on), so the positions are read from a view of the
+        # tracks (a contiguous copy of every track costs more than the stage) and the flags from a copy
+        At = np.ascontiguousarray(A.T)
+        Pt = P.transpose(1, 0, 2)
         end = _track_ends(A, direction)
         # tracks ending later are carried on first, then they carry others
         order = range(T - 2, -1, -1) if direction > 0 else range(1, T)
@@ -645,7 +652,7 @@ def extend_track_ends(points, weights, alive, max_dist: float, min_motion: float
             ending = ending[_moving_ends(ending, b, pb, Pt, At, own, min_motion, step_motion)]
             if not len(ending):
                 continue
-            found = _near_tracks(At[b] & At[nb], Pt[b], Pt[b, ending], max_dist, 8)
+            found = _near_tracks(*_candidates(At[b] & At[nb], Pt, b), Pt[b, ending], max_dist, 8)
             if found is None:
                 continue
             q, dist, ok = found  # [E, k]
@@ -690,7 +697,9 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
     T, N, P, Wt, A, own = _flat_tracks(points, weights, alive)
     W0 = Wt.copy()
     At = np.ascontiguousarray(A.T)
-    Pt = np.ascontiguousarray(P.transpose(1, 0, 2))  # [T, N, 3]: the positions as they were before this pass
+    # [T, N, 3] a view: the samples this pass moves were held (weight <= lost_weight before it), so they are never
+    # read as a neighbour's tracked position (zero weight in the fit) nor as an ending track's at b or the frame before
+    Pt = P.transpose(1, 0, 2)
     rows_all = np.arange(N)
     for direction in (+1, -1):
         end = _track_ends(A, direction)
@@ -708,8 +717,8 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
             at_b = Pt[b, ending]
             # stitched tracks share positions: one candidate per distinct point (else a rigid fit
             # of copies of one point is free to turn)
-            found = _near_tracks(At[b] & At[pb] & (end * direction > b * direction), Pt[b], at_b, reach, neighbours,
-                                 distinct=True)
+            found = _near_tracks(*_candidates(At[b] & At[pb] & (end * direction > b * direction), Pt, b), at_b, reach,
+                                 neighbours, distinct=True)
             if found is None:
                 continue
             q, dist, ok = found  # [E, k]
@@ -771,12 +780,11 @@ def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 
                 continue
             v = Pt[b, ending] - Pt[pb, ending]
             speed = np.linalg.norm(v, axis=-1)
-            found = _near_tracks(None, Pt[nb, cand], Pt[b, ending] + v,
+            found = _near_tracks(cand, Pt[nb, cand], Pt[b, ending] + v,
                                  radius + speed_rel * float(speed.max()), 8, distinct=True)
             if found is None:
                 continue
             q, dist, ok = found  # [E, k]
-            q = cand[q]
             ok &= dist <= (radius + speed_rel * speed)[:, None]
             step_q = Pt[nb2, q] - Pt[nb, q]
             ok &= np.linalg.norm(step_q - v[:, None], axis=-1) <= (step_gap + step_rel * speed)[:, None]

@@ -244,23 +244,25 @@ class IcpFrame:
         return self.K[0, 0] * pc[:, 0] / safe + self.K[0, 2], self.K[1, 1] * pc[:, 1] / safe + self.K[1, 2], z
 
 
-def _score(T: np.ndarray, pa: np.ndarray, ga: np.ndarray, fb: IcpFrame, config: IcpConfig) -> float:
-    """How badly motion T [4,4] of points pa [N,3] (grey ga [N]) predicts frame fb (lower is better)."""
-    p = pa @ T[:3, :3].T + T[:3, 3]
-    u, v, z = fb.project(p)
+def _score_many(T: np.ndarray, pa: np.ndarray, ga: np.ndarray, mask: np.ndarray, fb: IcpFrame,
+                config: IcpConfig) -> np.ndarray:
+    """How badly motions T [J,4,4] of point sets pa [J,N,3] (grey ga [J,N]; mask [J,N] the real points)
+    predict frame fb: [J], lower is better. Each point costs its clipped depth and grey differences at the
+    pixel it moves to, half the worst where it leaves the picture or something nearer covers it."""
+    p = np.matmul(pa, T[:, :3, :3].transpose(0, 2, 1)) + T[:, None, :3, 3]
+    u, v, z = (a.reshape(mask.shape) for a in fb.project(p.reshape(-1, 3)))
     H, W = fb.depth.shape
     c, r = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
     inside = (z > 1e-6) & (c >= 0) & (c < W) & (r >= 0) & (r < H)
-    worst = config.depth_clip / config.depth_scale + config.grey_clip / config.grey_scale
-    cost = np.full(len(pa), 0.5 * worst)
-    ci, ri = c[inside], r[inside]
-    zb = fb.depth[ri, ci]
-    dz = np.where(zb > 0, zb - z[inside], config.depth_clip)
+    pix = np.clip(r, 0, H - 1) * W + np.clip(c, 0, W - 1)
+    zb = fb.depth.reshape(-1)[pix]
+    dz = np.where(zb > 0, zb - z, config.depth_clip)
     hidden = dz < -config.depth_clip  # something nearer covers the moved point
     val = (np.minimum(np.abs(dz), config.depth_clip) / config.depth_scale
-           + np.minimum(np.abs(fb.gray[ri, ci] - ga[inside]), config.grey_clip) / config.grey_scale)
-    cost[inside] = np.where(hidden, 0.5 * worst, val)
-    return float(cost.mean())
+           + np.minimum(np.abs(fb.gray.reshape(-1)[pix] - ga), config.grey_clip) / config.grey_scale)
+    worst = config.depth_clip / config.depth_scale + config.grey_clip / config.grey_scale
+    cost = np.where(inside & ~hidden, val, 0.5 * worst)
+    return (cost * mask).sum(1) / np.maximum(mask.sum(1), 1)
 
 
 def constraint(p: np.ndarray, n: np.ndarray) -> float:
@@ -371,22 +373,20 @@ def refine_flow(flow: np.ndarray, fa: IcpFrame, fb: IcpFrame, config: IcpConfig 
         found = [_register(fa.sub_world[k][m[k]], T0, fb, config, reg, criteria) for k, T0 in zip(job_seg, job_start)]
         job_ok = np.array([T is not None for T in found])
         job_T = np.stack([np.eye(4) if T is None else T for T in found])
-    for k in moving:
-        sub = fa.sub_world[k][m[k]]
-        g_sub = fa.gray[rs[k][m[k]], cs[k][m[k]]]
-        T_init = T_all[k]
-        best, best_score = None, np.inf
-        for j in np.flatnonzero((job_seg == k) & job_ok):
-            # stays near its start (the flow's or the constant-velocity one)
-            turn, shift = _motion_gap(job_start[j], job_T[j], centres[k])
-            if turn > config.max_turn or shift > config.max_shift:
-                continue
-            score = _score(job_T[j], sub, g_sub, fb, config)
-            if score < best_score:
-                best, best_score = job_T[j], score
-        if best is None or best_score > config.max_score:
-            continue
-        if best_score > _score(T_init, sub, g_sub, fb, config) - config.accept_gain:
+    # every job's score where it stays near its start (the flow's or the constant-velocity one), and the
+    # flow's own motion's, all in one batch; per segment the best job (the first of equal scores)
+    gray_sub = fa.gray[rs, cs]
+    turn, shift = _motion_gap(job_start, job_T, centres[job_seg])
+    usable = np.flatnonzero(job_ok & (turn <= config.max_turn) & (shift <= config.max_shift))
+    score = np.full(len(job_seg), np.inf)
+    score[usable] = _score_many(job_T[usable], fa.sub_world[job_seg[usable]], gray_sub[job_seg[usable]],
+                                m[job_seg[usable]], fb, config)
+    flow_score = _score_many(T_all[moving], fa.sub_world[moving], gray_sub[moving], m[moving], fb, config)
+    for k, k_score in zip(moving, flow_score):
+        jobs = np.flatnonzero(job_seg == k)
+        j = jobs[np.argmin(score[jobs])]
+        best, best_score = job_T[j], score[j]
+        if not best_score <= config.max_score or best_score > k_score - config.accept_gain:
             continue
         r, c = fa.segments[k]
         u, v, _ = fb.project(fa.world[r, c] @ best[:3, :3].T + best[:3, 3])
@@ -419,11 +419,11 @@ def register_batched(sub: np.ndarray, mask: np.ndarray, T0: np.ndarray, fb: IcpF
         u, v, z = (a.reshape(moved.shape[:2]) for a in fb.project(moved.reshape(-1, 3)))
         col, row = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
         ok = mask[rows] & (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
-        col, row = np.clip(col, 0, W - 1), np.clip(row, 0, H - 1)
-        ok &= fb.target_ok[row, col]
-        d = moved - fb.world[row, col]
+        pix = np.clip(row, 0, H - 1) * W + np.clip(col, 0, W - 1)
+        ok &= fb.target_ok.reshape(-1)[pix]
+        d = moved - fb.world.reshape(-1, 3)[pix]
         ok &= (d * d).sum(-1) < config.max_corr ** 2
-        return moved, ok, d, fb.normals[row, col]
+        return moved, ok, d, fb.normals.reshape(-1, 3)[pix]
 
     active = np.arange(len(T))
     for _ in range(config.iterations):
@@ -440,7 +440,7 @@ def register_batched(sub: np.ndarray, mask: np.ndarray, T0: np.ndarray, fb: IcpF
         A[..., 3:] = n
         Aw = A * w[..., None]
         lhs = np.matmul(Aw.transpose(0, 2, 1), A) + 1e-9 * np.eye(6)
-        rhs = -(Aw * (d * n).sum(-1)[..., None]).sum(1)
+        rhs = -np.matmul(Aw.transpose(0, 2, 1), (d * n).sum(-1)[..., None])[..., 0]
         step = np.linalg.solve(lhs, rhs[..., None])[..., 0]
         step[w.sum(1) < 6] = 0.0
         Rd = Rotation.from_rotvec(step[:, :3]).as_matrix()

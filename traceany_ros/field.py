@@ -147,6 +147,35 @@ def evaluate(control_points, t):
         np.result_type(control_points, np.float32), copy=False)
 
 
+_ROW_HASH = np.random.default_rng(0).integers(1, 2 ** 63, size=4096, dtype=np.uint64) | np.uint64(1)
+_SHARED_ROWS_MIN = 16  # curves a weight row must have to be fitted by its shared operator
+
+
+def _shared_weight_rows(w: np.ndarray, min_count: int):
+    """Rows of w [N,M] (float64) that at least ``min_count`` rows share exactly: (first index of each [G],
+    list of G index arrays of its rows), or None (no such row, or more than 4096 samples a row). Rows are
+    grouped by a hash of their bits and every member checked equal to its group's first row (a collision
+    splits nothing, it only sends its rows back to their own normal equations)."""
+    n, m = w.shape
+    if n < min_count or m > len(_ROW_HASH):
+        return None
+    key = (np.ascontiguousarray(w).view(np.uint64) * _ROW_HASH[:m]).sum(1)  # wraps modulo 2^64
+    _, first, inv, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+    big = np.flatnonzero(counts >= min_count)
+    if not len(big):
+        return None
+    order = np.argsort(inv, kind="stable")
+    ends = np.cumsum(counts)
+    groups, firsts = [], []
+    for g in big:
+        rows = order[ends[g] - counts[g]:ends[g]]
+        rows = rows[(w[rows] == w[first[g]]).all(1)]  # (hash collisions, NaN: left out)
+        if len(rows) >= min_count:
+            groups.append(rows)
+            firsts.append(first[g])
+    return (np.asarray(firsts, np.int64), groups) if groups else None
+
+
 def fit_trajectory(times, points, num_control_points: int = 10, weights=None,
                    smoothness: float = 1e-6):
     """Least-squares control points of curves through sampled points.
@@ -185,13 +214,20 @@ def fit_trajectory(times, points, num_control_points: int = 10, weights=None,
         w = np.broadcast_to(w, pts.shape[:-1]).reshape(-1, m)
         flat = pts.reshape(-1, m, dim)
         out = np.empty((len(flat), k, dim))
-        # curves sampled at every time with weight 1 (most tracked points) share one solution operator
-        ones = (w == 1.0).all(1)
+        # curves with the same weights share one solution operator (A^T W A + reg)^-1 A^T W: tracks come with a
+        # few weight values (tracked, held, moved by a part), so most curves fall in a few hundred shared rows
         rest = slice(None)  # the curves left to their own normal equations (all: no copy)
-        if ones.mean() >= 0.2:  # enough of them to be worth splitting the batch
-            op = np.linalg.solve(a.T @ a + reg, a.T)  # [K, M]
-            out[ones] = np.matmul(op, flat[ones])
-            rest = np.flatnonzero(~ones)
+        shared = _shared_weight_rows(w, _SHARED_ROWS_MIN)
+        if shared is not None:
+            first, groups = shared  # each shared row's first curve, [G] index arrays of its curves
+            wu = w[first]
+            lhs = (wu @ (a[:, :, None] * a[:, None, :]).reshape(m, k * k)).reshape(-1, k, k) + reg
+            ops = np.linalg.solve(lhs, a.T[None] * wu[:, None, :])  # [G, K, M]
+            for op, rows in zip(ops, groups):
+                out[rows] = np.matmul(op, flat[rows])
+            done = np.zeros(len(w), bool)
+            done[np.concatenate(groups)] = True
+            rest = np.flatnonzero(~done)
         wr, fr = w[rest], flat[rest]
         if len(wr):
             # as matrix products (BLAS): lhs = sum_m w_m a_m a_m^T, rhs = A^T (w * points)

@@ -110,6 +110,16 @@ def camera_points(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.stack([(cols - K[0, 2]) / K[0, 0] * z, (rows - K[1, 2]) / K[1, 1] * z, z], axis=-1)
 
 
+def _cross(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Cross products over the last axis (np.cross's arithmetic, without its axis shuffling: ~5x faster
+    on image-sized arrays). ``out`` [..., >= 3]: written into its first three channels."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape)) if out is None else out
+    out[..., 0] = a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1]
+    out[..., 1] = a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2]
+    out[..., 2] = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+    return out
+
+
 def _norm(v: np.ndarray) -> np.ndarray:
     """Euclidean length over the last axis (faster than np.linalg.norm for 3-vectors)."""
     return np.sqrt(np.einsum("...c,...c->...", v, v))
@@ -127,14 +137,14 @@ def surface_normals(X: np.ndarray, valid: np.ndarray, gap: np.ndarray) -> tuple[
     ok = np.zeros((H, W), bool)
     dx = X[1:-1, 2:] - X[1:-1, :-2]
     dy = X[2:, 1:-1] - X[:-2, 1:-1]
-    c = np.cross(dx, dy)
+    c = _cross(dx, dy)
     norm = _norm(c)
     g = 2.0 * gap[1:-1, 1:-1]
     inner = (valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1] & valid[1:-1, 1:-1]
              & (_norm(dx) < g) & (_norm(dy) < g) & (norm > 0))
     c /= np.where(norm > 0, norm, 1.0)[..., None]
     flip = np.einsum("ijc,ijc->ij", c, X[1:-1, 1:-1]) > 0
-    c[flip] *= -1.0
+    c *= np.where(flip, -1.0, 1.0)[..., None]
     n[1:-1, 1:-1] = c
     ok[1:-1, 1:-1] = inner
     return n, ok
@@ -271,7 +281,7 @@ def constraint(p: np.ndarray, n: np.ndarray) -> float:
     (0 for a plane, a cylinder or a sphere, whose motion along themselves is free; up to 1)."""
     q = p - p.mean(0)
     radius = max(float(np.sqrt((q ** 2).sum(1).mean())), 1e-6)
-    J = np.concatenate([np.cross(q, n) / radius, n], axis=1)
+    J = np.concatenate([_cross(q, n) / radius, n], axis=1)
     ev = np.linalg.eigvalsh(J.T @ J)
     return float(ev[0] / max(ev[-1], 1e-12))
 
@@ -433,10 +443,7 @@ def register_batched(sub: np.ndarray, mask: np.ndarray, T0: np.ndarray, fb: IcpF
         w = ok.astype(np.float64)
         centre = (moved * w[..., None]).sum(1) / np.maximum(w.sum(1), 1.0)[:, None]
         p = moved - centre[:, None]
-        A = np.empty(p.shape[:2] + (6,))  # [J,N,6]: d residual / d (turn, shift) = (p x n, n)
-        A[..., 0] = p[..., 1] * n[..., 2] - p[..., 2] * n[..., 1]
-        A[..., 1] = p[..., 2] * n[..., 0] - p[..., 0] * n[..., 2]
-        A[..., 2] = p[..., 0] * n[..., 1] - p[..., 1] * n[..., 0]
+        A = _cross(p, n, np.empty(p.shape[:2] + (6,)))  # [J,N,6]: d residual / d (turn, shift) = (p x n, n)
         A[..., 3:] = n
         Aw = A * w[..., None]
         lhs = np.matmul(Aw.transpose(0, 2, 1), A) + 1e-9 * np.eye(6)

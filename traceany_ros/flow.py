@@ -380,29 +380,38 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
         for t in steps:
             nxt = t + direction
             src = np.arange(0, t + 1) if direction > 0 else np.arange(t, T)
+            # only the live tracks step (a lost track never comes back; where its grid position goes no longer matters)
+            live_src = live[src].reshape(-1)
+            act = np.flatnonzero(live_src)
             xs, ys = x[src].reshape(-1), y[src].reshape(-1)
+            xa, ya = xs[act], ys[act]
             flow_a = fwd[t] if direction > 0 else bwd[t - 1]  # t -> nxt
             flow_b = bwd[t] if direction > 0 else fwd[t - 1]  # nxt -> t
-            d = sample_bilinear(flow_a, xs, ys)
-            xn, yn = xs + d[:, 0], ys + d[:, 1]
+            d = sample_bilinear(flow_a, xa, ya)
+            xn, yn = xa + d[:, 0], ya + d[:, 1]
             db = sample_bilinear(flow_b, xn, yn)
             fb = np.hypot(d[:, 0] + db[:, 0], d[:, 1] + db[:, 1])
-            ok = (fb < config.fb_threshold_px + config.fb_relative * np.hypot(d[:, 0], d[:, 1]))
+            ok_a = (fb < config.fb_threshold_px + config.fb_relative * np.hypot(d[:, 0], d[:, 1]))
             if config.icp:
                 # a segment's ICP motion was checked against the next frame's depth and grey already;
                 # the reverse flow, from other segments or the flow, need not agree to the pixel
                 rigid_a = fwd_rigid[t] if direction > 0 else bwd_rigid[t - 1]
-                ok |= rigid_a[np.clip(np.rint(ys).astype(np.int64), 0, H - 1), np.clip(np.rint(xs).astype(np.int64), 0, W - 1)]
-            ok &= (xn >= 0) & (xn <= W - 1) & (yn >= 0) & (yn <= H - 1)
-            pts, has_depth = _lift(depth[nxt], K, c2w[nxt], xn, yn)
+                ok_a |= rigid_a[np.clip(np.rint(ya).astype(np.int64), 0, H - 1), np.clip(np.rint(xa).astype(np.int64), 0, W - 1)]
+            ok_a &= (xn >= 0) & (xn <= W - 1) & (yn >= 0) & (yn <= H - 1)
+            pts_a, depth_a = _lift(depth[nxt], K, c2w[nxt], xn, yn)
             prev = held[src].reshape(-1, 3)
             if np.isfinite(config.depth_jump_abs):
                 w2c = np.linalg.inv(c2w[nxt])
-                step = (pts - prev) @ w2c[:3, :3].T  # camera-frame step
-                jump = has_depth & (np.abs(step[:, 2]) > config.depth_jump_abs
-                                    + config.depth_jump_rel * np.hypot(step[:, 0], step[:, 1]))
-                ok &= ~jump
-            lv = live[src].reshape(-1) & ok
+                step = (pts_a - prev[act]) @ w2c[:3, :3].T  # camera-frame step
+                jump = depth_a & (np.abs(step[:, 2]) > config.depth_jump_abs
+                                  + config.depth_jump_rel * np.hypot(step[:, 0], step[:, 1]))
+                ok_a &= ~jump
+            ok, has_depth = np.zeros(len(live_src), bool), np.zeros(len(live_src), bool)
+            ok[act], has_depth[act] = ok_a, depth_a
+            pts = np.zeros((len(live_src), 3))
+            pts[act] = pts_a
+            xs[act], ys[act] = xn, yn
+            lv = live_src & ok
             good = lv & has_depth
             shape = (len(src), n)
             new_flat = np.where(good[:, None], pts, prev)  # tracked, else held
@@ -442,7 +451,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
             alive[src, :, nxt] = good.reshape(shape)
             weights[src, :, nxt] = wgt.reshape(shape)
             live[src] = lv.reshape(shape)
-            x[src], y[src] = xn.reshape(shape), yn.reshape(shape)
+            x[src], y[src] = xs.reshape(shape), ys.reshape(shape)
 
     _parallel([lambda: chain(+1), lambda: chain(-1)])
     if config.stitch > 0 and T > 2:

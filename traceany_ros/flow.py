@@ -19,6 +19,7 @@ of frames its track stayed alive.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,11 +199,18 @@ def warp_cost(img0: np.ndarray, img1: np.ndarray, flow: np.ndarray, box: int = 7
     """Box-filtered |img1(x + flow) - img0(x)| [H,W] float32 (255 where the flow leaves the image)."""
     import cv2
 
-    h, w = img0.shape
-    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gx, gy = _pixel_grid(*img0.shape)
     warped = cv2.remap(img1.astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=-1000.0)
     return cv2.blur(np.minimum(np.abs(warped - img0.astype(np.float32)), 255.0), (box, box))
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column and row of every pixel, [h,w] float32 each (read only)."""
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gx.flags.writeable = gy.flags.writeable = False
+    return gx, gy
 
 
 def rgbd_flow(gray0: np.ndarray, gray1: np.ndarray, depth_img0: np.ndarray, depth_img1: np.ndarray,

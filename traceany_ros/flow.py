@@ -53,8 +53,10 @@ ENDS = {"stitch_ends": STITCH_DISTANCE, "join_next": JOIN_NEXT, "neighbour_reach
 ENDS_OFF = {k: 0.0 for k in ENDS}  # the same turned off (the tracer's and planners' latency)
 for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
     TRACKERS[_name + "-ends"] = {**TRACKERS[_name], **ENDS}
-# "-join": joining alone (~0.05 s per 24-frame clip): the shipped model's prior since session 9
-TRACKERS["rigid-learned-stitch-join"] = {**TRACKERS["rigid-learned-stitch"], "join_next": JOIN_NEXT}
+# "-join": joining alone (~0.05 s per 24-frame clip): "rigid-learned-stitch-join" the shipped model's prior in
+# sessions 9-10, "rigid-rgbd-learned-icp-stitch-join" (with the RGB-D flow and segment ICP) since session 11
+for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
+    TRACKERS[_name + "-join"] = {**TRACKERS[_name], "join_next": JOIN_NEXT}
 
 
 @dataclass(frozen=True)
@@ -609,10 +611,14 @@ def _near_tracks(rows, pos, at, radius: float, k: int, distinct: bool = False):
 
     # only tracks in a radius-sized cell next to one of the points' cells can be within reach: a cheap
     # filter before the KD-tree (the candidates are most of the clip's tracks, the points a few hundred)
-    cells = np.unique(_voxel_keys((np.floor(at / radius).astype(np.int64)[:, None] + _NEIGHBOUR_CELLS).reshape(-1, 3)))
+    cell_at = np.floor(at / radius).astype(np.int64)
+    cells = np.unique(_voxel_keys((cell_at[:, None] + _NEIGHBOUR_CELLS).reshape(-1, 3)))
+    # first the box around all those cells (a few comparisons; with a hair of slack for rounding), then the cells
+    lo, hi = (cell_at.min(0) - 1) * radius - 1e-9, (cell_at.max(0) + 2) * radius + 1e-9
     with np.errstate(invalid="ignore"):
-        key = _voxel_keys(np.floor(pos / radius).astype(np.int64))
-    near = np.flatnonzero(np.isin(key, cells))
+        box = np.flatnonzero((pos[:, 0] >= lo[0]) & (pos[:, 0] <= hi[0]) & (pos[:, 1] >= lo[1]) & (pos[:, 1] <= hi[1])
+                             & (pos[:, 2] >= lo[2]) & (pos[:, 2] <= hi[2]))
+    near = box[np.isin(_voxel_keys(np.floor(pos[box] / radius).astype(np.int64)), cells)]
     cand, pc = rows[near], pos[near]
     if distinct and len(cand):
         # one 64-bit key per position rounded to 0.1 mm; a 1-D unique is ~10x faster than np.unique over rows

@@ -190,3 +190,26 @@ def test_weighted_fit_of_many_curves_matches_each_curve_alone():
         # weight 1 everywhere is the unweighted fit
         np.testing.assert_allclose(fit_trajectory(t, pts, 7, weights=np.ones((40, 12))), fit_trajectory(t, pts, 7),
                                    atol=1e-10)
+
+
+def test_curves_sharing_weight_rows_fit_as_each_curve_alone():
+    """Tracks come with a few weight values, so many curves share a weight row: those rows (16 curves or more)
+    take one solution operator each, the rest their own normal equations; every curve's control points are
+    those of fitting it by itself, and rows are grouped only where they are equal."""
+    from traceany_ros.field import _shared_weight_rows
+
+    rng = np.random.default_rng(1)
+    t = np.linspace(0, 1, 24)
+    patterns = rng.choice([0.05, 0.5, 1.0], size=(3, 24))
+    w = np.concatenate([np.repeat(patterns, [20, 16, 5], axis=0), rng.uniform(0, 1, size=(9, 24))])  # 50 curves
+    order = rng.permutation(len(w))
+    w = w[order]
+    pts = rng.normal(size=(50, 24, 3))
+    first, groups = _shared_weight_rows(w, 16)
+    assert sorted(len(g) for g in groups) == [16, 20]
+    for f, g in zip(first, groups):
+        assert (w[g] == w[f]).all()
+    fit = fit_trajectory(t, pts, 10, weights=w)
+    for i in range(50):
+        np.testing.assert_allclose(fit[i], fit_trajectory(t, pts[i], 10, weights=w[i]), atol=1e-10)
+    assert _shared_weight_rows(rng.uniform(0, 1, size=(40, 24)), 16) is None

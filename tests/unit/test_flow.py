@@ -346,3 +346,26 @@ def test_neighbours_that_moved_otherwise_do_not_carry_a_point():
     held = points[:, p].copy()
     extend_with_neighbours(points, weights, alive, 0.05)
     np.testing.assert_array_equal(points[:, p], held)
+
+
+def test_near_tracks_finds_what_a_brute_force_search_finds():
+    """_near_tracks (box and cell filters before a KD-tree): the k nearest candidates within the radius of each
+    point, as a brute-force search over all candidates finds them (NaN positions never)."""
+    from traceany_ros.flow import _near_tracks
+
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(-1.0, 1.0, size=(5000, 3))
+    pos[::97] = np.nan
+    rows = np.arange(10_000, 15_000)
+    at = np.concatenate([pos[rng.choice(5000, 40)] + rng.normal(0, 0.01, (40, 3)), [[5.0, 5.0, 5.0]]])
+    at = at[np.isfinite(at).all(1)]
+    radius, k = 0.06, 4
+    q, dist, ok = _near_tracks(rows, pos, at, radius, k)
+    d_all = np.linalg.norm(at[:, None] - pos[None], axis=-1)
+    d_all[~np.isfinite(d_all)] = np.inf
+    for e in range(len(at)):
+        within = np.sort(d_all[e][d_all[e] <= radius])[:k]
+        np.testing.assert_allclose(dist[e][ok[e]], within, rtol=1e-12)
+        assert (q[e][ok[e]] >= 10_000).all()
+        np.testing.assert_allclose(np.linalg.norm(pos[q[e][ok[e]] - 10_000] - at[e], axis=-1), within, rtol=1e-12)
+    assert not ok[-1].any()  # the far point finds nothing

@@ -196,3 +196,30 @@ def test_refine_flow_uses_a_second_start_where_the_flow_is_far_off():
     err_two = np.linalg.norm(out_two[on_box] - gt[on_box], axis=-1).mean()
     assert err_two < 0.5 and acc_two[on_box].mean() > 0.8
     assert err_two < 0.5 * err_one
+
+
+def test_scores_of_many_sets_rank_the_true_motion_first_and_ignore_padding():
+    """_score_many: the box face moved by its true motion predicts frame b better than by no motion or a
+    shifted one, and a set's padding (mask False, any values) changes nothing."""
+    from traceany_ros.icp import _score_many
+
+    (pose0, pose1), fa, fb, _, _ = _turn_frames(8.0)
+    (R0, c0), (R1, c1) = pose0, pose1
+    truth = np.eye(4)
+    truth[:3, :3] = R1 @ R0.T
+    truth[:3, 3] = c1 - truth[:3, :3] @ c0
+    off = truth.copy()
+    off[:3, 3] += [0.01, 0.0, 0.0]
+    k = int(np.argmax(fa.sub_mask.sum(1)))
+    sub, mask = fa.sub_world[[k] * 3], fa.sub_mask[[k] * 3]
+    grey = fa.gray[fa.sub_rows[[k] * 3], fa.sub_cols[[k] * 3]]
+    s = _score_many(np.stack([truth, np.eye(4), off]), sub, grey, mask, fb, IcpConfig())
+    assert s[0] < s[1] and s[0] < s[2]
+    n = int(mask[0].sum())
+    padded_sub = np.concatenate([sub[:1, :n], np.full((1, 50, 3), 7.0)], 1)
+    padded_mask = np.concatenate([np.ones((1, n), bool), np.zeros((1, 50), bool)], 1)
+    padded_grey = np.concatenate([grey[:1, :n], np.full((1, 50), 99.0)], 1)
+    alone = _score_many(truth[None], sub[:1, :n], grey[:1, :n], np.ones((1, n), bool), fb, IcpConfig())
+    np.testing.assert_allclose(_score_many(truth[None], padded_sub, padded_grey, padded_mask, fb, IcpConfig()), alone,
+                               rtol=1e-12)
+    np.testing.assert_allclose(alone, s[:1], rtol=1e-12)

@@ -150,13 +150,11 @@ class ModelBackend:
     ``device`` ("cpu" | "cuda" | "auto"), ``preset`` (build an untrained model of
     this preset instead of loading a checkpoint; for tests and timing only),
     ``prior_tracker`` (a ``flow.TRACKERS`` name: track the flow prior with it instead of the
-    tracker the checkpoint was trained with, e.g. the whole flow-rigid tracker
-    ``rigid-rgbd-learned-icp-stitch-ends`` offline, where its ~2-3 s more per clip do not matter: held out
-    5.00 cm on moving points with ``prior_flow_method="dis_fine"`` instead of 6.32),
+    checkpoint's own (the shipped one: ``rigid-rgbd-learned-icp-stitch-join``, held out 5.30 cm on moving
+    points), e.g. the whole flow-rigid tracker ``rigid-rgbd-learned-icp-stitch-ends`` offline, where its
+    ~1.5-2.5 s more per clip do not matter: held out 5.00 cm with ``prior_flow_method="dis_fine"``),
     ``prior_flow_method`` (a ``flow.METHODS`` name: the prior's optical flow instead of the checkpoint's,
-    e.g. "dis_fine", DIS at full resolution: held out 5.98 instead of 6.32 cm on moving points for ~0.25 s
-    more per 24-frame clip, over predict's 2 s on this project's 2-core CPU; with the whole tracker as
-    prior, 5.00),
+    e.g. "dis_fine", DIS at full resolution, ~0.25 s more per 24-frame clip),
     ``bf16`` (run the network's transformer trunk under bfloat16 autocast on CPU: "auto" where the CPU
     has native bfloat16 (AMX / AVX512-BF16; ~0.15 s less per 24-frame clip; tracks 0.06 mm from
     float32 on average, 99 % within 0.4 mm), "on", "off").

@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from traceany_ros.backends import BACKENDS
-from traceany_ros.flow import ENDS, ENDS_OFF, METHODS as FLOW_METHODS, STITCH_DISTANCE
+from traceany_ros.flow import ENDS, ENDS_OFF, METHODS as FLOW_METHODS, STITCH_DISTANCE, TRACKERS
 from traceany_ros.config_utils import validate_fields
 from traceany_ros.field import TrajectoryField, bspline_basis, fit_trajectory
 
@@ -68,6 +68,11 @@ class StreamConfig:
     checkpoint: str = dc_field(default="", metadata={"help": "model checkpoint (.pt); empty = the shipped one"})
     preset: str = dc_field(default="", metadata={
         "help": "model preset to build UNTRAINED when no checkpoint is given (timing only); empty = load"})
+    model_prior: str = dc_field(default="", metadata={
+        "choices": ("",) + tuple(sorted(TRACKERS)),
+        "help": "model backend: the flow tracker of its prior; empty = the checkpoint's own (the shipped one's "
+                "has the RGB-D flow and segment ICP since session 11; rigid-learned-stitch-join, its prior before, "
+                "takes ~30 % less time per 8-frame window and is less accurate on moving points)"})
     input_downscale: int = dc_field(default=1, metadata={
         "range": (1, 8), "help": "use every n-th image row/column (e.g. 2: 640x480 -> 320x240); the field "
                                  "still refers to full-size pixels"})
@@ -120,6 +125,8 @@ class StreamConfig:
         if self.backend == "static":
             return {"stride": self.field_stride, "num_control_points": self.num_control_points}
         opts = {"device": self.device}
+        if self.model_prior:
+            opts["prior_tracker"] = self.model_prior
         if self.checkpoint:
             opts["checkpoint"] = self.checkpoint
         elif self.preset:

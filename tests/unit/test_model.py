@@ -240,3 +240,19 @@ def test_model_backend_prior_options_change_how_the_prior_is_made():
         make_backend("model", preset="tiny", prior_flow_method="lucas")
     with pytest.raises(ValueError, match="no flow prior"):
         make_backend("model", preset="tiny-pure", prior_flow_method="dis_fine")
+
+
+def test_fused_attention_layer_matches_the_torch_encoder_layer():
+    """encoder_layer (F.scaled_dot_product_attention) computes what nn.TransformerEncoderLayer computes with the
+    same weights, in training and in eval mode, and its gradients flow."""
+    from traceany_ros.model.network import encoder_layer
+
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, activation="gelu", batch_first=True,
+                                             norm_first=True)
+    x = torch.randn(2, 50, 32, requires_grad=True)
+    for train in (True, False):
+        layer.train(train)
+        torch.testing.assert_close(encoder_layer(layer, x), layer(x), rtol=1e-5, atol=1e-5)
+    encoder_layer(layer, x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

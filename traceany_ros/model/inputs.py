@@ -156,7 +156,7 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
         prior[:, :h, :w] = off
         # the prior's curve at 4 times, per pixel (nearest cell), as image channels
         b4 = bspline_basis(np.asarray(PRIOR_TIMES), config.num_control_points).astype(np.float32)  # [4,K]
-        at = np.einsum("jk,thwkd->tjdhw", b4, off).reshape(t_, 12, h, w)
+        at = np.tensordot(off, b4, axes=([3], [1])).transpose(0, 4, 3, 1, 2).reshape(t_, 12, h, w)  # [T,4x3,h,w]
         feat = np.concatenate([at, fconf[:, None]], 1).transpose(0, 2, 3, 1)  # [T,h,w,13]
         # each cell's values over its st x st pixels: whole cells by one broadcast into a view of the image,
         # a cut last row / column of cells (image size not a multiple of st) by a repeat

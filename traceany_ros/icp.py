@@ -254,17 +254,24 @@ class IcpFrame:
         return self.K[0, 0] * pc[:, 0] / safe + self.K[0, 2], self.K[1, 1] * pc[:, 1] / safe + self.K[1, 2], z
 
 
+def _land(T: np.ndarray, pa: np.ndarray, fb: IcpFrame):
+    """Point sets pa [J,N,3] moved by T [J,4,4] and where they land in frame b: (moved [J,N,3], camera depth
+    z [J,N], inside [J,N] (in front of the camera and in the image at the nearest pixel), pix [J,N] that
+    pixel's flat index, clipped into the image)."""
+    moved = np.matmul(pa, T[:, :3, :3].transpose(0, 2, 1)) + T[:, None, :3, 3]
+    u, v, z = (a.reshape(moved.shape[:2]) for a in fb.project(moved.reshape(-1, 3)))
+    H, W = fb.depth.shape
+    col, row = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
+    inside = (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+    return moved, z, inside, np.clip(row, 0, H - 1) * W + np.clip(col, 0, W - 1)
+
+
 def _score_many(T: np.ndarray, pa: np.ndarray, ga: np.ndarray, mask: np.ndarray, fb: IcpFrame,
                 config: IcpConfig) -> np.ndarray:
     """How badly motions T [J,4,4] of point sets pa [J,N,3] (grey ga [J,N]; mask [J,N] the real points)
     predict frame fb: [J], lower is better. Each point costs its clipped depth and grey differences at the
     pixel it moves to, half the worst where it leaves the picture or something nearer covers it."""
-    p = np.matmul(pa, T[:, :3, :3].transpose(0, 2, 1)) + T[:, None, :3, 3]
-    u, v, z = (a.reshape(mask.shape) for a in fb.project(p.reshape(-1, 3)))
-    H, W = fb.depth.shape
-    c, r = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
-    inside = (z > 1e-6) & (c >= 0) & (c < W) & (r >= 0) & (r < H)
-    pix = np.clip(r, 0, H - 1) * W + np.clip(c, 0, W - 1)
+    _, z, inside, pix = _land(T, pa, fb)
     zb = fb.depth.reshape(-1)[pix]
     dz = np.where(zb > 0, zb - z, config.depth_clip)
     hidden = dz < -config.depth_clip  # something nearer covers the moved point
@@ -420,17 +427,11 @@ def register_batched(sub: np.ndarray, mask: np.ndarray, T0: np.ndarray, fb: IcpF
     """
     from scipy.spatial.transform import Rotation
 
-    H, W = fb.depth.shape
     T = np.array(T0, np.float64, copy=True)
 
     def pair(rows):  # moved points of sets ``rows``, their pairing mask, the paired target points and normals
-        R, t = T[rows, :3, :3], T[rows, :3, 3]
-        moved = np.matmul(sub[rows], R.transpose(0, 2, 1)) + t[:, None]
-        u, v, z = (a.reshape(moved.shape[:2]) for a in fb.project(moved.reshape(-1, 3)))
-        col, row = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
-        ok = mask[rows] & (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
-        pix = np.clip(row, 0, H - 1) * W + np.clip(col, 0, W - 1)
-        ok &= fb.target_ok.reshape(-1)[pix]
+        moved, _, inside, pix = _land(T[rows], sub[rows], fb)
+        ok = mask[rows] & inside & fb.target_ok.reshape(-1)[pix]
         d = moved - fb.world.reshape(-1, 3)[pix]
         ok &= (d * d).sum(-1) < config.max_corr ** 2
         return moved, ok, d, fb.normals.reshape(-1, 3)[pix]

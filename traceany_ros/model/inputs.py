@@ -30,6 +30,9 @@ class WindowInputs:
     size: (H, W) before padding.
     prior: [T, Hp/s, Wp/s, K, 3] float32 flow-prior control-point offsets (normalised camera-0 frame,
         zero at the own frame's time), or None without a flow prior.
+    cells: the output grid's unprojected points [T, ceil(H/s), ceil(W/s), 3] (world) and their validity, as
+        ``backends.grid_points_world(window, s, s // 2)`` (s = out_stride) gives them, where making the prior
+        needed them (local anchoring), else None.
     """
 
     image: torch.Tensor
@@ -39,6 +42,7 @@ class WindowInputs:
     trans0: np.ndarray
     size: tuple[int, int]
     prior: torch.Tensor | None = None
+    cells: tuple[np.ndarray, np.ndarray] | None = None
 
     def world_to_norm(self, points: np.ndarray) -> np.ndarray:
         """World points [...,3] -> normalised camera-0 coordinates [...,3]."""
@@ -139,16 +143,16 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
                                       + rel_r[:, i, 2, None, None] * pc[2] + rel_t[:, i, None, None]) * valid
         img[:, :H, :W, ch + 3] = valid
         ch += 4
-    prior = None
+    prior = cells = None
     if config.flow_prior:
         st = config.out_stride
         field = compute_flow_field(window, config) if flow is None else flow
         if config.prior_anchor == "local":
             from traceany_ros.backends import grid_points_world
 
-            cells, cells_ok = grid_points_world(window, st, st // 2)
+            cells = grid_points_world(window, st, st // 2)
             h, w = field.control_points.shape[1:3]
-            off, fconf = flow_prior(field, rot0, scale, cells[:, :h, :w], cells_ok[:, :h, :w])
+            off, fconf = flow_prior(field, rot0, scale, cells[0][:, :h, :w], cells[1][:, :h, :w])
         else:
             off, fconf = flow_prior(field, rot0, scale)
         t_, h, w = fconf.shape
@@ -170,4 +174,4 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
     return WindowInputs(image=torch.from_numpy(img).permute(0, 3, 1, 2),
                         s=torch.from_numpy(spline_parameters(window.times).astype(np.float32)),
                         scale=scale, rot0=rot0, trans0=trans0, size=(H, W),
-                        prior=None if prior is None else torch.from_numpy(prior))
+                        prior=None if prior is None else torch.from_numpy(prior), cells=cells)

@@ -188,7 +188,7 @@ class TraceModel(nn.Module):
         out = self(inp.image[None].to(device), inp.s[None].to(device), prior)
         self.train(was_training)
         stride, off = c.out_stride, c.out_stride // 2
-        base, valid = grid_points_world(window, stride, off)  # [T,h,w,3]
+        base, valid = inp.cells if inp.cells is not None else grid_points_world(window, stride, off)  # [T,h,w,3]
         h, w = base.shape[1:3]
         offsets = out["offsets"][0, :, :h, :w].double().cpu().numpy()  # [T,h,w,K,3]
         conf = out["confidence"][0, :, :h, :w].float().cpu().numpy()

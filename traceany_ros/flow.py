@@ -741,7 +741,8 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
     # read as a neighbour's tracked position (zero weight in the fit) nor as an ending track's at b or the frame before
     Pt = P.transpose(1, 0, 2)
     rows_all = np.arange(N)
-    for direction in (+1, -1):
+
+    def one_way(direction):
         end = _track_ends(A, direction)
         for b in range(1, T - 1):
             pb = b - direction
@@ -778,6 +779,11 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
             rows = ending[e_i]
             P[rows, frames] = np.einsum("mij,mj->mi", R, at_b[e_i]) + t
             Wt[rows, frames] = weight
+
+    # the directions are independent: each writes only samples past its tracks' ends (later frames forward, earlier
+    # ones backward; a track's held samples on one side are never read on the other), and the positions it writes
+    # were held, so the other direction reads them at most with weight 0 in a neighbour's fit: two threads
+    _parallel([lambda: one_way(+1), lambda: one_way(-1)])
 
 
 def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 0.01,

@@ -57,11 +57,13 @@ for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
 # sessions 9-10, "rigid-rgbd-learned-icp-stitch-join" (with the RGB-D flow and segment ICP) since session 11
 for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
     TRACKERS[_name + "-join"] = {**TRACKERS[_name], "join_next": JOIN_NEXT}
-# "-depth4": the depth images' flow by "dis_fine_novr_s4" (full resolution, no variational refinement, patches
-# every 4 px) whatever the grey flow's method: with "dis_fine_novr" for the grey images, the shipped model's prior
-# since session 12
-TRACKERS["rigid-rgbd-learned-icp-stitch-ends-depth4"] = {**TRACKERS["rigid-rgbd-learned-icp-stitch-ends"],
-                                                         "depth_flow_method": "dis_fine_novr_s4"}
+# "-join-neighbours-depth4": stitching, joining and the neighbours' rigid motion past the ends (not extend_track_ends:
+# val 40 4.87 -> 4.81 cm without it), the depth images' flow by "dis_fine_novr_s4" (full resolution, no variational
+# refinement, patches every 4 px) whatever the grey flow's method: with "dis_fine_novr" for the grey images, the
+# shipped model's prior since session 12
+TRACKERS["rigid-rgbd-learned-icp-stitch-join-neighbours-depth4"] = {
+    **TRACKERS["rigid-rgbd-learned-icp-stitch"], "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH,
+    "depth_flow_method": "dis_fine_novr_s4"}
 
 
 @dataclass(frozen=True)
@@ -406,7 +408,9 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
         steps = range(T - 1) if direction > 0 else range(T - 1, 0, -1)
         for t in steps:
             nxt = t + direction
-            src = np.arange(0, t + 1) if direction > 0 else np.arange(t, T)
+            # the sources still stepping, a slice: their rows of x, y, live, held, moving, vel are views (read before
+            # they are assigned below), not copies
+            src = slice(0, t + 1) if direction > 0 else slice(t, T)
             # only the live tracks step (a lost track never comes back; where its grid position goes no longer matters)
             live_src = live[src].reshape(-1)
             act = np.flatnonzero(live_src)
@@ -440,7 +444,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
             xs[act], ys[act] = xn, yn
             lv = live_src & ok
             good = lv & has_depth
-            shape = (len(src), n)
+            shape = (len(live_src) // n, n)
             new_flat = np.where(good[:, None], pts, prev)  # tracked, else held
             wgt = np.where(good, 1.0, config.lost_weight)
             if rc is not None:
@@ -478,7 +482,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
             alive[src, :, nxt] = good.reshape(shape)
             weights[src, :, nxt] = wgt.reshape(shape)
             live[src] = lv.reshape(shape)
-            x[src], y[src] = xs.reshape(shape), ys.reshape(shape)
+            # (x and y were moved in place: xs, ys are views)
 
     _parallel([lambda: chain(+1), lambda: chain(-1)])
     if config.stitch > 0 and T > 2:

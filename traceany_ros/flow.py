@@ -27,7 +27,8 @@ import numpy as np
 from traceany_ros.episode import FrameWindow
 from traceany_ros.field import TrajectoryField, fit_trajectory
 
-METHODS = ("dis_fast", "dis_medium", "dis_fine", "dis_fine_novr", "dis_fine_novr_s4", "dis_ultrafast", "farneback")
+METHODS = ("dis_fast", "dis_medium", "dis_medium_novr", "dis_fine", "dis_fine_novr", "dis_fine_novr_s4", "dis_ultrafast",
+           "farneback")
 # FlowConfig overrides of the named trackers: "plain" (the flow baseline), "rigid" (the shipped model's prior),
 # "rigid-rgbd" (rigid plus RGB-D flow), "rigid-learned" (rigid, DIS started from the learned matcher's matches) and
 # "rigid-rgbd-learned" (both), and each of the learned ones with "-icp": rigid depth segments moved by their ICP
@@ -64,6 +65,9 @@ for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
 TRACKERS["rigid-rgbd-learned-icp-stitch-join-neighbours-depth4"] = {
     **TRACKERS["rigid-rgbd-learned-icp-stitch"], "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH,
     "depth_flow_method": "dis_fine_novr_s4"}
+TRACKERS["rigid-rgbd-learned-icp-stitch-join-neighbours"] = {
+    **TRACKERS["rigid-rgbd-learned-icp-stitch"], "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH,
+    "depth_flow_method": "dis_medium_novr"}
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ def _dis(method: str):
     dis = cv2.DISOpticalFlow_create(preset)
     if method.startswith("dis_fine"):
         dis.setFinestScale(0)
-    if method.startswith("dis_fine_novr"):
+    if method.endswith("_novr") or method.startswith("dis_fine_novr"):
         dis.setVariationalRefinementIterations(0)
     if method == "dis_fine_novr_s4":
         dis.setPatchStride(4)
@@ -533,21 +537,25 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
     staleness = np.where(idx >= frames[:, None, None].astype(i16), idx - last_f, last_b - idx)
     rank = tier - np.minimum(staleness, i16(99))  # higher is better
 
+    alive_at = np.ascontiguousarray(alive.transpose(2, 0, 1))  # [T target, T source, n]: frame i's flags in one block
+
     def fill(i):  # frame i's filled rows (points, weights, alive), or None
         lost_any = own_valid[i] & ~alive[i].all(1)
         if not lost_any.any():
             return None
         # every other frame's tracks alive at frame i ...
-        m, q = np.nonzero(alive[:, :, i] & (frames != i)[:, None])
+        m, q = np.nonzero(alive_at[i] & (frames != i)[:, None])
         at_i = np.ascontiguousarray(points[:, :, i])[m, q]  # [P,3] (one strided copy, then a gather)
         rows, cols, z = project(at_i, K, c2w[i])
         col = np.rint((cols - offset) / stride).astype(np.int64)
         row = np.rint((rows - offset) / stride).astype(np.int64)
         inside = np.flatnonzero((z > 1e-6) & (col >= 0) & (col < w) & (row >= 0) & (row < h))
-        m, q, cell = m[inside], q[inside], (row * w + col)[inside]
+        cell = (row * w + col)[inside]
+        lost = np.flatnonzero(lost_any[cell])  # ... landing on a lost grid point of frame i ...
+        m, q, cell, inside = m[inside[lost]], q[inside[lost]], cell[lost], inside[lost]
         diff = at_i[inside] - own_pts[i, cell]
         d = np.sqrt(diff[:, 0] ** 2 + diff[:, 1] ** 2 + diff[:, 2] ** 2)  # (np.linalg.norm's sum, without its reduction)
-        ok = (d < max_dist) & lost_any[cell]  # ... landing on a lost grid point of frame i
+        ok = d < max_dist  # ... near its point
         if not ok.any():
             return None
         m, q, cell, d = m[ok], q[ok], cell[ok], d[ok]

@@ -824,7 +824,8 @@ def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 
     # copy of every track would cost more than the joining)
     At = np.ascontiguousarray(A.T)
     Pt = P.transpose(1, 0, 2)  # [T, N, 3]
-    for direction in (+1, -1):
+
+    def one_way(direction):
         end = _track_ends(At.T, direction)
         for b in (range(T - 3, 0, -1) if direction > 0 else range(2, T - 1)):
             pb, nb, nb2 = b - direction, b + direction, b + 2 * direction
@@ -853,6 +854,10 @@ def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 
             if not len(p_rows):
                 continue
             _lend(P, Wt, A, p_rows, q_rows, _past_end(b, direction, T))
+
+    # the directions are independent: each lends only samples untracked before the pass (past its tracks' ends:
+    # later frames forward, earlier ones backward) and reads only samples tracked before it: two threads
+    _parallel([lambda: one_way(+1), lambda: one_way(-1)])
 
 
 def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> TrajectoryField:

@@ -27,8 +27,7 @@ import numpy as np
 from traceany_ros.episode import FrameWindow
 from traceany_ros.field import TrajectoryField, fit_trajectory
 
-METHODS = ("dis_fast", "dis_medium", "dis_medium_novr", "dis_fine", "dis_fine_novr", "dis_fine_novr_s4", "dis_ultrafast",
-           "farneback")
+METHODS = ("dis_fast", "dis_medium", "dis_fine", "dis_fine_novr", "dis_fine_novr_s4", "dis_ultrafast", "farneback")
 # FlowConfig overrides of the named trackers: "plain" (the flow baseline), "rigid" (the shipped model's prior),
 # "rigid-rgbd" (rigid plus RGB-D flow), "rigid-learned" (rigid, DIS started from the learned matcher's matches) and
 # "rigid-rgbd-learned" (both), and each of the learned ones with "-icp": rigid depth segments moved by their ICP
@@ -65,9 +64,6 @@ for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
 TRACKERS["rigid-rgbd-learned-icp-stitch-join-neighbours-depth4"] = {
     **TRACKERS["rigid-rgbd-learned-icp-stitch"], "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH,
     "depth_flow_method": "dis_fine_novr_s4"}
-TRACKERS["rigid-rgbd-learned-icp-stitch-join-neighbours"] = {
-    **TRACKERS["rigid-rgbd-learned-icp-stitch"], "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH,
-    "depth_flow_method": "dis_medium_novr"}
 
 
 @dataclass(frozen=True)
@@ -202,7 +198,7 @@ def _dis(method: str):
     dis = cv2.DISOpticalFlow_create(preset)
     if method.startswith("dis_fine"):
         dis.setFinestScale(0)
-    if method.endswith("_novr") or method.startswith("dis_fine_novr"):
+    if method.startswith("dis_fine_novr"):
         dis.setVariationalRefinementIterations(0)
     if method == "dis_fine_novr_s4":
         dis.setPatchStride(4)

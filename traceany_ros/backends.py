@@ -150,11 +150,11 @@ class ModelBackend:
     ``device`` ("cpu" | "cuda" | "auto"), ``preset`` (build an untrained model of
     this preset instead of loading a checkpoint; for tests and timing only),
     ``prior_tracker`` (a ``flow.TRACKERS`` name: track the flow prior with it instead of the
-    checkpoint's own (the shipped one: ``rigid-rgbd-learned-icp-stitch-join``, held out 5.30 cm on moving
-    points), e.g. the whole flow-rigid tracker ``rigid-rgbd-learned-icp-stitch-ends`` offline, where its
-    ~1.5-2.5 s more per clip do not matter: held out 5.00 cm with ``prior_flow_method="dis_fine"``),
+    checkpoint's own (the shipped one since session 12: ``rigid-rgbd-learned-icp-stitch-join-neighbours-depth4``
+    on ``dis_fine_novr``, held out 4.96 cm on moving points; before it ``rigid-rgbd-learned-icp-stitch-join`` on
+    ``dis_medium``, 5.30 cm and ~0.35 s less per 24-frame clip),
     ``prior_flow_method`` (a ``flow.METHODS`` name: the prior's optical flow instead of the checkpoint's,
-    e.g. "dis_fine", DIS at full resolution, ~0.25 s more per 24-frame clip),
+    e.g. "dis_medium", DIS at half resolution, for latency),
     ``bf16`` (run the network's transformer trunk under bfloat16 autocast on CPU: "auto" where the CPU
     has native bfloat16 (AMX / AVX512-BF16; ~0.15 s less per 24-frame clip; tracks 0.06 mm from
     float32 on average, 99 % within 0.4 mm), "on", "off").

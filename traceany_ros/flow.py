@@ -186,8 +186,8 @@ def _dis(method: str):
 
     "dis_fine": the medium preset down to full resolution, where the presets stop at half (~4x the time);
     "dis_fine_novr": the same without the variational refinement (DIS's smoothing of the patch flow at
-    every scale: ~2/3 of dis_fine's time, and sharper at motion boundaries: the model's prior on val 40
-    5.02 -> 4.87 cm on moving points with it on both the grey and the depth images, session 12);
+    every scale; ~2/3 of dis_fine's time, and the model's prior on val 40 5.02 -> 4.87 cm on moving points
+    with it on both the grey and the depth images, session 12);
     "dis_fine_novr_s4": that with patches every 4 pixels instead of 3 (~1/3 of dis_fine's time; for the
     smooth depth images, where it costs nothing on val).
     """

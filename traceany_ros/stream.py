@@ -71,8 +71,12 @@ class StreamConfig:
     model_prior: str = dc_field(default="", metadata={
         "choices": ("",) + tuple(sorted(TRACKERS)),
         "help": "model backend: the flow tracker of its prior; empty = the checkpoint's own (the shipped one's "
-                "has the RGB-D flow and segment ICP since session 11; rigid-learned-stitch-join, its prior before, "
-                "takes ~30 % less time per 8-frame window and is less accurate on moving points)"})
+                "has the RGB-D flow, segment ICP and neighbours' motion past track ends since sessions 11-12; "
+                "rigid-learned-stitch-join takes less time per 8-frame window and is less accurate on moving points)"})
+    model_prior_flow: str = dc_field(default="", metadata={
+        "choices": ("",) + tuple(FLOW_METHODS),
+        "help": "model backend: the optical flow of its prior; empty = the checkpoint's own (dis_fine_novr since "
+                "session 12; dis_medium is faster per window, less accurate on moving points)"})
     input_downscale: int = dc_field(default=1, metadata={
         "range": (1, 8), "help": "use every n-th image row/column (e.g. 2: 640x480 -> 320x240); the field "
                                  "still refers to full-size pixels"})
@@ -127,6 +131,8 @@ class StreamConfig:
         opts = {"device": self.device}
         if self.model_prior:
             opts["prior_tracker"] = self.model_prior
+        if self.model_prior_flow:
+            opts["prior_flow_method"] = self.model_prior_flow
         if self.checkpoint:
             opts["checkpoint"] = self.checkpoint
         elif self.preset:

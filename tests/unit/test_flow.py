@@ -369,3 +369,46 @@ def test_near_tracks_finds_what_a_brute_force_search_finds():
         assert (q[e][ok[e]] >= 10_000).all()
         np.testing.assert_allclose(np.linalg.norm(pos[q[e][ok[e]] - 10_000] - at[e], axis=-1), within, rtol=1e-12)
     assert not ok[-1].any()  # the far point finds nothing
+
+
+def test_full_resolution_dis_without_refinement_is_its_own_method():
+    import cv2
+
+    from traceany_ros.flow import _dis, dense_flow
+
+    settings = {m: (d.getFinestScale(), d.getVariationalRefinementIterations(), d.getPatchStride())
+                for m in ("dis_medium", "dis_fine", "dis_fine_novr", "dis_fine_novr_s4") for d in [_dis(m)]}
+    assert settings["dis_fine"][0] == settings["dis_fine_novr"][0] == settings["dis_fine_novr_s4"][0] == 0
+    assert settings["dis_medium"][0] == 1 and settings["dis_fine"][1] > 0
+    assert settings["dis_fine_novr"][1:] == (0, settings["dis_fine"][2]) and settings["dis_fine_novr_s4"][1:] == (0, 4)
+    # still sub-pixel on a textured shift
+    rng = np.random.default_rng(0)
+    tex = cv2.normalize(cv2.GaussianBlur(rng.uniform(0, 255, (96, 128)).astype(np.float32), (0, 0), 1.5), None, 0, 255,
+                        cv2.NORM_MINMAX)
+    moved = cv2.warpAffine(tex, np.float32([[1, 0, 2.3], [0, 1, 1.6]]), (128, 96), flags=cv2.INTER_CUBIC)
+    for m in ("dis_fine_novr", "dis_fine_novr_s4"):
+        err = np.abs(dense_flow(tex.astype(np.uint8), moved.astype(np.uint8), m)[12:-12, 12:-12] - (2.3, 1.6)).mean()
+        assert err < 0.06, (m, err)
+
+
+@pytest.mark.parametrize("stage", ["join", "neighbours"])
+def test_end_stages_give_the_same_tracks_on_two_threads_as_on_one(stage, monkeypatch):
+    """join_next_tracks and extend_with_neighbours run their two directions side by side: the same result as one
+    after the other, on a real tracked clip where both directions change samples."""
+    from traceany_ros import flow
+
+    ep = make_synthetic_episode(num_frames=12, height=96, width=128, seed=3)
+    cfg = FlowConfig(**{**flow.TRACKERS["rigid-rgbd-learned-icp-stitch"], "method": "dis_fine_novr"})
+    p, w, a, _ = track_window(ep.inputs(), cfg)
+    T = p.shape[0]
+    tracks = (p.reshape(T, -1, T, 3), w.reshape(T, -1, T), a.reshape(T, -1, T))
+    run = {"join": lambda x: flow.join_next_tracks(*x, 0.05), "neighbours": lambda x: flow.extend_with_neighbours(*x, 0.15)}
+    threaded = [x.copy() for x in tracks]
+    run[stage](threaded)
+    monkeypatch.setattr(flow, "_parallel", lambda jobs: [job() for job in jobs])
+    serial = [x.copy() for x in tracks]
+    run[stage](serial)
+    for x, y in zip(threaded, serial):
+        np.testing.assert_array_equal(x, y)
+    changed = threaded[1] != tracks[1]
+    assert changed[..., T // 2:].any() and changed[..., :T // 2].any()  # later (forward) and earlier (backward) frames

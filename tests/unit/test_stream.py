@@ -268,6 +268,7 @@ def test_model_prior_option_reaches_the_model_backend():
     """The tracer's model backend can take a faster prior tracker than the checkpoint's own (latency knob);
     empty keeps the checkpoint's; unknown trackers are refused when the config is made."""
     from traceany_ros.backends import make_backend
+    from traceany_ros.model import ModelConfig
 
     own = StreamConfig(backend="model", preset="tiny")
     fast = StreamConfig(backend="model", preset="tiny", model_prior="rigid-learned-stitch-join")
@@ -276,3 +277,10 @@ def test_model_prior_option_reaches_the_model_backend():
     assert make_backend(own.backend, **own.backend_options()).model.config.flow_tracker != "rigid-learned-stitch-join"
     with pytest.raises(ValueError):
         StreamConfig(backend="model", model_prior="no-such-tracker")
+    # and its prior's optical flow
+    fine = StreamConfig(backend="model", preset="tiny", model_prior_flow="dis_fine")
+    assert "prior_flow_method" not in own.backend_options()
+    model = make_backend(fine.backend, **fine.backend_options()).model
+    assert model.config.flow_method == "dis_fine" != ModelConfig.preset("tiny").flow_method
+    with pytest.raises(ValueError):
+        StreamConfig(backend="model", model_prior_flow="no-such-flow")

@@ -16,11 +16,13 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped checkpoints/tiny.pt)")
     p.add_argument("--prior-tracker", default=None, choices=sorted(TRACKERS),
                    help="model only: track its flow prior with this tracker instead of the checkpoint's own "
-                        "(rigid-rgbd-learned-icp-stitch-ends: the whole flow-rigid tracker, ~2-3 s slower per 24-frame "
-                        "clip; held out 5.00 cm on moving points with --prior-flow-method dis_fine instead of 6.32)")
+                        "(rigid-rgbd-learned-icp-stitch-join-neighbours-depth4 since session 12, held out 4.96 cm on "
+                        "moving points; rigid-rgbd-learned-icp-stitch-join with --prior-flow-method dis_medium: its "
+                        "prior before, 5.30 cm, ~0.35 s faster per 24-frame clip)")
     p.add_argument("--prior-flow-method", default=None, choices=METHODS,
-                   help="model only: the prior's optical flow instead of the checkpoint's (dis_fine: DIS at full "
-                        "resolution, held out 5.98 instead of 6.32 cm on moving points, ~0.25 s slower per clip)")
+                   help="model only: the prior's optical flow instead of the checkpoint's (dis_fine_novr since "
+                        "session 12: DIS at full resolution without variational refinement; dis_medium: half "
+                        "resolution, faster, less accurate)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--bf16", default="auto", choices=("auto", "on", "off"),
                    help="model on CPU: run the network's transformer trunk in bfloat16 (auto: where the CPU has "

@@ -643,7 +643,8 @@ def _near_tracks(rows, pos, at, radius: float, k: int, distinct: bool = False):
     with np.errstate(invalid="ignore"):
         box = np.flatnonzero((pos[:, 0] >= lo[0]) & (pos[:, 0] <= hi[0]) & (pos[:, 1] >= lo[1]) & (pos[:, 1] <= hi[1])
                              & (pos[:, 2] >= lo[2]) & (pos[:, 2] <= hi[2]))
-    near = box[np.isin(_voxel_keys(np.floor(pos[box] / radius).astype(np.int64)), cells)]
+    keys = _voxel_keys(np.floor(pos[box] / radius).astype(np.int64))
+    near = box[cells[np.minimum(np.searchsorted(cells, keys), len(cells) - 1)] == keys]  # (np.isin, by binary search)
     cand, pc = rows[near], pos[near]
     if distinct and len(cand):
         # one 64-bit key per position rounded to 0.1 mm; a 1-D unique is ~10x faster than np.unique over rows

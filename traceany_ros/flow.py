@@ -193,8 +193,9 @@ def _dis(method: str):
     """
     import cv2
 
+    medium = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
     preset = {"dis_ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "dis_fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-              "dis_medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}.get(method, cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+              "dis_medium": medium, "dis_fine": medium, "dis_fine_novr": medium, "dis_fine_novr_s4": medium}[method]
     dis = cv2.DISOpticalFlow_create(preset)
     if method.startswith("dis_fine"):
         dis.setFinestScale(0)

@@ -151,7 +151,7 @@ class ModelBackend:
     this preset instead of loading a checkpoint; for tests and timing only),
     ``prior_tracker`` (a ``flow.TRACKERS`` name: track the flow prior with it instead of the
     checkpoint's own (the shipped one since session 12: ``rigid-rgbd-learned-icp-stitch-join-neighbours-depth4``
-    on ``dis_fine_novr``, held out 4.96 cm on moving points; before it ``rigid-rgbd-learned-icp-stitch-join`` on
+    on ``dis_fine_novr``, held out 4.95 cm on moving points; before it ``rigid-rgbd-learned-icp-stitch-join`` on
     ``dis_medium``, 5.30 cm and ~0.35 s less per 24-frame clip),
     ``prior_flow_method`` (a ``flow.METHODS`` name: the prior's optical flow instead of the checkpoint's,
     e.g. "dis_medium", DIS at half resolution, for latency),

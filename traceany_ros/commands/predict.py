@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped checkpoints/tiny.pt)")
     p.add_argument("--prior-tracker", default=None, choices=sorted(TRACKERS),
                    help="model only: track its flow prior with this tracker instead of the checkpoint's own "
-                        "(rigid-rgbd-learned-icp-stitch-join-neighbours-depth4 since session 12, held out 4.96 cm on "
+                        "(rigid-rgbd-learned-icp-stitch-join-neighbours-depth4 since session 12, held out 4.95 cm on "
                         "moving points; rigid-rgbd-learned-icp-stitch-join with --prior-flow-method dis_medium: its "
                         "prior before, 5.30 cm, ~0.35 s faster per 24-frame clip)")
     p.add_argument("--prior-flow-method", default=None, choices=METHODS,

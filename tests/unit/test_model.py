@@ -50,7 +50,7 @@ def test_size_not_multiple_of_patch_is_refused():
 def test_rgb_only_model_takes_three_channels():
     model = TraceModel(ModelConfig(use_depth=False, **SMALL))
     assert model(torch.randn(1, 2, 3, 32, 32), torch.tensor([[0.0, 1.0]]))["offsets"].shape[:2] == (1, 2)
-    with pytest.raises(ValueError, match="input channels"):
+    with pytest.raises(ValueError, match="image channels"):
         model(torch.randn(1, 2, 7, 32, 32), torch.tensor([[0.0, 1.0]]))
 
 
@@ -198,16 +198,17 @@ def test_bf16_trunk_stays_close_to_float32_and_only_at_inference():
     with torch.no_grad():
         model.out.weight.normal_(0.0, 0.05)  # a non-trivial head (it starts at zero)
     T, H, W = 3, 32, 48
-    image = torch.randn(1, T, model.config.in_channels, H, W)
+    image = torch.randn(1, T, model.config.image_channels, H, W)
     s = torch.linspace(0, 1, T)[None]
     prior = 0.01 * torch.randn(1, T, H // 4, W // 4, model.config.num_control_points, 3)
+    feats = torch.randn(1, T, 13, H // 4, W // 4)
     model.eval()
     with torch.no_grad():
-        ref = model(image, s, prior)
+        ref = model(image, s, prior, feats)
         model.trunk_bf16 = True
-        low = model(image, s, prior)
+        low = model(image, s, prior, feats)
         model.train()
-        trained = model(image, s, prior)
+        trained = model(image, s, prior, feats)
     for key in ("offsets", "confidence", "motion"):
         assert low[key].dtype == torch.float32
         assert not torch.equal(low[key], ref[key])  # it did run in bf16
@@ -256,3 +257,40 @@ def test_fused_attention_layer_matches_the_torch_encoder_layer():
         torch.testing.assert_close(encoder_layer(layer, x), layer(x), rtol=1e-5, atol=1e-5)
     encoder_layer(layer, x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_prior_channels_per_cell_equal_the_convolutions_on_upsampled_channels():
+    """conv_with_cells (the prior's channels at cell resolution, the kernel summed over each cell) computes the
+    patchify convolution of the image with the cells' channels upsampled to every pixel of their cell."""
+    from traceany_ros.model.network import conv_with_cells
+
+    torch.manual_seed(0)
+    for k, cell in ((16, 4), (4, 4), (8, 2)):
+        conv = torch.nn.Conv2d(7 + 13, 24, k, k)
+        x = torch.randn(3, 7, 32, 48)
+        cells = torch.randn(3, 13, 32 // cell, 48 // cell, requires_grad=True)
+        up = cells.repeat_interleave(cell, 2).repeat_interleave(cell, 3)
+        ref = conv(torch.cat([x, up], 1))
+        got = conv_with_cells(conv, x, cells, cell)
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+        got.square().sum().backward()  # gradients reach the weights and the cells
+        assert conv.weight.grad.abs().sum() > 0 and cells.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="patchify"):
+        conv_with_cells(torch.nn.Conv2d(20, 8, 3, padding=1), torch.randn(1, 7, 8, 8), torch.randn(1, 13, 2, 2), 4)
+
+
+def test_prior_features_are_checked_and_the_image_has_only_pixel_channels():
+    ep = make_synthetic_episode(num_frames=4, height=48, width=64, seed=2)
+    backend = make_backend("model", preset="tiny", prior_tracker="rigid")
+    from traceany_ros.model import prepare_window
+
+    inp = prepare_window(ep.inputs(), backend.model.config)
+    assert inp.image.shape == (4, 7, 48, 64) and inp.prior_features.shape == (4, 13, 12, 16)
+    # the prior's curve at s = 0 (channels 0-2) is its first control point; its confidence is the last channel
+    np.testing.assert_allclose(inp.prior_features[:, :3].permute(0, 2, 3, 1).numpy(), inp.prior[..., 0, :].numpy(),
+                               atol=1e-6)
+    model = backend.model
+    with pytest.raises(ValueError, match="prior_features"):
+        model(inp.image[None], inp.s[None], inp.prior[None])
+    with pytest.raises(ValueError, match="image channels"):
+        model(torch.zeros(1, 4, 20, 48, 64), inp.s[None], inp.prior[None], inp.prior_features[None])

@@ -64,10 +64,15 @@ class ModelConfig:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
 
     @property
+    def image_channels(self) -> int:
+        """The per-pixel input channels: RGB (3) + camera-0 points (3) + valid-depth mask (1) with depth, else RGB."""
+        return 7 if self.use_depth else 3
+
+    @property
     def in_channels(self) -> int:
-        """RGB (3) + camera-0 points (3) + valid-depth mask (1) with depth, else RGB only;
-        + flow prior (its curve offsets at s = 0, 1/3, 2/3, 1 (12) + its confidence (1))."""
-        return (7 if self.use_depth else 3) + (PRIOR_CHANNELS if self.flow_prior else 0)
+        """The input convolutions' channels: ``image_channels`` + with a flow prior its per-cell channels (its
+        curve offsets at s = 0, 1/3, 2/3, 1 (12) + its confidence (1)), seen as upsampled to the cell's pixels."""
+        return self.image_channels + (PRIOR_CHANNELS if self.flow_prior else 0)
 
     @staticmethod
     def preset(name: str, **overrides) -> "ModelConfig":

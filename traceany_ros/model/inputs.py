@@ -22,14 +22,16 @@ _RGB_LUT = np.arange(256, dtype=np.float32) * np.float32(1 / (255.0 * RGB_STD)) 
 class WindowInputs:
     """Network inputs of one window.
 
-    image: [T, C, Hp, Wp] float32 (C = 7 with depth: rgb, camera-0 points / scale, valid; C = 3 without;
-        + the prior's 13), zero-padded to a multiple of the patch size; channels-last in memory (the
-        network's strided convolutions run ~3x faster on CPU that way).
+    image: [T, C, Hp, Wp] float32 (C = 7 with depth: rgb, camera-0 points / scale, valid; C = 3 without),
+        zero-padded to a multiple of the patch size; channels-last in memory (the network's strided
+        convolutions run ~3x faster on CPU that way).
     s: [T] float32 spline parameter of each frame (0 first, 1 last).
     scale: metres per normalised unit; rot0 [3,3], trans0 [3]: camera 0 pose (world <- cam0).
     size: (H, W) before padding.
     prior: [T, Hp/s, Wp/s, K, 3] float32 flow-prior control-point offsets (normalised camera-0 frame,
         zero at the own frame's time), or None without a flow prior.
+    prior_features: [T, 13, Hp/s, Wp/s] float32 the prior's channels per output cell (its curve at
+        ``PRIOR_TIMES`` (4 x 3) and its confidence; zero on padding cells), channels-last, or None.
     cells: the output grid's unprojected points [T, ceil(H/s), ceil(W/s), 3] (world) and their validity, as
         ``backends.grid_points_world(window, s, s // 2)`` (s = out_stride) gives them, where making the prior
         needed them (local anchoring), else None.
@@ -42,6 +44,7 @@ class WindowInputs:
     trans0: np.ndarray
     size: tuple[int, int]
     prior: torch.Tensor | None = None
+    prior_features: torch.Tensor | None = None
     cells: tuple[np.ndarray, np.ndarray] | None = None
 
     def world_to_norm(self, points: np.ndarray) -> np.ndarray:
@@ -76,17 +79,25 @@ def flow_prior(field, rot0: np.ndarray, scale: float, cell_points: np.ndarray | 
     """
     from traceany_ros.field import bspline_basis
 
-    cp = field.control_points  # [T,h,w,K,3] world, float32
+    cp = np.asarray(field.control_points, np.float32)  # [T,h,w,K,3] world
+    t_, h, w, k, _ = cp.shape
     b = bspline_basis(field.frame_parameters(), field.num_control_points).astype(np.float32)  # [T,K]
-    own = np.einsum("tk,thwkd->thwd", b, cp)
-    off = cp - own[:, :, :, None, :]
+    # everything is linear in the points: rotate and scale into the camera-0 frame first (one matrix product
+    # over all control points); the broadcasts over (curve, control point, axis) run in torch (numpy's inner
+    # loops of 3 are ~5x slower here)
+    rs = (rot0 / scale).astype(np.float32)
+    off = torch.from_numpy((cp.reshape(-1, 3) @ rs).reshape(t_, h * w, k, 3))
+    bt = torch.from_numpy(b)
+    own = torch.einsum("tk,tnkd->tnd", bt, off)  # [T,h*w,3]
+    off -= own[:, :, None, :]
     if cell_points is not None:
         # off' = off + (c - 1) (cell - own), c = b / |b|^2: b.off' = 0 since b.c = b.1 = 1
-        coef = b / (b * b).sum(1, keepdims=True) - 1.0  # [T,K]
-        miss = np.where(cell_valid[..., None], np.asarray(cell_points, np.float32) - own, 0.0)  # [T,h,w,3]
-        off = off + coef[:, None, None, :, None] * miss[:, :, :, None, :]
-    off = off @ (rot0 / scale).astype(np.float32)
-    return off.astype(np.float32), field.confidence
+        coef = bt / (bt * bt).sum(1, keepdim=True) - 1.0  # [T,K]
+        cell = torch.from_numpy(np.asarray(cell_points, np.float32).reshape(-1, 3) @ rs)
+        miss = (cell.reshape(t_, h * w, 3) - own) * torch.from_numpy(np.asarray(cell_valid).reshape(t_, h * w, 1))
+        off += coef[:, None, :, None] * miss[:, :, None, :]
+    off = off.reshape(t_, h, w, k, 3).numpy()
+    return off, field.confidence
 
 
 def prior_flow_config(config):
@@ -127,7 +138,7 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
     scale = float(np.median(depth[valid])) if valid.any() else 1.0
     scale = max(scale, 0.05)
     rot0, trans0 = c2w[0, :3, :3], c2w[0, :3, 3]
-    img = np.zeros((T, H + ph, W + pw, config.in_channels), np.float32)  # [T,Hp,Wp,C]: channels last
+    img = np.zeros((T, H + ph, W + pw, config.image_channels), np.float32)  # [T,Hp,Wp,C]: channels last
     img[:, :H, :W, :3] = _RGB_LUT[rgb]  # normalised grey levels by table (= the float arithmetic per pixel)
     ch = 3
     if config.use_depth:
@@ -143,7 +154,7 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
                                       + rel_r[:, i, 2, None, None] * pc[2] + rel_t[:, i, None, None]) * valid
         img[:, :H, :W, ch + 3] = valid
         ch += 4
-    prior = cells = None
+    prior = feats = cells = None
     if config.flow_prior:
         st = config.out_stride
         field = compute_flow_field(window, config) if flow is None else flow
@@ -156,22 +167,17 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
         else:
             off, fconf = flow_prior(field, rot0, scale)
         t_, h, w = fconf.shape
-        prior = np.zeros((t_, (H + ph) // st, (W + pw) // st) + off.shape[3:], np.float32)
+        hp, wp = (H + ph) // st, (W + pw) // st
+        prior = np.zeros((t_, hp, wp) + off.shape[3:], np.float32)
         prior[:, :h, :w] = off
-        # the prior's curve at 4 times, per pixel (nearest cell), as image channels
+        # the prior's curve at 4 times and its confidence, per cell: [T,hp,wp,13] (channels last)
         b4 = bspline_basis(np.asarray(PRIOR_TIMES), config.num_control_points).astype(np.float32)  # [4,K]
-        at = np.tensordot(off, b4, axes=([3], [1])).transpose(0, 4, 3, 1, 2).reshape(t_, 12, h, w)  # [T,4x3,h,w]
-        feat = np.concatenate([at, fconf[:, None]], 1).transpose(0, 2, 3, 1)  # [T,h,w,13]
-        # each cell's values over its st x st pixels: whole cells by one broadcast into a view of the image,
-        # a cut last row / column of cells (image size not a multiple of st) by a repeat
-        hb, wb = min(h, H // st), min(w, W // st)
-        img[:, :hb * st, :wb * st, ch:ch + PRIOR_CHANNELS].reshape(t_, hb, st, wb, st, PRIOR_CHANNELS)[...] = \
-            feat[:, :hb, None, :wb, None, :]
-        if hb * st < H or wb * st < W:
-            up = np.repeat(np.repeat(feat, st, axis=1), st, axis=2)[:, :H, :W]
-            img[:, hb * st:up.shape[1], :up.shape[2], ch:ch + PRIOR_CHANNELS] = up[:, hb * st:]
-            img[:, :hb * st, wb * st:up.shape[2], ch:ch + PRIOR_CHANNELS] = up[:, :hb * st, wb * st:]
+        feats = np.zeros((t_, hp, wp, PRIOR_CHANNELS), np.float32)
+        feats[:, :h, :w, :12] = np.einsum("thwkd,jk->thwjd", off, b4).reshape(t_, h, w, 12)
+        feats[:, :h, :w, 12] = fconf
     return WindowInputs(image=torch.from_numpy(img).permute(0, 3, 1, 2),
                         s=torch.from_numpy(spline_parameters(window.times).astype(np.float32)),
                         scale=scale, rot0=rot0, trans0=trans0, size=(H, W),
-                        prior=None if prior is None else torch.from_numpy(prior), cells=cells)
+                        prior=None if prior is None else torch.from_numpy(prior),
+                        prior_features=None if feats is None else torch.from_numpy(feats).permute(0, 3, 1, 2),
+                        cells=cells)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from traceany_ros.field import TrajectoryField, bspline_basis
-from traceany_ros.model.config import ModelConfig
+from traceany_ros.model.config import PRIOR_CHANNELS, ModelConfig
 
 CONF_RAW_MIN, CONF_RAW_MAX = -10.0, 8.0
 
@@ -88,6 +88,27 @@ def encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.T
     return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
 
 
+def conv_with_cells(conv: nn.Conv2d, x: torch.Tensor, cells: torch.Tensor, cell: int) -> torch.Tensor:
+    """``conv`` over the channels of x followed by those of ``cells`` upsampled ``cell`` times (nearest),
+    without upsampling them.
+
+    x [N,Cx,H,W], cells [N,Cc,H/cell,W/cell]: per-cell channels (constant over each cell's cell x cell
+    pixels); conv: a patchify convolution (kernel = stride, a multiple of ``cell``, no padding) with
+    Cx + Cc input channels. Over a constant cell the kernel's cell x cell block acts as its sum, so the
+    cells' part is a convolution on the cell grid with the block sums (kernel and stride / cell): the same
+    result up to float rounding, and for the tiny model's 13 prior channels of 20 ~1/3 of the work.
+    """
+    k, stride = conv.kernel_size[0], conv.stride[0]
+    if conv.kernel_size != (k, k) or conv.stride != (k, k) or k != stride or k % cell or conv.padding != (0, 0):
+        raise ValueError(f"conv_with_cells needs a patchify convolution with a kernel divisible by {cell}, "
+                         f"got kernel {conv.kernel_size}, stride {conv.stride}, padding {conv.padding}")
+    cx, cc = x.shape[1], cells.shape[1]
+    w = conv.weight  # [out, cx + cc, k, k]
+    r = k // cell
+    w_cells = w[:, cx:].reshape(w.shape[0], cc, r, cell, r, cell).sum((3, 5))  # [out, cc, r, r]
+    return F.conv2d(x, w[:, :cx], conv.bias, stride) + F.conv2d(cells, w_cells, None, r)
+
+
 class TraceModel(nn.Module):
     """Per-pixel trajectory fields from a window of RGB-D frames (see module docstring)."""
 
@@ -121,21 +142,40 @@ class TraceModel(nn.Module):
         with torch.no_grad():  # motion gate starts mostly closed (static by default); half open over a flow prior
             self.out.bias[-1] = 0.0 if c.flow_prior else -2.0
 
-    def forward(self, image: torch.Tensor, s: torch.Tensor, prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """image [B,T,C,H,W] (H, W multiples of patch_size), s [B,T] spline parameters,
-        prior [B,T,H/s,W/s,K,3] flow-prior offsets (required when ``config.flow_prior``) ->
+    def forward(self, image: torch.Tensor, s: torch.Tensor, prior: torch.Tensor | None = None,
+                prior_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """image [B,T,C,H,W] (C = ``config.image_channels``; H, W multiples of patch_size), s [B,T] spline
+        parameters; with ``config.flow_prior`` (else None) prior [B,T,H/s,W/s,K,3] the flow prior's offsets and
+        prior_features [B,T,13,H/s,W/s] its channels per output cell (s = out_stride; both from prepare_window) ->
         dict(offsets [B,T,H/s,W/s,K,3] anchored, confidence [B,T,H/s,W/s] >= 1, time [B,T],
-        motion [B,T,H/s,W/s] in (0,1), motion_logit [B,T,H/s,W/s])."""
+        motion [B,T,H/s,W/s] in (0,1), motion_logit [B,T,H/s,W/s]).
+
+        The input convolutions see the prior's channels as if upsampled to every pixel of their cell
+        (:func:`conv_with_cells`)."""
         c = self.config
         B, T, C, H, W = image.shape
-        if C != c.in_channels:
-            raise ValueError(f"model expects {c.in_channels} input channels (use_depth={c.use_depth}), got {C}")
+        if C != c.image_channels:
+            raise ValueError(f"model expects {c.image_channels} image channels (use_depth={c.use_depth}), got {C}")
         if H % c.patch_size or W % c.patch_size:
             raise ValueError(f"image size {H}x{W} must be a multiple of the patch size {c.patch_size}; "
                              f"pad it (prepare_window does)")
+        st = c.out_stride
         x = image.reshape(B * T, C, H, W)
         h, w = H // c.patch_size, W // c.patch_size
-        tok = self.patch_embed(x).flatten(2).transpose(1, 2)  # [BT, hw, D]
+        if c.flow_prior:
+            want = (B, T, PRIOR_CHANNELS, H // st, W // st)
+            if prior_features is None or tuple(prior_features.shape) != want:
+                raise ValueError(f"this model refines a flow prior: pass prior_features of shape {want} "
+                                 f"(prepare_window computes them), got "
+                                 f"{None if prior_features is None else tuple(prior_features.shape)}")
+            cells = prior_features.reshape(B * T, PRIOR_CHANNELS, H // st, W // st).to(x.dtype)
+            tok = conv_with_cells(self.patch_embed, x, cells, st)
+            stem = conv_with_cells(self.stem[0], x, cells, st)
+        else:
+            tok = self.patch_embed(x)
+            stem = self.stem[0](x)
+        stem = self.stem[2](self.stem[1](stem))
+        tok = tok.flatten(2).transpose(1, 2)  # [BT, hw, D]
         tok = tok + sincos_2d(h, w, c.dim, tok.device)[None].to(tok.dtype)
         temb = self.time_embed(sincos_1d(s.reshape(-1), c.dim).to(tok.dtype))  # [BT, D]
         tok = tok + temb[:, None, :]
@@ -151,7 +191,7 @@ class TraceModel(nn.Module):
         r = c.patch_size // c.out_stride
         up = self.token_up(tok).transpose(1, 2).reshape(B * T, -1, h, w)
         up = F.pixel_shuffle(up, r)  # [BT, hc, H/s, W/s]
-        feat = self.fuse(torch.cat([up, self.stem(x)], 1))
+        feat = self.fuse(torch.cat([up, stem], 1))
         out = self.out(feat)  # [BT, 3K+1, H/s, W/s]
         hs, ws = out.shape[-2:]
         K = c.num_control_points
@@ -185,7 +225,8 @@ class TraceModel(nn.Module):
         was_training = self.training
         self.eval()
         prior = None if inp.prior is None else inp.prior[None].to(device)
-        out = self(inp.image[None].to(device), inp.s[None].to(device), prior)
+        feats = None if inp.prior_features is None else inp.prior_features[None].to(device)
+        out = self(inp.image[None].to(device), inp.s[None].to(device), prior, feats)
         self.train(was_training)
         stride, off = c.out_stride, c.out_stride // 2
         base, valid = inp.cells if inp.cells is not None else grid_points_world(window, stride, off)  # [T,h,w,3]

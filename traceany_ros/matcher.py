@@ -173,38 +173,47 @@ def _pad(rgb: np.ndarray, depth: np.ndarray, padded: tuple[int, int], scale: int
 
 
 def _flow_from_scores(scores: torch.Tensor, grid: tuple[int, int], size: tuple[int, int], scale: int = 1):
-    """Scores [N0,N1] of one pair -> full-res flow [H,W,2] (dx, dy px) and confidence [H,W] (dual softmax max).
+    """Scores [B,N0,N1] of B frame pairs -> full-res flows [B,H,W,2] (dx, dy px) and confidences [B,H,W]
+    (dual softmax max), float32.
 
     The matched cell is the best one; its position is refined to sub-cell by the softmax-weighted
-    mean over the 3x3 cells around it.
+    mean over the 3x3 cells around it. (All pairs at once: per pair the same arithmetic.)
     """
     import cv2
 
     h, w = grid
-    row = torch.softmax(scores, 1)
-    conf, best = (row * torch.softmax(scores, 0)).max(1)
+    B = scores.shape[0]
+    row = torch.softmax(scores, 2)
+    conf, best = (row * torch.softmax(scores, 1)).max(2)  # [B,N0]
     by, bx = best // w, best % w
-    prob = row.reshape(-1, h, w)
-    idx = torch.arange(h * w, device=scores.device)
-    sx = torch.zeros(h * w, device=scores.device)
+    prob = row.reshape(B, -1, h, w)
+    bi = torch.arange(B, device=scores.device)[:, None]
+    idx = torch.arange(h * w, device=scores.device)[None]
+    sx = torch.zeros(B, h * w, device=scores.device)
     sy = torch.zeros_like(sx)
     sp = torch.zeros_like(sx)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             yy, xx = (by + dy).clamp(0, h - 1), (bx + dx).clamp(0, w - 1)
-            p = prob[idx, yy, xx]
+            p = prob[bi, idx, yy, xx]
             sx += p * xx
             sy += p * yy
             sp += p
     gy, gx = torch.meshgrid(torch.arange(h, device=scores.device).float(),
                             torch.arange(w, device=scores.device).float(), indexing="ij")
-    fx = ((sx / sp).reshape(h, w) - gx) * STRIDE * scale
-    fy = ((sy / sp).reshape(h, w) - gy) * STRIDE * scale
+    fx = ((sx / sp).reshape(B, h, w) - gx) * STRIDE * scale
+    fy = ((sy / sp).reshape(B, h, w) - gy) * STRIDE * scale
     H, W = size
     # cell centres sit at STRIDE * i + STRIDE/2 - 0.5 in pixel coordinates: resize's half-pixel alignment
-    up = [cv2.resize(v.cpu().numpy().astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
-          for v in (fx, fy, conf.reshape(h, w))]
-    return np.stack(up[:2], -1), up[2]
+    # (one channel at a time: OpenCV's multi-channel resize rounds differently in the last bit)
+    grids = torch.stack([fx, fy, conf.reshape(B, h, w)], 1).cpu().numpy().astype(np.float32)  # [B,3,h,w]
+    flows = np.empty((B, H, W, 2), np.float32)
+    confs = np.empty((B, H, W), np.float32)
+    for b in range(B):
+        flows[b, ..., 0] = cv2.resize(grids[b, 0], (W, H), interpolation=cv2.INTER_LINEAR)
+        flows[b, ..., 1] = cv2.resize(grids[b, 1], (W, H), interpolation=cv2.INTER_LINEAR)
+        cv2.resize(grids[b, 2], (W, H), dst=confs[b], interpolation=cv2.INTER_LINEAR)
+    return flows, confs
 
 
 def match_pair(model: Matcher, rgb0, depth0, rgb1, depth1):
@@ -251,11 +260,11 @@ def _match_clip(model: Matcher, rgb, depth, batch: int = 8) -> dict:
     for start in range(0, T - 1, batch):
         idx = torch.arange(start, min(start + batch, T - 1), device=dev)
         f0, f1 = model.attend(tokens[idx], tokens[idx + 1])
+        s = model.scores(f0, f1)  # [b,N,N]; the reverse direction's scores are its transpose
+        flows, confs = _flow_from_scores(torch.cat([s, s.transpose(1, 2)]), grid, padded, k)
         for j, t in enumerate(idx.tolist()):
-            s = model.scores(f0[j:j + 1], f1[j:j + 1])[0]
-            for key, sc in (((t, t + 1), s), ((t + 1, t), s.T)):
-                flow, conf = _flow_from_scores(sc, grid, padded, k)
-                out[key] = (flow[:H, :W], conf[:H, :W])
+            for key, i in (((t, t + 1), j), ((t + 1, t), len(idx) + j)):
+                out[key] = (flows[i, :H, :W], confs[i, :H, :W])
     return out
 
 

@@ -146,6 +146,15 @@ def rigid_parts(p_t: np.ndarray, p_n: np.ndarray, ok: np.ndarray, grid: tuple[in
     return labels
 
 
+def _member_median(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Median of each row's first ``counts`` values: values [P,N], counts [P] >= 1 -> [P]; the value
+    ``np.median`` gives (the middle one, or the mean of the two middle ones), by one sort of all rows."""
+    n = values.shape[1]
+    v = np.sort(np.where(np.arange(n)[None] < counts[:, None], values, np.inf), axis=1)
+    rows = np.arange(len(v))
+    return (v[rows, (counts - 1) // 2] + v[rows, counts // 2]) / 2
+
+
 class StepMotion:
     """Rigid parts of one frame and their one-step motions to the next frame (forward or backward).
 
@@ -172,7 +181,7 @@ class StepMotion:
         R, t = batched_kabsch(src, dst, w)
         # one robust refit: down-weight members beyond twice the part's median residual (>= 3 mm)
         res = np.linalg.norm(np.einsum("pij,pnj->pni", R, src) + t[:, None] - dst, axis=-1)
-        scale = np.maximum(0.003, np.nanmedian(np.where(w > 0, res, np.nan), axis=1)) if P else np.zeros(0)
+        scale = np.maximum(0.003, _member_median(res, counts)) if P else np.zeros(0)
         self.R, self.t = batched_kabsch(src, dst, w * np.minimum(1.0, 2.0 * scale[:, None] / np.maximum(res, 1e-9)))
         self.centre = src.sum(1) / np.maximum(counts, 1)[:, None] if P else np.zeros((0, 3))
         self.radius = np.where(w > 0, np.linalg.norm(src - self.centre[:, None], axis=-1), 0.0).max(1) if P \

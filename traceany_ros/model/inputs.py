@@ -128,40 +128,55 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
 
     config = config or ModelConfig()
     patch_size = config.patch_size
-    rgb = np.asarray(window.rgb)
     depth = np.asarray(window.depth, np.float32)
     T, H, W = depth.shape
     ph, pw = (-H) % patch_size, (-W) % patch_size
-    K = np.asarray(window.intrinsics, np.float64)
     c2w = np.asarray(window.cam_to_world, np.float64)
     valid = np.isfinite(depth) & (depth > 0)
     scale = float(np.median(depth[valid])) if valid.any() else 1.0
     scale = max(scale, 0.05)
     rot0, trans0 = c2w[0, :3, :3], c2w[0, :3, 3]
-    img = np.zeros((T, H + ph, W + pw, config.image_channels), np.float32)  # [T,Hp,Wp,C]: channels last
-    img[:, :H, :W, :3] = _RGB_LUT[rgb]  # normalised grey levels by table (= the float arithmetic per pixel)
-    ch = 3
-    if config.use_depth:
-        z = np.where(valid, depth, 0.0).astype(np.float32)
-        u = ((np.arange(W, dtype=np.float32) - K[0, 2]) / K[0, 0]).astype(np.float32)
-        v = ((np.arange(H, dtype=np.float32) - K[1, 2]) / K[1, 1]).astype(np.float32)
-        # camera f -> camera 0: R0^T R_f p + R0^T (t_f - t0), divided by scale
-        rel_r = (np.einsum("ji,tjk->tik", rot0, c2w[:, :3, :3]) / scale).astype(np.float32)  # [T,3,3]
-        rel_t = ((c2w[:, :3, 3] - trans0) @ rot0 / scale).astype(np.float32)  # [T,3]
-        pc = (u[None, None, :] * z, v[None, :, None] * z, z)  # each [T,H,W]
-        for i in range(3):
-            img[:, :H, :W, ch + i] = (rel_r[:, i, 0, None, None] * pc[0] + rel_r[:, i, 1, None, None] * pc[1]
-                                      + rel_r[:, i, 2, None, None] * pc[2] + rel_t[:, i, None, None]) * valid
-        img[:, :H, :W, ch + 3] = valid
-        ch += 4
-    prior = feats = cells = None
-    if config.flow_prior:
-        st = config.out_stride
-        field = compute_flow_field(window, config) if flow is None else flow
-        if config.prior_anchor == "local":
+
+    def pixel_channels():
+        """The image [T,Hp,Wp,C] (channels last) and, with local prior anchoring, the output cells' points."""
+        rgb = np.asarray(window.rgb)
+        K = np.asarray(window.intrinsics, np.float64)
+        img = np.zeros((T, H + ph, W + pw, config.image_channels), np.float32)
+        img[:, :H, :W, :3] = _RGB_LUT[rgb]  # normalised grey levels by table (= the float arithmetic per pixel)
+        if config.use_depth:
+            z = np.where(valid, depth, 0.0).astype(np.float32)
+            u = ((np.arange(W, dtype=np.float32) - K[0, 2]) / K[0, 0]).astype(np.float32)
+            v = ((np.arange(H, dtype=np.float32) - K[1, 2]) / K[1, 1]).astype(np.float32)
+            # camera f -> camera 0: R0^T R_f p + R0^T (t_f - t0), divided by scale
+            rel_r = (np.einsum("ji,tjk->tik", rot0, c2w[:, :3, :3]) / scale).astype(np.float32)  # [T,3,3]
+            rel_t = ((c2w[:, :3, 3] - trans0) @ rot0 / scale).astype(np.float32)  # [T,3]
+            pc = (u[None, None, :] * z, v[None, :, None] * z, z)  # each [T,H,W]
+            for i in range(3):
+                img[:, :H, :W, 3 + i] = (rel_r[:, i, 0, None, None] * pc[0] + rel_r[:, i, 1, None, None] * pc[1]
+                                         + rel_r[:, i, 2, None, None] * pc[2] + rel_t[:, i, None, None]) * valid
+            img[:, :H, :W, 6] = valid
+        cells = None
+        if config.flow_prior and config.prior_anchor == "local":
             from traceany_ros.backends import grid_points_world
 
-            cells = grid_points_world(window, st, st // 2)
+            cells = grid_points_world(window, config.out_stride, config.out_stride // 2)
+        return img, cells
+
+    prior = feats = None
+    if config.flow_prior and flow is None:
+        # the pixel channels beside the tracker: its single-threaded stretches leave a core idle
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pixels = pool.submit(pixel_channels)
+            field = compute_flow_field(window, config)
+            img, cells = pixels.result()
+    else:
+        field = flow
+        img, cells = pixel_channels()
+    if config.flow_prior:
+        st = config.out_stride
+        if config.prior_anchor == "local":
             h, w = field.control_points.shape[1:3]
             off, fconf = flow_prior(field, rot0, scale, cells[0][:, :h, :w], cells[1][:, :h, :w])
         else:

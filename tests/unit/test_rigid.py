@@ -6,7 +6,7 @@ from scipy.spatial.transform import Rotation
 from traceany_ros.backends import make_backend
 from traceany_ros.flow import FlowConfig, track_window
 from traceany_ros.predict import predict_episode
-from traceany_ros.rigid import RigidConfig, StepMotion, batched_kabsch, rigid_parts
+from traceany_ros.rigid import RigidConfig, StepMotion, _member_median, batched_kabsch, rigid_parts
 from traceany_ros.train.synthetic import make_synthetic_episode
 
 
@@ -42,6 +42,19 @@ def _two_boxes(h=12, w=16, spacing=0.01):
     Rz = Rotation.from_euler("z", 0.3).as_matrix()
     p1[right] = (p0[right] - c) @ Rz.T + c
     return p0, p1, left, right, (h, w)
+
+
+def test_member_median_is_the_median_of_each_rows_members():
+    """A part's robust scale: the median of its members' residuals (the first ``count`` of its padded row),
+    exactly what np.median gives, ties and even counts included."""
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        parts, width = rng.integers(1, 6), rng.integers(1, 30)
+        counts = rng.integers(1, width + 1, size=parts)
+        values = rng.random((parts, width)) * rng.choice([1e-3, 1.0, 1e3])
+        values = np.where(rng.random((parts, width)) < 0.3, values.round(1), values)  # ties
+        want = np.array([np.median(row[:c]) for row, c in zip(values, counts)])
+        np.testing.assert_array_equal(_member_median(values, counts), want)
 
 
 def test_rigid_parts_separate_differently_moving_objects():

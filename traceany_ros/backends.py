@@ -197,8 +197,11 @@ class ModelBackend:
         self.model.to(self.device).eval()
 
     def predict(self, window: FrameWindow) -> TrajectoryField:
+        from traceany_ros.flow import one_blas_thread
+
         check_window(window)
-        return self.model.predict_field(window, device=self.device)
+        with one_blas_thread():  # NumPy's BLAS threads would spin beside the network's (flow.one_blas_thread)
+            return self.model.predict_field(window, device=self.device)
 
 
 BACKENDS = {"static": StaticBackend, "flow": FlowBackend, "flow-rigid": FlowRigidBackend, "model": ModelBackend}

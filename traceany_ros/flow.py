@@ -307,16 +307,32 @@ def _lift(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, x: np.ndarray, y: n
     return pc @ c2w[:3, :3].T + c2w[:3, 3], valid
 
 
+def one_blas_thread():
+    """Context manager: NumPy's BLAS (OpenBLAS, and OpenCV's) on one thread per caller while it is open.
+
+    The tracker's matrix products are small ([n,3] @ [3,3], Kabsch's 3x3 systems, the spline fit's
+    normal equations) and run on our own thread pool (:func:`_parallel`) or beside PyTorch's threads;
+    OpenBLAS's own threads then only oversubscribe the cores, and after each call they spin for a while,
+    taking a core from whatever runs next (the network's forward). Under it, predict on a 24-frame
+    256x192 clip took ~0.1-0.15 s less on 2 cores (session 13). Results are the same (each product's
+    arithmetic does not depend on how many threads share its rows). Process-wide while open, as
+    OpenBLAS's setting is.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _parallel(jobs: list) -> list:
     """Run zero-argument callables on a small thread pool (at most 2 threads, 1 on a 1-core machine);
-    results in order."""
+    results in order. NumPy's BLAS keeps to one thread meanwhile (:func:`one_blas_thread`)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     workers = min(2, os.cpu_count() or 1, len(jobs))
     if workers <= 1:
         return [job() for job in jobs]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda job: job(), jobs))
 
 
@@ -860,6 +876,11 @@ def join_next_tracks(points, weights, alive, radius: float, min_motion: float = 
 
 def flow_field(window: FrameWindow, config: FlowConfig = FlowConfig()) -> TrajectoryField:
     """The flow baseline's trajectory field of a window (world frame, stride ``config.stride``)."""
+    with one_blas_thread():
+        return _flow_field(window, config)
+
+
+def _flow_field(window: FrameWindow, config: FlowConfig) -> TrajectoryField:
     points, weights, _, own_valid = track_window(window, config)
     T, h, w = points.shape[:3]
     meta = {"backend": "flow", "method": config.method}

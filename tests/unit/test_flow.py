@@ -412,3 +412,28 @@ def test_end_stages_give_the_same_tracks_on_two_threads_as_on_one(stage, monkeyp
         np.testing.assert_array_equal(x, y)
     changed = threaded[1] != tracks[1]
     assert changed[..., T // 2:].any() and changed[..., :T // 2].any()  # later (forward) and earlier (backward) frames
+
+
+def test_tracker_pool_and_backends_keep_numpys_blas_to_one_thread(monkeypatch):
+    """While the tracker's pool and a backend's predict run, NumPy's BLAS has one thread (its own threads
+    would spin beside ours and the network's); afterwards the process's setting is back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from traceany_ros import flow
+
+
+    def blas_threads(libs=None):
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()
+                if lib["user_api"] == "blas" and (libs is None or lib["filepath"] in libs)}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert before and set(before.values()) == {2}
+        seen = flow._parallel([lambda: blas_threads(before), lambda: blas_threads(before)])
+        assert all(set(s.values()) == {1} for s in seen) and blas_threads(before) == before
+        inside = []
+        real = flow._flow_field
+        monkeypatch.setattr(flow, "_flow_field", lambda *a: inside.append(blas_threads(before)) or real(*a))
+        ep = make_synthetic_episode(num_frames=3, height=32, width=48, seed=1)
+        make_backend("flow").predict(ep.inputs())
+        assert len(inside) == 1 and set(inside[0].values()) == {1} and blas_threads(before) == before

@@ -421,7 +421,6 @@ def test_tracker_pool_and_backends_keep_numpys_blas_to_one_thread(monkeypatch):
 
     from traceany_ros import flow
 
-
     def blas_threads(libs=None):
         return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()
                 if lib["user_api"] == "blas" and (libs is None or lib["filepath"] in libs)}

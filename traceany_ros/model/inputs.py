@@ -49,6 +49,14 @@ class WindowInputs:
     prior_features: torch.Tensor | None = None
     cells: tuple[np.ndarray, np.ndarray] | None = None
 
+    def model_args(self, device) -> tuple:
+        """The network's arguments for this window as a batch of one on ``device``:
+        (image [1,T,C,Hp,Wp], s [1,T], prior [1,T,Hp/s,Wp/s,K,3] or None, prior_features [1,T,13,Hp/s,Wp/s] or None)."""
+        def batch(x):
+            return None if x is None else x[None].to(device)
+
+        return batch(self.image), batch(self.s), batch(self.prior), batch(self.prior_features)
+
     def world_to_norm(self, points: np.ndarray) -> np.ndarray:
         """World points [...,3] -> normalised camera-0 coordinates [...,3]."""
         return (np.asarray(points, np.float64) - self.trans0) @ self.rot0 / self.scale

@@ -224,9 +224,7 @@ class TraceModel(nn.Module):
         inp = prepare_window(window, c)
         was_training = self.training
         self.eval()
-        prior = None if inp.prior is None else inp.prior[None].to(device)
-        feats = None if inp.prior_features is None else inp.prior_features[None].to(device)
-        out = self(inp.image[None].to(device), inp.s[None].to(device), prior, feats)
+        out = self(*inp.model_args(device))
         self.train(was_training)
         stride, off = c.out_stride, c.out_stride // 2
         base, valid = inp.cells if inp.cells is not None else grid_points_world(window, stride, off)  # [T,h,w,3]

@@ -109,9 +109,7 @@ def window_losses(model, sample: WindowSample, cfg: LossConfig, rng: np.random.G
     """Forward one window and return the loss terms, ``total`` and ``epe_m`` (metres, for logging)."""
     net = model.module if hasattr(model, "module") else model
     inp = sample.inputs
-    prior = None if inp.prior is None else inp.prior[None].to(device)
-    feats = None if inp.prior_features is None else inp.prior_features[None].to(device)
-    out = model(inp.image[None].to(device), inp.s[None].to(device), prior, feats)
+    out = model(*inp.model_args(device))
     one = {"offsets": out["offsets"][0], "confidence": out["confidence"][0], "motion_logit": out["motion_logit"][0]}
     cp, conf, motion_logit = query_curves(one, sample, net.config.out_stride)
     s = inp.s.to(device)

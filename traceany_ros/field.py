@@ -275,6 +275,10 @@ class TrajectoryField:
             (pixel_offset + i * stride, pixel_offset + j * stride).
         image_size: (rows, cols) of the source images, or None.
         frame_id: coordinate frame of the control points.
+        motion: optional [T, H, W] float32 in [0, 1], probability that the pixel's point moves in the
+            clip (None where the backend does not estimate it).
+        visibility: optional [T, H, W, T] float32 in [0, 1], probability that the pixel's point is seen
+            (in view and not occluded) at each frame's time (None where not estimated).
     """
 
     control_points: np.ndarray
@@ -286,6 +290,8 @@ class TrajectoryField:
     frame_id: str = "world"
     time_span: tuple[float, float] | None = None
     meta: dict = dc_field(default_factory=dict)
+    motion: np.ndarray | None = None
+    visibility: np.ndarray | None = None
 
     def __post_init__(self):
         cp = np.asarray(self.control_points, dtype=np.float32)
@@ -303,6 +309,15 @@ class TrajectoryField:
         if int(self.stride) < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         self.control_points, self.confidence, self.times = cp, conf, times
+        if self.motion is not None:
+            self.motion = np.asarray(self.motion, dtype=np.float32)
+            if self.motion.shape != cp.shape[:3]:
+                raise ValueError(f"motion must be [T, H, W] = {cp.shape[:3]}, got {self.motion.shape}")
+        if self.visibility is not None:
+            self.visibility = np.asarray(self.visibility, dtype=np.float32)
+            if self.visibility.shape != cp.shape[:3] + (cp.shape[0],):
+                raise ValueError(f"visibility must be [T, H, W, T] = {cp.shape[:3] + (cp.shape[0],)}, "
+                                 f"got {self.visibility.shape}")
         self.stride, self.pixel_offset = int(self.stride), int(self.pixel_offset)
         if self.image_size is None:
             self.image_size = (cp.shape[1] * self.stride, cp.shape[2] * self.stride)
@@ -429,7 +444,8 @@ class TrajectoryField:
     def _replace(self, **kw) -> "TrajectoryField":
         args = dict(control_points=self.control_points, confidence=self.confidence, times=self.times,
                     stride=self.stride, pixel_offset=self.pixel_offset, image_size=self.image_size,
-                    frame_id=self.frame_id, time_span=self.time_span, meta=dict(self.meta))
+                    frame_id=self.frame_id, time_span=self.time_span, meta=dict(self.meta),
+                    motion=self.motion, visibility=self.visibility)
         args.update(kw)
         return TrajectoryField(**args)
 
@@ -440,14 +456,21 @@ class TrajectoryField:
             raise ValueError(f"stride must be >= 1, got {stride}")
         return self._replace(control_points=self.control_points[:, ::stride, ::stride].copy(),
                              confidence=self.confidence[:, ::stride, ::stride].copy(),
-                             stride=self.stride * stride)
+                             stride=self.stride * stride,
+                             motion=None if self.motion is None else self.motion[:, ::stride, ::stride].copy(),
+                             visibility=None if self.visibility is None
+                             else self.visibility[:, ::stride, ::stride].copy())
 
     def select_frames(self, frames) -> "TrajectoryField":
         """The curves of a subset of source frames (same time span)."""
         idx = np.arange(self.num_frames)[frames]
         return self._replace(control_points=self.control_points[idx].copy(),
-                             confidence=self.confidence[idx].copy(), times=self.times[idx].copy())
+                             confidence=self.confidence[idx].copy(), times=self.times[idx].copy(),
+                             motion=None if self.motion is None else self.motion[idx].copy(),
+                             visibility=None if self.visibility is None else self.visibility[idx][..., idx].copy())
 
     def copy(self) -> "TrajectoryField":
         return self._replace(control_points=self.control_points.copy(),
-                             confidence=self.confidence.copy(), times=self.times.copy())
+                             confidence=self.confidence.copy(), times=self.times.copy(),
+                             motion=None if self.motion is None else self.motion.copy(),
+                             visibility=None if self.visibility is None else self.visibility.copy())

@@ -14,7 +14,9 @@ Steps (method.md, "goal-conditioned manipulation"):
    curves move between now and the goal (:mod:`segment`);
 4. its rigid motion start -> goal = a confidence-weighted robust Kabsch fit of
    the curves' start and end points (:mod:`kabsch`), optionally refined by ICP
-   (open3d) of the moved object points against the goal frame's own points;
+   (open3d) of the moved object points against the goal frame's own points
+   inside a trust region around the field's motion (it refines, never replaces);
+   ``plan.info["method"]`` says where the motion came from;
 5. a top-down grasp across the object's narrow side on its top face, and the
    same grasp carried through the motion (yaw only: objects stay upright).
 """
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from traceany_ros.episode import unproject
+from traceany_ros.geometry import unproject
 from traceany_ros.policies.kabsch import RobustFitConfig, robust_rigid_fit
 from traceany_ros.policies.plan import Plan, Waypoint, top_down_quaternion
 from traceany_ros.policies.segment import SegmentConfig, free_space, largest_cluster
@@ -45,9 +47,14 @@ class GraspConfig:
     top_band: points within this of the top are the top face.
     table_z: height of the table plane (world z).
     goal_dt: seconds between the last current frame and the goal frame in the clip.
-    icp_refine / icp_max_distance: refine the motion by ICP against the goal frame's points.
-    motion_source: "auto" (best of both hypotheses), "field" (Kabsch on the field's tracks only),
-        "registration" (goal registration only); see :func:`motion_from_field`.
+    icp_refine / icp_max_distance: refine the field's motion by ICP against the goal frame's points
+        (:func:`refine_motion`), inside a trust region of ``refine_max_shift`` (m) and ``refine_max_yaw``
+        (deg) around it, started from the field's motion turned by each of ``refine_yaw_steps_deg``.
+    motion_source: "field" (Kabsch on the field's tracks, refined by registration at most) or
+        "registration" (goal registration alone, a baseline that ignores the tracks); see
+        :func:`motion_from_field`.
+    min_object_evidence: a moved group counts as an object when its evidence is at least this
+        fraction of the strongest group's (several objects: :func:`motions_from_field`).
     """
 
     approach_height: float = 0.10
@@ -60,15 +67,19 @@ class GraspConfig:
     goal_dt: float = 1.0
     icp_refine: bool = True
     icp_max_distance: float = 0.02
-    motion_source: str = "auto"
+    refine_max_shift: float = 0.03
+    refine_max_yaw: float = 20.0
+    refine_yaw_steps_deg: tuple = (0.0, -10.0, 10.0)
+    motion_source: str = "field"
+    min_object_evidence: float = 0.15
     fast_speed: float = 0.6
     slow_speed: float = 0.25
     segment: SegmentConfig = SegmentConfig()
     fit: RobustFitConfig = RobustFitConfig()
 
     def __post_init__(self):
-        if self.motion_source not in ("auto", "field", "registration"):
-            raise ValueError(f"motion_source must be auto, field or registration, got {self.motion_source!r}")
+        if self.motion_source not in ("field", "registration"):
+            raise ValueError(f"motion_source must be field or registration, got {self.motion_source!r}")
 
 
 def yaw_of(R: np.ndarray) -> float:
@@ -228,104 +239,249 @@ def _yaw_search(src: np.ndarray, dst: np.ndarray, max_dist: float, steps: int = 
     return best[0]
 
 
+def _upright(T: np.ndarray) -> np.ndarray:
+    """The yaw-and-translation part of a (near-)upright motion [4,4]: objects on the table stay upright."""
+    out = np.eye(4)
+    c, s = np.cos(yaw_of(T[:3, :3])), np.sin(yaw_of(T[:3, :3]))
+    out[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    out[:3, 3] = T[:3, 3]
+    return out
+
+
+def _turn_about(T: np.ndarray, angle: float, centre: np.ndarray) -> np.ndarray:
+    """T followed by a turn of ``angle`` (rad) about the vertical through ``centre`` [3]."""
+    c, s = np.cos(angle), np.sin(angle)
+    R = np.eye(4)
+    R[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    R[:3, 3] = centre - R[:3, :3] @ centre
+    return R @ T
+
+
+def _motion_gap(A: np.ndarray, B: np.ndarray, points: np.ndarray) -> tuple[float, float]:
+    """(largest xy displacement between A(points) and B(points) m, yaw difference deg) of two motions."""
+    a = points @ A[:3, :3].T + A[:3, 3]
+    b = points @ B[:3, :3].T + B[:3, 3]
+    d = float(np.max(np.linalg.norm((a - b)[:, :2], axis=1)))
+    dyaw = abs((np.rad2deg(yaw_of(A[:3, :3]) - yaw_of(B[:3, :3])) + 180) % 360 - 180)
+    return d, float(dyaw)
+
+
+def refine_motion(T_field: np.ndarray, src_top: np.ndarray, goal_points: np.ndarray,
+                  config: "GraspConfig") -> tuple[np.ndarray, dict]:
+    """Registration refinement of the field's motion ``T_field`` [4,4], inside a trust region around it.
+
+    ICP (open3d) of the object's top face now ``src_top`` [N,3] onto the goal view's
+    changed points ``goal_points`` [M,3] near where the field puts it, started from the
+    field's motion and from it turned by +-``refine_yaw_steps_deg`` about the object's centre.
+    A refined motion is taken only when it matches the goal view better (symmetric chamfer)
+    and stays within ``refine_max_shift`` (m, any object point) and ``refine_max_yaw`` (deg)
+    of the field's motion: registration refines the field, it never replaces it.
+    Returns (motion [4,4], info with "refined" bool and the chamfer distances).
+    """
+    T_field = _upright(T_field)
+    info = {"refined": False}
+    if goal_points is None or len(goal_points) < 10 or len(src_top) < 10:
+        return T_field, info
+    moved = src_top @ T_field[:3, :3].T + T_field[:3, 3]
+    near = np.linalg.norm(goal_points[:, :2] - moved.mean(0)[:2], axis=1) < config.refine_max_shift + 0.06
+    dst = goal_points[near]
+    if len(dst) < 10:
+        return T_field, info
+    dst = _top_face(dst, config.top_band)
+    base = _chamfer(T_field, src_top, dst)
+    best, best_score = T_field, base
+    centre = moved.mean(0)
+    for a in config.refine_yaw_steps_deg:
+        init = _turn_about(T_field, np.deg2rad(a), centre)
+        T, _, _ = _icp_refine(src_top, dst, init, config.icp_max_distance)
+        T = _upright(T)
+        shift, dyaw = _motion_gap(T, T_field, src_top)
+        if shift > config.refine_max_shift or dyaw > config.refine_max_yaw:
+            continue
+        score = _chamfer(T, src_top, dst)
+        if score < best_score:
+            best, best_score = T, score
+    info.update(refined=best is not T_field, chamfer_field_m=round(base, 4), chamfer_m=round(best_score, 4))
+    return best, info
+
+
+@dataclass
+class _Views:
+    """What the goal planners read from a field of [current frames..., goal] and its clip."""
+
+    start: np.ndarray          # [h,w,3] the segmented frame's points now
+    end: np.ndarray            # [h,w,3] their curves at the goal time
+    conf: np.ndarray           # [h,w]
+    consistent: np.ndarray     # [h,w] bool: moving curves the goal view does not contradict
+    cand: np.ndarray           # [h,w] bool: moving, contradicted or vanished
+    score: np.ndarray          # [h,w] how much each candidate says "the object"
+    full_now: np.ndarray       # [P,3] current view's full-resolution points where the goal view changed
+    full_goal: np.ndarray      # [Q,3] goal view's full-resolution points where the current view changed
+
+
+def _views(fld, clip, frame: int, config: "GraspConfig") -> _Views:
+    cfg = config.segment
+    t_goal = float(fld.times[-1])
+    K = np.asarray(clip.intrinsics, np.float64)
+    c2w = np.asarray(clip.cam_to_world, np.float64)
+    depth_now, depth_goal = np.asarray(clip.depth[frame]), np.asarray(clip.depth[-1])
+    conf_now = fld.confidence[frame]
+    start = fld.frame_points()[frame]
+    end = fld.positions(t_goal, frames=[frame])[0]
+    disp = np.linalg.norm(end - start, axis=-1)
+    contradicted = free_space(end, depth_goal, K, c2w[-1])
+    vanished = free_space(start, depth_goal, K, c2w[-1])       # the goal view sees past where it is now
+    above = (start[..., 2] > config.table_z + 0.004) & (start[..., 2] < config.table_z + cfg.max_height)
+    valid_now = (conf_now > 0) & above
+    consistent = valid_now & (disp > cfg.min_displacement) & ~contradicted
+    cand = valid_now & ((disp > cfg.min_displacement) | contradicted | vanished)
+    full_now = unproject(depth_now, K, c2w[frame])
+    full_goal = unproject(depth_goal, K, c2w[-1])
+    changed_now = free_space(full_now, depth_goal, K, c2w[-1]) & (depth_now > 0)
+    changed_goal = free_space(full_goal, depth_now, K, c2w[frame]) & (depth_goal > 0)
+    return _Views(start=start, end=end, conf=conf_now, consistent=consistent, cand=cand,
+                  score=conf_now * (vanished + 0.1 * consistent), full_now=full_now[changed_now],
+                  full_goal=full_goal[changed_goal])
+
+
+def _object_masks(v: _Views, config: "GraspConfig", max_objects: int) -> list[np.ndarray]:
+    """[h,w] masks of the moved objects (eps-connected groups of candidates), most evidence first."""
+    from traceany_ros.policies.segment import _components
+
+    cfg = config.segment
+    ij = np.argwhere(v.cand)
+    if len(ij) < cfg.min_points:
+        return []
+    labels = _components(v.start[v.cand].astype(np.float64), cfg.eps)
+    sc = v.score[v.cand]
+    groups = []
+    for lab in np.unique(labels):
+        m = labels == lab
+        if m.sum() >= cfg.min_points and sc[m].sum() > 0:
+            groups.append((float(sc[m].sum()), m))
+    groups.sort(key=lambda g: -g[0])
+    out = []
+    for s, m in groups[:max_objects]:
+        if s < config.min_object_evidence * groups[0][0]:
+            break
+        mask = np.zeros(v.cand.shape, bool)
+        mask[ij[m, 0], ij[m, 1]] = True
+        out.append(mask)
+    return out
+
+
+def _object_motion(v: _Views, obj_mask: np.ndarray, config: "GraspConfig") -> tuple[np.ndarray, dict]:
+    """One object's points now [N,3] and its motion (see :func:`motion_from_field`)."""
+    src = _dense_object_points(v.start[obj_mask], v.full_now, config.table_z)
+    src_top = _top_face(src, config.top_band)
+    tracks = v.consistent & obj_mask
+    info: dict = {"num_points": int(obj_mask.sum()), "num_consistent_tracks": int(tracks.sum()),
+                  "object_mask": obj_mask}
+    if config.motion_source == "registration":
+        goal_obj = _goal_object_near(v, src, config)
+        if goal_obj is None:
+            raise ValueError("goal registration found no changed goal points to register the object onto")
+        T = _yaw_search(src_top, _top_face(goal_obj, config.top_band), config.icp_max_distance)
+        info.update(motion=T, method="goal-registration", motion_source="registration",
+                    rmse=float("nan"), goal_points=goal_obj)
+        return src, info
+    if tracks.sum() < 3:
+        raise ValueError(f"the field gives {int(tracks.sum())} consistent tracks of the moved object (3 needed): "
+                         "its curves do not reach the object's place in the goal image; a backend that "
+                         "tracks the object to the goal frame (the network) is needed")
+    fit = robust_rigid_fit(v.start[tracks], v.end[tracks], v.conf[tracks], config.fit)
+    T = _upright(fit.T)
+    info.update(rmse=fit.rmse, num_inliers=int(fit.inliers.sum()), kabsch_motion=fit.T.copy())
+    method = "field-kabsch"
+    if config.icp_refine:
+        T, rinfo = refine_motion(T, src_top, v.full_goal, config)
+        info.update(rinfo)
+        if rinfo["refined"]:
+            method = "field-kabsch+registration"
+    info.update(motion=T, method=method, motion_source="field")
+    return src, info
+
+
+def _goal_object_near(v: _Views, src: np.ndarray, config: "GraspConfig"):
+    """Goal view's changed points in the largest group that is not the object's own place (registration only)."""
+    pts = v.full_goal
+    if len(pts) < 10:
+        return None
+    pts = pts[pts[:, 2] > config.table_z + 0.004]
+    keep = largest_cluster(pts[::2], eps=0.008, min_points=10)
+    return pts[::2][keep] if keep.any() else None
+
+
 def motion_from_field(fld, clip, frame: int, config: GraspConfig = GraspConfig()) -> tuple[np.ndarray, dict]:
     """Object points and rigid motion from a field whose last frame is the goal.
 
     Object pixels come from the field: pixels of ``frame`` whose curves move by
     more than ``segment.min_displacement`` between now and the goal, or whose
-    predicted goal position the goal view contradicts (it sees past it); the
-    largest eps-connected group is the object (:mod:`segment`). Likewise the
-    goal frame's pixels whose curves at "now" the current view contradicts give
-    the object at the goal. Two motion hypotheses are scored by how many moved
-    object points land on the goal object's points:
-    (a) robust confidence-weighted Kabsch on the field's own correspondences
-    (start -> end of each consistent curve), (b) when the field's tracks are
-    not borne out by the goal view, upright registration (yaw hypotheses + ICP)
-    of the object's points now onto the object's points in the goal frame.
-    The best one is refined by ICP.
+    place the goal view sees past (it left); the eps-connected group with the
+    most evidence is the object (:mod:`segment`). Its motion is a robust
+    confidence-weighted Kabsch fit of its consistent curves' start and goal
+    points (the field's own correspondences), kept upright; with ``icp_refine``
+    registration onto the goal view may refine it inside a trust region
+    (:func:`refine_motion`), never replace it. ``motion_source="registration"``
+    instead registers the object onto the goal view alone (a comparison
+    baseline that does not read the field's tracks).
 
     Args:
         fld: TrajectoryField of the clip [current frames..., goal].
         clip: the FrameWindow it was predicted from (full-resolution depth for the checks).
         frame: source frame whose pixels are segmented (the last current frame).
     Returns:
-        (object points now [N,3], info dict with "motion" [4,4], "rmse", "method", "support", ...).
-        Raises ValueError when no moving object is found.
+        (object points now [N,3], info dict with "motion" [4,4], "rmse", "method"
+        ("field-kabsch", "field-kabsch+registration" or "goal-registration"), ...).
+        Raises ValueError when no moving object, or no consistent track of it, is found.
     """
-    cfg = config.segment
-    t_now, t_goal = float(fld.times[frame]), float(fld.times[-1])
-    K = np.asarray(clip.intrinsics, np.float64)
-    c2w = np.asarray(clip.cam_to_world, np.float64)
-    depth_now, depth_goal = np.asarray(clip.depth[frame]), np.asarray(clip.depth[-1])
-    own = fld.frame_points()
-    conf_now, conf_goal = fld.confidence[frame], fld.confidence[-1]
-    above = lambda p: (p[..., 2] > config.table_z + 0.004) & (p[..., 2] < config.table_z + cfg.max_height)
+    objs = motions_from_field(fld, clip, frame, config, max_objects=1)
+    return objs[0]
 
-    # object now: curves that move, or whose goal position the goal view contradicts
-    start = own[frame]
-    end = fld.positions(t_goal, frames=[frame])[0]
-    disp = np.linalg.norm(end - start, axis=-1)
-    contradicted = free_space(end, depth_goal, K, c2w[-1])
-    vanished = free_space(start, depth_goal, K, c2w[-1])       # the goal view sees past where it is now
-    valid_now = (conf_now > 0) & above(start)
-    consistent = valid_now & (disp > cfg.min_displacement) & ~contradicted
-    cand = valid_now & ((disp > cfg.min_displacement) | contradicted | vanished)
-    if cand.sum() < cfg.min_points:
+
+def motions_from_field(fld, clip, frame: int, config: GraspConfig = GraspConfig(),
+                       max_objects: int = 3) -> list[tuple[np.ndarray, dict]]:
+    """Every moved object's points now and motion (as :func:`motion_from_field`), most evidence first.
+
+    Groups with less than ``min_object_evidence`` of the first one's evidence are noise. An object
+    whose motion cannot be found raises ValueError (a plan that skips an object would be wrong).
+    """
+    v = _views(fld, clip, frame, config)
+    masks = _object_masks(v, config, max_objects)
+    if not masks:
         raise ValueError("no moving object in the field between the current view and the goal image: "
                          "is the object moved in the goal image, and is the backend's field confident?")
-    # the object is the group that left its place (vanished) or whose tracks the goal view confirms
-    score = conf_now * (vanished + 0.1 * consistent)
-    keep = largest_cluster(start[cand], score[cand], eps=cfg.eps, min_points=cfg.min_points)
-    obj_mask = np.zeros_like(cand)
-    obj_mask[np.nonzero(cand)[0][keep], np.nonzero(cand)[1][keep]] = True
-    src_coarse = start[obj_mask]
-    full_now = unproject(depth_now, K, c2w[frame])
-    full_goal = unproject(depth_goal, K, c2w[-1])
-    changed_now = free_space(full_now, depth_goal, K, c2w[-1]) & (depth_now > 0)
-    changed_goal = free_space(full_goal, depth_now, K, c2w[frame]) & (depth_goal > 0)
-    src = _dense_object_points(src_coarse, full_now[changed_now], config.table_z)
+    return [_object_motion(v, m, config) for m in masks]
 
-    # object at the goal: goal pixels the current view contradicts, where they are or where their curves were
-    g_own = own[-1]
-    g_start = fld.positions(t_now, frames=[fld.num_frames - 1])[0]
-    g_valid = (conf_goal > 0) & above(g_own)
-    appeared = free_space(g_own, depth_now, K, c2w[frame])
-    g_moved = np.linalg.norm(g_own - g_start, axis=-1) > cfg.min_displacement
-    g_cand = g_valid & (free_space(g_start, depth_now, K, c2w[frame]) | g_moved | appeared)
-    info: dict = {"num_points": int(obj_mask.sum()), "num_consistent_tracks": int((consistent & obj_mask).sum())}
-    goal_obj = None
-    if g_cand.sum() >= cfg.min_points:
-        g_score = conf_goal * (appeared + 0.1 * (g_moved & ~appeared))
-        gk = largest_cluster(g_own[g_cand], g_score[g_cand], eps=cfg.eps, min_points=cfg.min_points)
-        if gk.any():
-            goal_obj = _dense_object_points(g_own[g_cand][gk], full_goal[changed_goal], config.table_z)
 
-    hyps = {}
-    tracks = consistent & obj_mask
-    if tracks.sum() >= 3 and config.motion_source in ("auto", "field"):
-        fit = robust_rigid_fit(start[tracks], end[tracks], conf_now[tracks], config.fit)
-        hyps["field-kabsch"] = fit.T
-        info.update(rmse=fit.rmse, num_inliers=int(fit.inliers.sum()), kabsch_motion=fit.T.copy())
-    src_top = _top_face(src, config.top_band)
-    goal_top = _top_face(goal_obj, config.top_band) if goal_obj is not None and len(goal_obj) >= 10 else None
-    if goal_top is not None and len(src) >= 10 and config.motion_source in ("auto", "registration"):
-        hyps["goal-registration"] = _yaw_search(src_top, goal_top, config.icp_max_distance)
-    if not hyps:
-        raise ValueError("found the object now but neither consistent tracks nor the object in the goal image: "
-                         "the backend's field is too uncertain for this goal")
-    # score: symmetric chamfer distance of the top faces (lower is better); no goal object: trust the tracks
-    scores = {k: (_chamfer(T, src_top, goal_top) if goal_top is not None else 0.0) for k, T in hyps.items()}
-    method = min(hyps, key=lambda k: (scores[k], k != "field-kabsch"))
-    T = hyps[method]
-    if config.icp_refine and goal_top is not None:
-        T_icp, fitness, rmse = _icp_refine(src_top, goal_top, T, config.icp_max_distance)
-        info.update(icp_fitness=fitness, icp_rmse=rmse)
-        if _chamfer(T_icp, src_top, goal_top) <= scores[method]:
-            T = T_icp
-    info.setdefault("rmse", float(info.get("icp_rmse", np.nan)))
-    info.update(motion=T, method=method, chamfer_m={k: round(v, 4) for k, v in scores.items()},
-                object_mask=obj_mask, goal_points=goal_obj)
-    return src, info
+def goal_clip(window, goal_rgb: np.ndarray, goal_depth: np.ndarray | None, goal_dt: float = 1.0):
+    """The clip a goal planner predicts: the current frames of ``window``, then the goal image.
+
+    window: FrameWindow-like (rgb [T,H,W,3], depth [T,H,W], intrinsics [3,3], cam_to_world [T,4,4],
+    times [T]); goal_rgb [H,W,3] uint8 and goal_depth [H,W] m (None: the current depth) from the same
+    camera. The goal frame is ``goal_dt`` s after the last current frame and seen from its pose.
+    Returns a FrameWindow of T + 1 frames. Raises ValueError on mismatched shapes.
+    """
+    from traceany_ros.episode import FrameWindow
+
+    rgb = np.asarray(window.rgb)
+    if rgb.ndim == 3:
+        raise ValueError("window.rgb must be [T,H,W,3]; wrap a single view as T = 1")
+    goal_rgb = np.asarray(goal_rgb, np.uint8)
+    if goal_rgb.shape != rgb.shape[1:]:
+        raise ValueError(f"goal_rgb is {goal_rgb.shape} but the current view is {rgb.shape[1:]}: "
+                         "the goal image must come from the same camera at the same resolution")
+    depth = np.asarray(window.depth, np.float32)
+    gd = depth[-1] if goal_depth is None else np.asarray(goal_depth, np.float32)
+    if gd.shape != depth.shape[1:]:
+        raise ValueError(f"goal_depth is {gd.shape} but the current depth is {depth.shape[1:]}")
+    times = np.asarray(window.times, np.float64)
+    clip = FrameWindow(rgb=np.concatenate([rgb, goal_rgb[None]]), depth=np.concatenate([depth, gd[None]]),
+                       intrinsics=np.asarray(window.intrinsics, np.float32),
+                       cam_to_world=np.concatenate([np.asarray(window.cam_to_world, np.float32),
+                                                    np.asarray(window.cam_to_world, np.float32)[-1:]]),
+                       times=np.append(times, times[-1] + goal_dt))
+    return clip
 
 
 def plan_pick_place(window, goal_rgb: np.ndarray, goal_depth: np.ndarray | None, backend,
@@ -344,33 +500,16 @@ def plan_pick_place(window, goal_rgb: np.ndarray, goal_depth: np.ndarray | None,
         ``object_motion`` [4,4], ``fit_rmse``, ``num_object_points`` and ``planning_time_s``;
         ``success=False`` with a message when no moving object is found.
     """
-    from traceany_ros.episode import FrameWindow
-
     t0 = time.perf_counter()
+    clip = goal_clip(window, goal_rgb, goal_depth, config.goal_dt)
     rgb = np.asarray(window.rgb)
-    if rgb.ndim == 3:
-        raise ValueError("window.rgb must be [T,H,W,3]; wrap a single view as T = 1")
-    goal_rgb = np.asarray(goal_rgb, np.uint8)
-    if goal_rgb.shape != rgb.shape[1:]:
-        raise ValueError(f"goal_rgb is {goal_rgb.shape} but the current view is {rgb.shape[1:]}: "
-                         "the goal image must come from the same camera at the same resolution")
-    depth = np.asarray(window.depth, np.float32)
-    gd = depth[-1] if goal_depth is None else np.asarray(goal_depth, np.float32)
-    if gd.shape != depth.shape[1:]:
-        raise ValueError(f"goal_depth is {gd.shape} but the current depth is {depth.shape[1:]}")
-    times = np.asarray(window.times, np.float64)
-    clip = FrameWindow(rgb=np.concatenate([rgb, goal_rgb[None]]), depth=np.concatenate([depth, gd[None]]),
-                       intrinsics=np.asarray(window.intrinsics, np.float32),
-                       cam_to_world=np.concatenate([np.asarray(window.cam_to_world, np.float32),
-                                                    np.asarray(window.cam_to_world, np.float32)[-1:]]),
-                       times=np.append(times, times[-1] + config.goal_dt))
     t_pred = time.perf_counter()
     fld = backend.predict(clip)
     pred_s = time.perf_counter() - t_pred
     try:
         pts, info = motion_from_field(fld, clip, frame=rgb.shape[0] - 1, config=config)
     except ValueError as e:
-        p = Plan.failure(str(e), predict_s=pred_s)
+        p = Plan.failure(str(e), predict_s=pred_s, method="none")
         p.planning_time_s = time.perf_counter() - t0
         return p
     plan = plan_from_motion(pts, info["motion"], config)

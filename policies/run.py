@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from traceany_ros.flow import ENDS_OFF
+from traceany_ros.tracker.flow import ENDS_OFF
 
 PLANNERS = ("trajfield", "flow", "flow-rigid", "static", "oracle")
 # planning is timed (the intercept's box moves on meanwhile): the planners' flow-rigid leaves out the
@@ -78,19 +78,19 @@ class OraclePlanner:
         return plan_oracle(task)
 
 
-def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", grasp_motion: str = "auto"):
+def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", grasp_motion: str = "field"):
     """``trajfield`` = the model backend (needs a checkpoint), ``flow`` = the optical-flow backend,
-    ``flow-rigid`` = flow tracks moved with their rigid parts (:mod:`traceany_ros.rigid`),
+    ``flow-rigid`` = flow tracks moved with their rigid parts (:mod:`traceany_ros.tracker.rigid`),
     ``static`` = the no-motion backend (a baseline: what depth alone gives), ``oracle`` = ground truth.
 
-    ``grasp_motion``: which motion hypothesis the goal-image planner may use ("auto", "field" = the
-    field's own tracks only, "registration"); see :class:`traceany_ros.policies.grasp.GraspConfig`.
+    ``grasp_motion``: where the goal-image planner's object motion comes from ("field" = the field's own
+    tracks, refined by registration at most; "registration" = goal registration alone, a baseline);
+    see :class:`traceany_ros.policies.grasp.GraspConfig`.
     """
     from traceany_ros.backends import make_backend
     from traceany_ros.policies.grasp import GraspConfig
 
-    gcfg = None if grasp_motion == "auto" else GraspConfig(motion_source=grasp_motion,
-                                                           icp_refine=grasp_motion != "field")
+    gcfg = GraspConfig(motion_source=grasp_motion)
     if name == "oracle":
         return OraclePlanner()
     if name in ("flow", "flow-rigid", "static"):

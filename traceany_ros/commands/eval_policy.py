@@ -20,9 +20,11 @@ def register(sub) -> None:
     p.add_argument("--planner", default="flow", choices=["trajfield", "flow", "flow-rigid", "static", "oracle"],
                    help="trajfield = model backend (needs a checkpoint), flow = optical-flow backend, "
                         "static = no-motion backend (baseline), oracle = ground truth")
-    p.add_argument("--grasp-motion", default="auto", choices=["auto", "field", "registration"],
-                   help="goal-image tasks: object motion from the best hypothesis (auto), only the field's own "
-                        "tracks (field: weighted Kabsch, no ICP), or only goal registration")
+    p.add_argument("--grasp-motion", default="field", choices=["field", "registration"],
+                   help="goal-image tasks: object motion from the field's own tracks (field: confidence-weighted "
+                        "Kabsch, refined by registration inside a trust region at most), or from goal "
+                        "registration alone (registration: a baseline that ignores the tracks); the result's "
+                        "plan_methods counts where each plan came from")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--checkpoint", default=None, help="model checkpoint for --planner trajfield")
     p.add_argument("--device", default="cpu")

@@ -2,9 +2,10 @@
 
 From a live clip the backend predicts the trajectory field; the moving object
 is the largest group of the last frame's pixels whose curves move
-(:mod:`segment`); its future is the field's forecast, the curves continued
-past the clip along their end tangents (``TrajectoryField.positions`` with
-t beyond the span, see method.md). The planner walks along the forecast and
+(:mod:`segment`); its future is the field's forecast: the backend's own
+(learned) curve past the last frame where it has one (``supports_forecast``,
+:func:`predict_with_forecast`), and past that the curves continued along their
+end tangents (``TrajectoryField.positions`` with t beyond the span, see method.md). The planner walks along the forecast and
 picks the earliest time tau at which the gripper, starting now (plus the
 time already spent planning and the actuation delay), can be down in the object's path with ``margin_s`` to
 spare; it lowers the closed fingers there and holds them as a wall.
@@ -37,6 +38,8 @@ class InterceptConfig:
     reach_x / reach_y: where the gripper may go (world).
     max_horizon_s: furthest forecast considered.
     top_band / pool_radius / min_track_confidence: which curves vote in the forecast (see object_forecast).
+    forecast_s: seconds of forecast asked of a backend that has its own (``supports_forecast``);
+        past them, and for every other backend, the curves continue along their end tangents.
     """
 
     speed: float = 0.6
@@ -55,6 +58,7 @@ class InterceptConfig:
     pool_radius: float = 0.04
     min_track_confidence: float = 0.75
     segment: SegmentConfig = SegmentConfig(min_displacement=0.02, displacement_weight=1.0)
+    forecast_s: float = 0.3
 
 
 def travel_time(a: np.ndarray, b: np.ndarray, config: InterceptConfig) -> float:
@@ -81,12 +85,15 @@ def plan_intercept_from_track(position, velocity, t_now: float, ee_start, config
     v = np.asarray(velocity, np.float64)
     track = track or (lambda tau: p + v * tau)
     ee = np.asarray(ee_start, np.float64)
-    heading = float(np.arctan2(v[1], v[0])) if np.linalg.norm(v[:2]) > 1e-6 else 0.0
-    # closing axis (sin yaw, -cos yaw) across the path: the two fingers, a little apart, form a
-    # fork narrower than the object, which cradles it instead of letting it slide off one finger
-    q = top_down_quaternion(heading)
+    heading_now = float(np.arctan2(v[1], v[0])) if np.linalg.norm(v[:2]) > 1e-6 else 0.0
     for tau in np.arange(0.0, config.max_horizon_s, config.dt):
         c = np.asarray(track(tau), np.float64)
+        # closing axis (sin yaw, -cos yaw) across the path where the object will meet it: the two
+        # fingers, a little apart, form a fork narrower than the object, which cradles it instead of
+        # letting it slide off one finger
+        ahead = np.asarray(track(tau + config.dt), np.float64) - c
+        heading = float(np.arctan2(ahead[1], ahead[0])) if np.linalg.norm(ahead[:2]) > 1e-6 else heading_now
+        q = top_down_quaternion(heading)
         if not (config.reach_x[0] <= c[0] <= config.reach_x[1] and config.reach_y[0] <= c[1] <= config.reach_y[1]):
             continue
         block = np.array([c[0], c[1], config.block_height])
@@ -119,7 +126,8 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
     from traceany_ros.field import evaluate
 
     last = fld.num_frames - 1
-    t0, t_end = float(fld.time_span[0]), float(fld.time_span[1])
+    # "now" is the last frame; a forecast field's span runs on past it (its learned future)
+    t0, t_end = float(fld.times[0]), float(fld.times[-1])
     segs = moving_segments(fld, t0, t_end, frame=last, config=config.segment, table_z=table_z)
     if not segs:
         raise ValueError("no moving object in the clip: nothing to intercept")
@@ -153,6 +161,16 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
     return centre, vel, track, seg
 
 
+def predict_with_forecast(backend, window, future_s: float):
+    """The backend's field of ``window``, with its own forecast ``future_s`` s past the last frame
+    when it has one (``backend.supports_forecast``: the field's time span then ends ``future_s``
+    after the last frame); otherwise the plain field, whose positions past the span are the
+    end-tangent extrapolation. Read future positions with ``field.positions(t)`` either way."""
+    if future_s > 0 and getattr(backend, "supports_forecast", False):
+        return backend.predict(window, future_s=future_s)
+    return backend.predict(window)
+
+
 def plan_intercept(window, backend, ee_start, config: InterceptConfig = InterceptConfig()) -> Plan:
     """Forecast-based intercept from a live clip.
 
@@ -165,7 +183,7 @@ def plan_intercept(window, backend, ee_start, config: InterceptConfig = Intercep
         :class:`Plan` (pre-block, block) with ``info["forecast"]`` the object's centre path.
     """
     t0 = time.perf_counter()
-    fld = backend.predict(window)
+    fld = predict_with_forecast(backend, window, config.forecast_s)
     try:
         centre, vel, track, seg = object_forecast(fld, config)
     except ValueError as e:
@@ -173,10 +191,12 @@ def plan_intercept(window, backend, ee_start, config: InterceptConfig = Intercep
         plan.planning_time_s = time.perf_counter() - t0
         return plan
     # the object's centre is below its visible surface: put the track at the object's mid-height
-    plan = plan_intercept_from_track(centre, vel, float(fld.time_span[1]), ee_start, config, track=track,
+    plan = plan_intercept_from_track(centre, vel, float(fld.times[-1]), ee_start, config, track=track,
                                      elapsed_s=time.perf_counter() - t0)
     plan.num_object_points = len(seg)
-    plan.info.update(field=fld, backend=getattr(backend, "name", ""),
+    forecast_s = float(fld.time_span[1] - fld.times[-1])
+    plan.info.update(field=fld, backend=getattr(backend, "name", ""), forecast_s=forecast_s,
+                     method="field-forecast" if forecast_s > 0 else "field-end-tangent",
                      forecast=np.stack([track(t) for t in np.arange(0, 2.0, 0.1)]))
     plan.planning_time_s = time.perf_counter() - t0
     return plan

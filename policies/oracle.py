@@ -1,9 +1,11 @@
 """Oracle planners: the same path builders fed with ground truth from the task.
 
 ``plan_oracle(task)`` dispatches on the task: goal-image tasks get the true
-object pose, size and goal pose (-> :func:`grasp.plan_from_motion`); the
-intercept task gets the object's true position and velocity (->
-:func:`intercept.plan_intercept_from_track`). They bound what a perfect
+object pose, size and goal pose (-> :func:`grasp.plan_from_motion`; every
+moved object's for ``rearrange-goal``), ``articulated-goal`` the handle's pose
+and the door's true motion (-> :func:`articulated.plan_articulated_from_motion`);
+the intercept tasks get the object's true position and velocity, and its true
+curved path where it curves (-> :func:`intercept.plan_intercept_from_track`). They bound what a perfect
 trajectory field could achieve with these path builders.
 """
 from __future__ import annotations
@@ -38,7 +40,22 @@ def plan_oracle(task, config=None) -> Plan:
     """Plan with the task's ground truth (see the module doc)."""
     t0 = time.perf_counter()
     gt = task.oracle_info()
-    if "goal_pose" in gt:
+    if "objects" in gt:
+        from traceany_ros.policies.grasp import GraspConfig, plan_from_motion
+        from traceany_ros.policies.rearrange import combine_plans, order_moves
+
+        cfg = config or GraspConfig()
+        plans = [plan_from_motion(box_surface_points(o["start_pose"], o["half_extents"]),
+                                  o["goal_pose"] @ np.linalg.inv(o["start_pose"]), cfg) for o in gt["objects"]]
+        order = order_moves([p.waypoints[1].position for p in plans], [p.waypoints[4].position for p in plans])
+        plan = combine_plans([plans[i] for i in order])
+    elif "handle_pose" in gt:
+        from traceany_ros.policies.articulated import ArticulatedConfig, plan_articulated_from_motion
+
+        cfg = config or ArticulatedConfig()
+        plan = plan_articulated_from_motion(box_surface_points(gt["handle_pose"], gt["handle_half_extents"]),
+                                            gt["motion"], cfg)
+    elif "goal_pose" in gt:
         from traceany_ros.policies.grasp import GraspConfig, plan_from_motion
 
         cfg = config or GraspConfig()
@@ -49,7 +66,7 @@ def plan_oracle(task, config=None) -> Plan:
 
         cfg = config or InterceptConfig()
         plan = plan_intercept_from_track(gt["position"], gt["velocity"], gt["time"], task.ee_pose[0], cfg,
-                                         object_half_size=gt["half_size"])
+                                         object_half_size=gt["half_size"], track=gt.get("track"))
     else:
         raise ValueError(f"task {getattr(task, 'name', task)!r} gives no ground truth the oracle understands")
     plan.planning_time_s = time.perf_counter() - t0

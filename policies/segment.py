@@ -133,7 +133,7 @@ def free_space(points: np.ndarray, depth: np.ndarray, K: np.ndarray, cam_to_worl
     is no surface at all). Points outside the image or behind the camera: False.
     Returns bool [...].
     """
-    from traceany_ros.episode import project
+    from traceany_ros.geometry import project
 
     h, w = depth.shape
     rows, cols, z = project(points, K, cam_to_world)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from traceany_ros.episode import project
+from traceany_ros.geometry import project
 
 _COLOURS = {"pre-grasp": (255, 200, 0), "grasp": (255, 60, 60), "lift": (255, 140, 0), "carry": (200, 0, 200),
             "place": (0, 170, 255), "release": (0, 220, 120), "pre-block": (255, 200, 0), "block": (255, 60, 60)}

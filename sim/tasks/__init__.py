@@ -12,24 +12,32 @@ truth for the oracle planner only)::
     goal = task.goal_observation              # goal-image tasks
     task.execute(plan); task.success()
 
-Tasks: ``pick-place-goal``, ``stack-goal``, ``intercept``.
+Tasks (:data:`TASK_NAMES`, one line each in :data:`TASK_HELP`): ``pick-place-goal``,
+``stack-goal``, ``rearrange-goal``, ``articulated-goal`` (goal image: the planner reads
+``task.kind``), ``intercept``, ``intercept-curved`` (live clip: ``task.observe()``).
 """
 from __future__ import annotations
 
 
 def _registry() -> dict:
-    from traceany_ros.sim.tasks.pick_place import PickPlaceGoalTask, StackGoalTask
+    from traceany_ros.sim.tasks.articulated import ArticulatedGoalTask
+    from traceany_ros.sim.tasks.intercept import CurvedInterceptTask, InterceptTask
+    from traceany_ros.sim.tasks.pick_place import PickPlaceGoalTask, RearrangeGoalTask, StackGoalTask
 
-    reg = {"pick-place-goal": PickPlaceGoalTask, "stack-goal": StackGoalTask}
-    try:
-        from traceany_ros.sim.tasks.intercept import InterceptTask
-    except ImportError:  # pragma: no cover - while intercept.py is being written
-        return reg
-    reg["intercept"] = InterceptTask
-    return reg
+    return {"pick-place-goal": PickPlaceGoalTask, "stack-goal": StackGoalTask, "rearrange-goal": RearrangeGoalTask,
+            "articulated-goal": ArticulatedGoalTask, "intercept": InterceptTask,
+            "intercept-curved": CurvedInterceptTask}
 
 
-TASK_NAMES = ("pick-place-goal", "stack-goal", "intercept")
+TASK_NAMES = ("pick-place-goal", "stack-goal", "rearrange-goal", "articulated-goal", "intercept", "intercept-curved")
+TASK_HELP = {
+    "pick-place-goal": "move one box to where the goal image shows it (distractors stay)",
+    "stack-goal": "stack one box on another, as the goal image shows",
+    "rearrange-goal": "move two or three boxes at once to their places in the goal image",
+    "articulated-goal": "open a door (a jointed body) to the angle in the goal image, along its arc",
+    "intercept": "stop a box sliding straight across the table before the far line",
+    "intercept-curved": "stop a box sliding across on a curve (a constant-velocity forecast misses it)",
+}
 
 
 def make_task(name: str, seed: int = 0, **kwargs):

@@ -69,7 +69,7 @@ class TableEnv:
         import pybullet_data
         from pybullet_utils import bullet_client
 
-        from traceany_ros.sim.scene import quiet_stdout
+        from traceany_ros.sim.camera import quiet_stdout
 
         self.config = config
         with quiet_stdout():  # pybullet prints its argv on connect; keep stdout clean for --json
@@ -181,6 +181,7 @@ class Task:
     """
 
     name = "task"
+    kind = "task"   # what a planner must make: "pick-place", "rearrange", "articulated", "intercept"
     config_class: type = None
 
     def __init__(self, seed: int = 0, config=None, env_config: EnvConfig = EnvConfig()):

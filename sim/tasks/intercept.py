@@ -53,6 +53,7 @@ class InterceptTask(Task):
     """
 
     name = "intercept"
+    kind = "intercept"
 
     config_class = InterceptTaskConfig
 
@@ -154,3 +155,85 @@ class InterceptTask(Task):
                 "velocity": self.velocity.copy(), "time": self.env.time, "half_size": self.config.half_size,
                 "actuation_delay_s": self.config.actuation_delay_s}
 
+
+
+@dataclass(frozen=True)
+class CurvedInterceptTaskConfig(InterceptTaskConfig):
+    """``intercept-curved``: the box's heading turns at a constant rate per distance while it crosses, so that it
+    arrives at the exit line ``turn_deg`` off the straight crossing on the other side from where it
+    started (an arc that bulges towards the middle of the workspace)."""
+
+    x_range: tuple[float, float] = (0.42, 0.64)
+    turn_deg: tuple[float, float] = (45.0, 60.0)
+    speed: tuple[float, float] = (0.12, 0.18)
+    extra_time_s: float = 2.0
+
+
+class CurvedInterceptTask(InterceptTask):
+    """A box slides across the table on a curve (its driven heading turns at a constant rate);
+    stop it before it crosses the far line. A constant-velocity forecast from the clip drifts
+    off the curve: at a second ahead it is several box widths wide of it."""
+
+    name = "intercept-curved"
+
+    config_class = CurvedInterceptTaskConfig
+
+    def reset(self, seed: int) -> Observation:
+        self._new_world(seed)
+        c, r, env = self.config, self.rng, self.env
+        side = 1.0 if r.uniform() < 0.5 else -1.0
+        x0 = r.uniform(*c.x_range)
+        bulge = 1.0 if x0 < np.mean(c.x_range) else -1.0      # the arc bulges towards the workspace middle
+        half_turn = np.deg2rad(r.uniform(*c.turn_deg))
+        speed = r.uniform(*c.speed)
+        # straight across is heading (0, -side); start turned by half_turn towards +bulge x
+        base = np.arctan2(-side, 0.0)
+        self.heading0 = float(base + side * bulge * half_turn)
+        chord = abs(-side * c.exit_y - side * c.start_y)
+        radius = chord / (2 * np.sin(half_turn))
+        self.turn_rate = float(-np.sign(np.sin(self.heading0 - base)) * speed / radius)  # turns back across
+        self.speed_value = speed
+        self.exit_y = -side * c.exit_y
+        self.side = side
+        start = np.array([x0, side * c.start_y, c.half_size])
+        d = np.array([np.cos(self.heading0), np.sin(self.heading0), 0.0])
+        self.velocity = speed * d
+        self.direction = d
+        self.target = env.add_box([c.half_size] * 3, start, float(self.heading0), rgba=(0.9, 0.45, 0.1, 1),
+                                  mass=c.mass, friction=0.3)
+        env.client.resetBaseVelocity(self.target, self.velocity.tolist(), [0, 0, 0])
+        self._mu = 0.3 * env.config.table_friction
+        self._heading = self.heading0
+        self._last_xy = start[:2].copy()
+        env.add_step_hook(self._steer)
+        env.add_step_hook(self._drive)
+        env.add_step_hook(self._watch)
+        self.crossed = False
+        self.touched = False
+        self.frames = []
+        self.t_exit = 2 * half_turn * radius / speed
+        self.horizon = self.t_exit + c.extra_time_s
+        self.observations = []
+        self.start_position = start
+        return self.render()
+
+    def _steer(self) -> None:
+        # the heading turns with the distance the box travels (a fixed curvature, like a steered cart):
+        # a box held still by the gripper keeps pushing the same way
+        xy = np.array(self.env.client.getBasePositionAndOrientation(self.target)[0][:2])
+        self._heading += self.turn_rate / self.speed_value * float(np.linalg.norm(xy - self._last_xy))
+        self._last_xy = xy
+        self.direction = np.array([np.cos(self._heading), np.sin(self._heading), 0.0])
+        self.velocity = self.speed_value * self.direction
+
+    def path(self, tau: float) -> np.ndarray:
+        """Where the undisturbed box's centre is ``tau`` s after now (the driven arc; ground truth)."""
+        p = np.array(self.env.client.getBasePositionAndOrientation(self.target)[0])
+        h0, w, v = self._heading, self.turn_rate, self.speed_value
+        h1 = h0 + w * tau
+        return p + (v / w) * np.array([np.sin(h1) - np.sin(h0), np.cos(h0) - np.cos(h1), 0.0])
+
+    def oracle_info(self) -> dict:
+        info = super().oracle_info()
+        info["track"] = self.path
+        return info

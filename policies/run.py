@@ -32,8 +32,10 @@ class FieldPlanner:
     def warm_up(self) -> None:
         """One untimed prediction on a synthetic clip (imports, allocations), as a robot would at start-up."""
         from traceany_ros.episode import FrameWindow
+        import traceany_ros.policies.articulated  # noqa: F401
         import traceany_ros.policies.grasp  # noqa: F401
         import traceany_ros.policies.intercept  # noqa: F401
+        import traceany_ros.policies.rearrange  # noqa: F401
 
         rng = np.random.default_rng(0)
         h, w = 192, 256
@@ -86,6 +88,9 @@ class OraclePlanner:
         import traceany_ros.policies.intercept  # noqa: F401
         import traceany_ros.policies.oracle  # noqa: F401
         import traceany_ros.policies.rearrange  # noqa: F401
+        from traceany_ros.policies.plan import top_down_quaternion
+
+        top_down_quaternion(0.0)  # scipy's rotations
 
     def __call__(self, task):
         from traceany_ros.policies.oracle import plan_oracle

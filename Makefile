@@ -22,4 +22,4 @@ bench: install
 	$(PY) -m traceany_ros.cli bench all --json
 
 clean:
-	rm -rf build/interfaces build/tf2_msgs traceany_ros/msg traceany_ros/srv traceany_ros/*.so .pytest_cache
+	rm -rf build/interfaces build/tf2_msgs traceany_ros/msg traceany_ros/srv traceany_ros/action traceany_ros/*.so .pytest_cache

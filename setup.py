@@ -1,6 +1,6 @@
 """pip install path of traceany_ros (colcon on a full ROS 2 install uses CMakeLists.txt).
 
-The ROS interfaces (traceany_ros.msg, traceany_ros.srv) are generated into
+The ROS interfaces (traceany_ros.msg, traceany_ros.srv, traceany_ros.action) are generated into
 traceany_ros/ by scripts/build_msgs.sh (run by `make install`).
 """
 from setuptools import find_packages, setup
@@ -19,7 +19,7 @@ setup(
     packages=core + sim + policies + checkpoints,
     package_dir={"traceany_ros.sim": "sim", "traceany_ros.policies": "policies",
                  "traceany_ros.checkpoints": "checkpoints"},
-    package_data={"traceany_ros": ["msg/*", "srv/*", "*.so"], "traceany_ros.checkpoints": ["*.pt", "*.json"]},
+    package_data={"traceany_ros": ["msg/*", "srv/*", "action/*", "*.so"], "traceany_ros.checkpoints": ["*.pt", "*.json"]},
     include_package_data=True,
     entry_points={
         "console_scripts": [

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generate the package's ROS 2 interfaces (msg/, srv/) with rosidl from the
+# Generate the package's ROS 2 interfaces (msg/, srv/, action/) with rosidl from the
 # Jazzy PyPI wheels and put the generated Python next to the sources, so that
 # one `traceany_ros` package holds both (see shared ros-from-pip notes).
 # Usage: scripts/build_msgs.sh VENV   (idempotent: skips when up to date)
@@ -10,7 +10,7 @@ PY="$VENV/bin/python"
 BUILD="$ROOT/build/interfaces"
 STAMP="$ROOT/traceany_ros/msg/.stamp"
 
-hash_inputs() { cat "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$0" | sha256sum | cut -d' ' -f1; }
+hash_inputs() { cat "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv "$ROOT"/action/*.action "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$0" | sha256sum | cut -d' ' -f1; }
 WANT=$(hash_inputs)
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -f "$VENV/share/ament_index/resource_index/packages/traceany_ros" ]]; then
   echo "[build_msgs] interfaces up to date"; exit 0
@@ -28,7 +28,7 @@ done
 rm -rf "$BUILD"; mkdir -p "$BUILD/src"
 # Configure from a copy of the interface sources: CMake refuses include paths
 # inside the source directory, and the venv may live inside the repo.
-cp -a "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/msg" "$ROOT/srv" "$BUILD/src/"
+cp -a "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/msg" "$ROOT/srv" "$ROOT/action" "$BUILD/src/"
 export AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH" _ROS_WHEELS_BOOTSTRAP_COMPLETE=
 cmake -S "$BUILD/src" -B "$BUILD/cmake" -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$BUILD/install" \
   -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF -DTRACEANY_INTERFACES_ONLY=ON \
@@ -43,9 +43,9 @@ SITE_GEN=$(find "$INST" -type d -path '*site-packages/traceany_ros' | head -1)
 cp -a "$INST"/lib/*.so "$VENV/lib/"
 mkdir -p "$VENV/share"
 cp -a "$INST/share/." "$VENV/share/"
-# Generated Python (msg/, srv/, type-support extensions) joins the sources.
-rm -rf "$ROOT/traceany_ros/msg" "$ROOT/traceany_ros/srv"
-cp -a "$SITE_GEN/msg" "$SITE_GEN/srv" "$ROOT/traceany_ros/"
+# Generated Python (msg/, srv/, action/, type-support extensions) joins the sources.
+rm -rf "$ROOT/traceany_ros/msg" "$ROOT/traceany_ros/srv" "$ROOT/traceany_ros/action"
+cp -a "$SITE_GEN/msg" "$SITE_GEN/srv" "$SITE_GEN/action" "$ROOT/traceany_ros/"
 cp -a "$SITE_GEN"/*.so "$ROOT/traceany_ros/"
 echo "$WANT" > "$STAMP"
-echo "[build_msgs] generated traceany_ros.msg / traceany_ros.srv"
+echo "[build_msgs] generated traceany_ros.msg / traceany_ros.srv / traceany_ros.action"

@@ -10,7 +10,7 @@ from sensor_msgs.msg import Image
 def _field(seed=0, t=4, h=3, w=5, k=7):
     rng = np.random.default_rng(seed)
     times = 100.0 + np.arange(t) / 15.0
-    return TrajectoryField(rng.normal(size=(t, h, w, k, 3)), rng.random((t, h, w)) + 1, times, stride=8,
+    return TrajectoryField(rng.normal(size=(t, h, w, k, 3)), rng.random((t, h, w)), times, stride=8,
                            pixel_offset=4, image_size=(24, 40), frame_id="world", meta={"backend": "flow"})
 
 
@@ -25,6 +25,54 @@ def test_field_round_trip_is_exact():
     assert g.meta["backend"] == "flow" and g.meta["camera_frame_id"] == "cam"
     assert len(m.knots) == 7 + 4 and m.spline_type == "clamped_bspline_deg3_triple_knots"
     np.testing.assert_allclose(g.positions(100.1), f.positions(100.1), atol=1e-6)
+
+
+def test_motion_and_visibility_travel_as_uint8_and_are_empty_when_absent():
+    f = _field()
+    assert len(cv.field_to_msg(f).motion) == 0 and len(cv.field_to_msg(f).visibility) == 0
+    g = cv.field_from_msg(cv.field_to_msg(f))
+    assert g.motion is None and g.visibility is None
+    rng = np.random.default_rng(3)
+    f.motion = rng.random(f.confidence.shape).astype(np.float32)
+    f.visibility = rng.random(f.confidence.shape + (f.num_frames,)).astype(np.float32)
+    f.visibility[0, 0, 0, :2] = [1.0, 0.0]
+    m = cv.field_to_msg(f)
+    assert len(m.motion) == f.confidence.size and len(m.visibility) == f.confidence.size * f.num_frames
+    g = cv.field_from_msg(m)
+    assert g.motion.dtype == np.float32 and g.motion.shape == f.motion.shape
+    np.testing.assert_allclose(g.motion, f.motion, atol=0.5 / 255 + 1e-7)
+    np.testing.assert_allclose(g.visibility, f.visibility, atol=0.5 / 255 + 1e-7)
+    assert g.visibility[0, 0, 0, 0] == 1.0 and g.visibility[0, 0, 0, 1] == 0.0
+    m.motion = m.motion[:-1]
+    with pytest.raises(cv.ConversionError, match="motion has"):
+        cv.field_from_msg(m)
+
+
+def test_confidence_is_sent_in_unit_range_for_every_convention():
+    # flow/static: [0, 1] unchanged; the network's 1 + exp(raw) (0 where no depth) -> sigmoid(raw)
+    flow = np.array([0.0, 0.25, 1.0], np.float32)
+    np.testing.assert_array_equal(cv.unit_confidence(flow), flow)
+    raw = np.array([-3.0, 0.0, 2.0])
+    model = np.concatenate([1 + np.exp(raw), [0.0]]).astype(np.float32)
+    np.testing.assert_allclose(cv.unit_confidence(model), np.concatenate([1 / (1 + np.exp(-raw)), [0.0]]),
+                               atol=1e-6)
+    f = _field()
+    f.confidence = f.confidence * 50 + 1
+    sent = np.frombuffer(memoryview(cv.field_to_msg(f).confidence), np.float32)
+    assert sent.min() >= 0 and sent.max() <= 1 and sent.max() > 0.9
+
+
+def test_backend_label_names_the_checkpoint(tmp_path):
+    from types import SimpleNamespace as NS
+    import hashlib
+
+    assert cv.backend_label(NS(name="flow-rigid")) == "flow-rigid"
+    ck = tmp_path / "best.pt"
+    ck.write_bytes(b"weights")
+    model = NS(name="model", model=NS(config=NS(name="tiny")), checkpoint={"path": str(ck)})
+    assert cv.backend_label(model) == f"model:tiny@best.pt:{hashlib.sha256(b'weights').hexdigest()[:12]}"
+    assert cv.backend_label(NS(name="model", model=NS(config=NS(name="base")), checkpoint=None)) == \
+        "model:base@untrained"
 
 
 def test_field_from_msg_rejects_inconsistent_sizes():

@@ -53,15 +53,70 @@ def sec_to_stamp(t: float) -> Time:
 
 # ----------------------------------------------------------------------------- field
 
+def unit_confidence(confidence: np.ndarray) -> np.ndarray:
+    """Confidence on the message's one scale, [0, 1] (0 = no estimate, 1 = certain).
+
+    Flow and static backends give [0, 1] already (returned unchanged, clipped). The
+    network gives 1 + exp(raw) where its cell has depth and 0 where not: any value
+    above 1 marks that convention, and c maps to 1 - 1/c = sigmoid(raw) (0 stays 0).
+    """
+    c = np.nan_to_num(np.asarray(confidence, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    if c.size and float(c.max()) > 1.0:
+        c = np.where(c > 0, 1.0 - 1.0 / np.maximum(c, 1.0), 0.0).astype(np.float32)
+    return np.clip(c, 0.0, 1.0)
+
+
+def backend_label(backend) -> str:
+    """The exact name of a predictor for messages: ``flow``, ``flow-rigid``, ``static``, or
+    ``model:<preset>@<checkpoint file>:<sha256 first 12 hex>`` (``@untrained`` for a preset built
+    without weights)."""
+    name = str(getattr(backend, "name", backend))
+    if name != "model":
+        return name
+    model = getattr(backend, "model", None)
+    preset = getattr(getattr(model, "config", None), "name", "") or "?"
+    ck = getattr(backend, "checkpoint", None)
+    path = ck.get("path") if isinstance(ck, dict) else None
+    if not path:
+        return f"model:{preset}@untrained"
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return f"model:{preset}@{Path(path).name}:{h.hexdigest()[:12]}"
+
+
+def _probabilities_to_bytes(p: np.ndarray | None) -> bytes:
+    if p is None:
+        return b""
+    q = np.rint(np.clip(np.nan_to_num(np.asarray(p, np.float32), nan=0.0), 0.0, 1.0) * 255.0)
+    return np.ascontiguousarray(q, np.uint8).tobytes()
+
+
+def _bytes_to_probabilities(data, shape: tuple, what: str) -> np.ndarray | None:
+    raw = np.frombuffer(bytes(data), np.uint8) if len(data) else np.zeros(0, np.uint8)
+    if raw.size == 0:
+        return None
+    n = int(np.prod(shape))
+    if raw.size != n:
+        raise ConversionError(f"{what} has {raw.size} values but {'*'.join(map(str, shape))} = {n} (or 0 for none)")
+    return (raw.reshape(shape).astype(np.float32) / np.float32(TrajectoryFieldMsg.PROBABILITY_MAX))
+
+
 def field_to_msg(field: TrajectoryField, *, stamp: float | None = None, frame_id: str | None = None,
                  camera_frame_id: str = "", backend: str | None = None) -> TrajectoryFieldMsg:
     """TrajectoryField -> traceany_ros/msg/TrajectoryField.
 
     Args:
-        field: control points [T, h, w, K, 3] in ``field.frame_id`` (or ``frame_id``).
+        field: control points [T, h, w, K, 3] in ``field.frame_id`` (or ``frame_id``); its optional
+            ``motion`` [T, h, w] and ``visibility`` [T, h, w, T] go out as uint8 (p * 255, rounded).
         stamp: header stamp in seconds; default the latest frame's time.
         camera_frame_id: optical frame of the camera that saw the clip.
-        backend: name of the predictor; default ``field.meta["backend"]``.
+        backend: name of the predictor (:func:`backend_label`); default ``field.meta["backend"]``.
+    Confidence is sent on the [0, 1] scale (:func:`unit_confidence`).
     """
     msg = TrajectoryFieldMsg()
     t_last = float(field.times[-1]) if stamp is None else float(stamp)
@@ -79,7 +134,9 @@ def field_to_msg(field: TrajectoryField, *, stamp: float | None = None, frame_id
     msg.stride, msg.pixel_offset = int(field.stride), int(field.pixel_offset)
     # array.array('f') assignment is the fast path of the generated setter
     msg.control_points = array.array("f", np.ascontiguousarray(field.control_points, np.float32).tobytes())
-    msg.confidence = array.array("f", np.ascontiguousarray(field.confidence, np.float32).tobytes())
+    msg.confidence = array.array("f", unit_confidence(field.confidence).tobytes())
+    msg.motion = _probabilities_to_bytes(field.motion)
+    msg.visibility = _probabilities_to_bytes(field.visibility)
     msg.backend = str(backend if backend is not None else field.meta.get("backend", ""))
     return msg
 
@@ -88,7 +145,9 @@ def field_from_msg(msg: TrajectoryFieldMsg) -> TrajectoryField:
     """traceany_ros/msg/TrajectoryField -> TrajectoryField, in one call.
 
     The returned field's ``frame_id`` is the header's; ``meta`` carries
-    ``backend``, ``camera_frame_id`` and ``stamp`` (header stamp, seconds).
+    ``backend``, ``camera_frame_id`` and ``stamp`` (header stamp, seconds);
+    confidence is in [0, 1]; ``motion`` [T, h, w] and ``visibility`` [T, h, w, T]
+    are float32 in [0, 1] (multiples of 1/255), or None when the message has none.
     Raises ConversionError when the message is inconsistent (sizes, spline type).
     """
     if msg.spline_type and msg.spline_type != SPLINE_TYPE:
@@ -113,13 +172,15 @@ def field_from_msg(msg: TrajectoryFieldMsg) -> TrajectoryField:
     if len(msg.frame_stamps) != t:
         raise ConversionError(f"frame_stamps has {len(msg.frame_stamps)} entries but num_frames = {t}")
     times = np.array([stamp_to_sec(s) for s in msg.frame_stamps], dtype=np.float64)
+    motion = _bytes_to_probabilities(msg.motion, (t, h, w), "motion")
+    visibility = _bytes_to_probabilities(msg.visibility, (t, h, w, t), "visibility")
     return TrajectoryField(
         control_points=cp.reshape(t, h, w, k, 3).copy(), confidence=conf.reshape(t, h, w).copy(),
         times=times, stride=max(int(msg.stride), 1), pixel_offset=int(msg.pixel_offset),
         image_size=(int(msg.image_height), int(msg.image_width)) if msg.image_height else None,
         frame_id=msg.header.frame_id or "world", time_span=(float(msg.time_start), float(msg.time_end)),
         meta={"backend": msg.backend, "camera_frame_id": msg.camera_frame_id,
-              "stamp": stamp_to_sec(msg.header.stamp)})
+              "stamp": stamp_to_sec(msg.header.stamp)}, motion=motion, visibility=visibility)
 
 
 # ----------------------------------------------------------------------------- images

@@ -20,7 +20,7 @@ import numpy as np
 
 def gt_flow(ep: dict, t: int, u: int) -> np.ndarray:
     """Ground-truth optical flow from frame t to frame u: [H,W,2] float32 (0 where no link / no depth)."""
-    from traceany_ros.episode import project, unproject
+    from traceany_ros.geometry import project, unproject
     from traceany_ros.sim.groundtruth import tracks_from_links
 
     lab = ep["gt_labels"][t].astype(np.int64)
@@ -46,10 +46,10 @@ def query_kinds(ep: dict, meta: dict) -> list[str]:
 
 
 def main(argv=None) -> None:
-    import traceany_ros.flow as flow_module
     from traceany_ros.backends import make_backend
     from traceany_ros.episode import load_episode
     from traceany_ros.predict import predict_episode
+    import traceany_ros.tracker.flow as flow_module
     from traceany_ros.train.data import list_episodes
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

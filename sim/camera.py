@@ -2,7 +2,7 @@
 
 - ``intrinsics(cfg)``: K [3,3] from the vertical field of view, with TinyRenderer's
   measured pixel sampling offset folded into the principal point, so that
-  ``traceany_ros.episode.unproject`` of the rendered depth lands on the surface.
+  ``traceany_ros.geometry.unproject`` of the rendered depth lands on the surface.
 - ``look_at`` / ``view_matrix``: OpenCV cam_to_world [4,4] <-> PyBullet's OpenGL view matrix.
 - ``linearize_depth``: OpenGL depth buffer -> metric z-depth (0 where nothing was hit).
 - ``render``: RGB [H,W,3] uint8, depth [H,W] float32, segmentation (body [H,W], link [H,W]).
@@ -14,6 +14,9 @@ plane (``measure_sample_offset``; test ``tests/integration/test_sim_camera.py``)
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,8 +146,6 @@ def measure_sample_offset(cfg: CameraConfig = CameraConfig(width=128, height=96)
     A_all, b_all = [], []
     for normal in ([0.45, 0.05, 1.0], [-0.05, 0.45, 1.0]):
         normal = np.asarray(normal) / np.linalg.norm(normal)
-        from traceany_ros.sim.scene import quiet_stdout
-
         with quiet_stdout():
             client = bullet_client.BulletClient(connection_mode=pb.DIRECT)
         try:
@@ -178,3 +179,18 @@ def _quat_from_z(normal: np.ndarray) -> list[float]:
         return [0.0, 0.0, 0.0, 1.0]
     angle = np.arctan2(s, float(z @ normal))
     return Rotation.from_rotvec(axis / s * angle).as_quat().tolist()
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Silence C-level stdout (pybullet prints ``argv[0]=`` on connect) so ``--json`` output stays clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)

@@ -14,14 +14,15 @@ position along the link's inverse-depth slope) is within ``depth_tol`` of the po
 camera-axis depth. Dynamic: the point moves more than 5 mm away from its
 query-frame position at some frame.
 
-Nothing here imports pybullet; training uses these functions on the ``gt_*`` extras
-of an episode (``Episode.dense_tracks``).
+Nothing here imports pybullet; training and tests use these functions on the ``gt_*`` extras
+of an episode (``dense_tracks(ep.extras["gt_labels"], ..., ep.extras["gt_link_poses"])``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from traceany_ros.episode import DYNAMIC_THRESHOLD_M, project, unproject_pixels
+from traceany_ros.episode import DYNAMIC_THRESHOLD_M
+from traceany_ros.geometry import project, unproject_pixels
 
 VIS_DEPTH_TOL_M = 0.01
 

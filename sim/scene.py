@@ -22,9 +22,7 @@ episode seed, drawn in a fixed order; the physics is deterministic for the same 
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from traceany_ros.sim.camera import CameraConfig, Lighting, intrinsics, look_at, render
+from traceany_ros.sim.camera import CameraConfig, Lighting, intrinsics, look_at, quiet_stdout, render
 
 FAMILIES = ("push", "drop", "carry", "arm", "spin", "mixed")
 TRAIN_FAMILIES = ("push", "drop", "carry", "arm")
@@ -141,21 +139,6 @@ def _write_png_atomic(path: Path, img: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     iio.imwrite(tmp, img)
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def quiet_stdout():
-    """Silence C-level stdout (pybullet prints ``argv[0]=`` on connect) so ``--json`` output stays clean."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _smoothstep(s):

@@ -10,7 +10,9 @@ time span is ``(times[0], times[-1])``::
 Backends:
     ``static``  every pixel stays at its own unprojection (reference baseline).
     ``flow``    OpenCV dense optical flow chained frame to frame, lifted to 3D
-                with depth and fitted with the project's B-spline (``flow.py``).
+                with depth and fitted with the project's B-spline (``tracker/flow.py``).
+    ``flow-rigid`` the same with rigid parts, the learned matcher, segment ICP and
+                stitching (``traceany_ros.tracker``; named presets ``tracker.flow.TRACKERS``).
     ``model``   the trajectory-field network (``traceany_ros.model``), loaded
                 from a checkpoint (the shipped one by default).
 
@@ -22,59 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from traceany_ros.episode import FrameWindow, unproject  # the one FrameWindow definition lives in episode.py
+from traceany_ros.episode import FrameWindow  # the one FrameWindow definition lives in episode.py
 from traceany_ros.field import TrajectoryField
+from traceany_ros.geometry import check_window, grid_points_world
 
-__all__ = ["FrameWindow", "StaticBackend", "FlowBackend", "ModelBackend", "make_backend", "BACKENDS",
-           "check_window", "grid_points_world"]
-
-
-def check_window(window: FrameWindow) -> tuple[int, int, int]:
-    """Validate a window's shapes; returns (T, H, W). Raises ValueError naming the bad field."""
-    rgb, depth = np.asarray(window.rgb), np.asarray(window.depth)
-    if rgb.ndim != 4 or rgb.shape[-1] != 3:
-        raise ValueError(f"FrameWindow.rgb must be [T,H,W,3] uint8, got shape {rgb.shape}")
-    t, h, w = rgb.shape[:3]
-    if depth.shape != (t, h, w):
-        raise ValueError(f"FrameWindow.depth must be [T,H,W] = {(t, h, w)} like rgb, got {depth.shape}")
-    if np.asarray(window.intrinsics).shape != (3, 3):
-        raise ValueError(f"FrameWindow.intrinsics must be [3,3], got {np.asarray(window.intrinsics).shape}")
-    if np.asarray(window.cam_to_world).shape != (t, 4, 4):
-        raise ValueError(f"FrameWindow.cam_to_world must be [T,4,4] = {(t, 4, 4)}, "
-                         f"got {np.asarray(window.cam_to_world).shape}")
-    times = np.asarray(window.times, np.float64).reshape(-1)
-    if times.shape[0] != t:
-        raise ValueError(f"FrameWindow.times must have T={t} entries, got {times.shape[0]}")
-    if t > 1 and not np.all(np.diff(times) > 0):
-        raise ValueError("FrameWindow.times must be strictly increasing")
-    return t, h, w
-
-
-def grid_points_world(window: FrameWindow, stride: int = 1, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """World points of a pixel grid of every frame.
-
-    Returns:
-        points [T, h, w, 3] float64 (pixel rows ``offset + stride * i``), and
-        valid [T, h, w] bool (depth > 0 and finite). Invalid pixels are filled
-        with the unprojection at the frame's median valid depth, so they stay
-        finite (give them zero confidence).
-    """
-    t, h, w = check_window(window)
-    out, valid = [], []
-    for f in range(t):
-        d = np.asarray(window.depth[f], np.float64)[offset::stride, offset::stride]
-        ok = np.isfinite(d) & (d > 0)
-        fill = float(np.median(d[ok])) if ok.any() else 1.0
-        d = np.where(ok, d, fill)
-        # unproject a strided depth map: scale the intrinsics to the grid
-        k = np.asarray(window.intrinsics, np.float64).copy()
-        k[0, 0] /= stride
-        k[1, 1] /= stride
-        k[0, 2] = (k[0, 2] - offset) / stride
-        k[1, 2] = (k[1, 2] - offset) / stride
-        out.append(unproject(d, k, window.cam_to_world[f]))
-        valid.append(ok)
-    return np.stack(out), np.stack(valid)
+__all__ = ["StaticBackend", "FlowBackend", "FlowRigidBackend", "ModelBackend", "make_backend", "BACKENDS"]
 
 
 class StaticBackend:
@@ -102,45 +56,46 @@ class StaticBackend:
 
 
 class FlowBackend:
-    """Dense optical flow baseline (see :mod:`traceany_ros.flow` for the options)."""
+    """Dense optical flow baseline: the tracker preset ``preset`` (a ``tracker.flow.TRACKERS`` name) with
+    ``options`` (FlowConfig fields, see :mod:`traceany_ros.tracker.flow`) on top."""
 
     name = "flow"
+    default_preset = "plain"
 
-    def __init__(self, device: str = "cpu", **options):
-        from traceany_ros.flow import FlowConfig
+    def __init__(self, device: str = "cpu", preset: str | None = None, **options):
+        from traceany_ros.tracker.flow import TRACKERS, FlowConfig
 
-        self.config = FlowConfig(**options)
+        preset = preset or self.default_preset
+        if preset not in TRACKERS:
+            raise ValueError(f"unknown tracker preset {preset!r}; choose one of {sorted(TRACKERS)}")
+        self.preset = preset
+        self.config = FlowConfig(**{**TRACKERS[preset], **options})
         self.device = "cpu"
 
     def predict(self, window: FrameWindow) -> TrajectoryField:
-        from traceany_ros.flow import flow_field
+        from traceany_ros.tracker.flow import flow_field
 
         return flow_field(window, self.config)
 
 
 class FlowRigidBackend(FlowBackend):
-    """The flow tracks made robust for moving rigid parts (:mod:`traceany_ros.rigid`): a track ends
+    """The flow tracks made robust for moving rigid parts (:mod:`traceany_ros.tracker.rigid`): a track ends
     where the depth under it jumps (it slid onto another surface or an occluder), and a lost point
     moves with the fitted one-step motion of its rigid part instead of holding its last position.
-    The flow is DIS started from the learned matcher's coarse matches (:mod:`traceany_ros.matcher`),
-    or the depth flow where that matches better (:func:`traceany_ros.flow.learned_flow`), and on rigid
-    depth segments their ICP motion where that explains the next frame better (:mod:`traceany_ros.icp`);
+    The flow is DIS started from the learned matcher's coarse matches (:mod:`traceany_ros.tracker.matcher`),
+    or the depth flow where that matches better (:func:`traceany_ros.tracker.flow.learned_flow`), and on rigid
+    depth segments their ICP motion where that explains the next frame better (:mod:`traceany_ros.tracker.icp`);
     a track's lost stretches are filled from other frames' tracks of the same point
-    (:func:`traceany_ros.flow.stitch_tracks`), and a moving track is carried on past its ends by
+    (:func:`traceany_ros.tracker.flow.stitch_tracks`), and a moving track is carried on past its ends by
     another track of the same point (tracked at the end, or beginning right after it) or its neighbours'
-    rigid motion (:func:`traceany_ros.flow.extend_track_ends`, :func:`traceany_ros.flow.join_next_tracks`,
-    :func:`traceany_ros.flow.extend_with_neighbours`).
-    Same options as ``flow``; these default on (``flow.TRACKERS["rigid-rgbd-learned-icp-stitch-ends"]``), with
-    DIS at full resolution (``method="dis_fine"``: held out 5.01 -> 4.91 cm on moving points, 1.65 -> 1.39 on
-    still ones, for ~0.3 s more a 24-frame clip).
+    rigid motion (:func:`traceany_ros.tracker.flow.extend_track_ends`,
+    :func:`traceany_ros.tracker.flow.join_next_tracks`, :func:`traceany_ros.tracker.flow.extend_with_neighbours`).
+    Default preset ``"offline"`` (all of these, DIS at full resolution); the tracer uses ``"stream"``, the planners
+    ``"planners"``.
     """
 
     name = "flow-rigid"
-
-    def __init__(self, device: str = "cpu", **options):
-        from traceany_ros.flow import TRACKERS
-
-        super().__init__(device, **{**TRACKERS["rigid-rgbd-learned-icp-stitch-ends"], "method": "dis_fine", **options})
+    default_preset = "offline"
 
 
 class ModelBackend:
@@ -149,15 +104,12 @@ class ModelBackend:
     Options: ``checkpoint`` (path; default: the shipped ``checkpoints/tiny.pt``),
     ``device`` ("cpu" | "cuda" | "auto"), ``preset`` (build an untrained model of
     this preset instead of loading a checkpoint; for tests and timing only),
-    ``prior_tracker`` (a ``flow.TRACKERS`` name: track the flow prior with it instead of the
-    checkpoint's own (the shipped one since session 12: ``rigid-rgbd-learned-icp-stitch-join-neighbours-depth4``
-    on ``dis_fine_novr``, held out 4.95 cm on moving points; before it ``rigid-rgbd-learned-icp-stitch-join`` on
-    ``dis_medium``, 5.30 cm and ~0.35 s less per 24-frame clip),
-    ``prior_flow_method`` (a ``flow.METHODS`` name: the prior's optical flow instead of the checkpoint's,
+    ``prior_tracker`` (a ``tracker.flow.TRACKERS`` name: track the flow prior with it instead of the
+    checkpoint's own; the shipped one's is ``"prior"`` on ``dis_fine_novr``, ``"prior-fast"`` costs less),
+    ``prior_flow_method`` (a ``tracker.flow.METHODS`` name: the prior's optical flow instead of the checkpoint's,
     e.g. "dis_medium", DIS at half resolution, for latency),
     ``bf16`` (run the network's transformer trunk under bfloat16 autocast on CPU: "auto" where the CPU
-    has native bfloat16 (AMX / AVX512-BF16; ~0.15 s less per 24-frame clip; tracks 0.06 mm from
-    float32 on average, 99 % within 0.4 mm), "on", "off").
+    has native bfloat16 (AMX / AVX512-BF16), "on", "off").
     """
 
     name = "model"
@@ -166,8 +118,9 @@ class ModelBackend:
                  prior_tracker: str | None = None, prior_flow_method: str | None = None, bf16: str = "auto"):
         from dataclasses import replace
 
-        from traceany_ros.flow import METHODS, TRACKERS
-        from traceany_ros.model import TraceModel, default_checkpoint, load_checkpoint, resolve_device
+        from traceany_ros.checkpoint_file import resolve_device
+        from traceany_ros.model import TraceModel, default_checkpoint, load_checkpoint
+        from traceany_ros.tracker.flow import METHODS, TRACKERS
 
         self.device = resolve_device(device)
         if preset is not None and checkpoint is None:
@@ -197,10 +150,10 @@ class ModelBackend:
         self.model.to(self.device).eval()
 
     def predict(self, window: FrameWindow) -> TrajectoryField:
-        from traceany_ros.flow import one_blas_thread
+        from traceany_ros.tracker.flow import one_blas_thread
 
         check_window(window)
-        with one_blas_thread():  # NumPy's BLAS threads would spin beside the network's (flow.one_blas_thread)
+        with one_blas_thread():  # NumPy's BLAS threads would spin beside the network's
             return self.model.predict_field(window, device=self.device)
 
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from traceany_ros.geometry import unproject_pixels
+
 # Contract keys in file order, with dtype and shape pattern (letters are sizes that must agree).
 CONTRACT: dict[str, tuple[np.dtype, tuple]] = {
     "rgb": (np.dtype(np.uint8), ("T", "H", "W", 3)),
@@ -116,21 +118,6 @@ class Episode:
         """[Q,3] unprojection of each query pixel at its own frame (the `static` prediction's anchor)."""
         return unproject_pixels(self.depth, self.intrinsics, self.cam_to_world, self.query_pixels)
 
-    def dense_tracks(self, stride: int = 8, offset: int | None = None):
-        """Dense ground truth on a pixel grid, from the simulator's ``gt_labels``/``gt_link_poses`` extras.
-
-        Returns (tracks [T,h,w,T,3] float32, valid [T,h,w] bool, visible [T,h,w,T] bool) for pixels
-        ``offset + stride * i`` (offset defaults to stride // 2). Raises ValueError when the file
-        has no such extras (episodes from other sources, or generated with --no-gt-extras).
-        """
-        if "gt_labels" not in self.extras or "gt_link_poses" not in self.extras:
-            raise ValueError("this episode has no gt_labels/gt_link_poses extras; dense ground truth needs a "
-                             "simulated episode generated without --no-gt-extras")
-        from traceany_ros.sim.groundtruth import dense_tracks
-
-        return dense_tracks(self.extras["gt_labels"], self.depth, self.intrinsics, self.cam_to_world,
-                            self.extras["gt_link_poses"], stride=stride, offset=offset)
-
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Contract arrays (with exact dtypes) followed by extras, in file order."""
         out = {
@@ -158,56 +145,6 @@ def _json_default(o: Any):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"meta value of type {type(o).__name__} is not JSON serialisable")
-
-
-# ----------------------------------------------------------------------------- geometry
-
-def unproject(depth: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray) -> np.ndarray:
-    """World points of every pixel: depth [H,W] (m), K [3,3], cam_to_world [4,4] -> [H,W,3] float64.
-
-    Pixel (r, c) has its centre at (u, v) = (c, r); camera frame is OpenCV's.
-    Invalid depth (0) gives the camera centre; mask with ``depth > 0``.
-    """
-    depth = np.asarray(depth, dtype=np.float64)
-    H, W = depth.shape
-    K = np.asarray(K, dtype=np.float64)
-    rows, cols = np.mgrid[0:H, 0:W]
-    x = (cols - K[0, 2]) / K[0, 0] * depth
-    y = (rows - K[1, 2]) / K[1, 1] * depth
-    pc = np.stack([x, y, depth], axis=-1)
-    T = np.asarray(cam_to_world, dtype=np.float64)
-    return pc @ T[:3, :3].T + T[:3, 3]
-
-
-def unproject_pixels(depth: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray,
-                     pixels: np.ndarray) -> np.ndarray:
-    """World points of selected pixels.
-
-    depth [T,H,W], K [3,3], cam_to_world [T,4,4], pixels [N,3] (frame,row,col) -> [N,3] float64.
-    """
-    pixels = np.asarray(pixels, dtype=np.int64).reshape(-1, 3)
-    f, r, c = pixels[:, 0], pixels[:, 1], pixels[:, 2]
-    K = np.asarray(K, dtype=np.float64)
-    z = np.asarray(depth, dtype=np.float64)[f, r, c]
-    pc = np.stack([(c - K[0, 2]) / K[0, 0] * z, (r - K[1, 2]) / K[1, 1] * z, z], axis=-1)
-    T = np.asarray(cam_to_world, dtype=np.float64)[f]
-    return np.einsum("nij,nj->ni", T[:, :3, :3], pc) + T[:, :3, 3]
-
-
-def project(points_world: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray):
-    """Project world points [...,3] through K [3,3] and one pose [4,4].
-
-    Returns (rows [...], cols [...], z [...]) as float64; z is the camera-axis depth.
-    """
-    T = np.asarray(cam_to_world, dtype=np.float64)
-    R, t = T[:3, :3], T[:3, 3]
-    pc = (np.asarray(points_world, dtype=np.float64) - t) @ R  # R^T (p - t)
-    K = np.asarray(K, dtype=np.float64)
-    z = pc[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cols = K[0, 0] * pc[..., 0] / z + K[0, 2]
-        rows = K[1, 1] * pc[..., 1] / z + K[1, 2]
-    return rows, cols, z
 
 
 # ----------------------------------------------------------------------------- I/O
@@ -260,6 +197,19 @@ def load_episode(path: str | os.PathLike) -> Episode:
                    timestamps=d["timestamps"], query_pixels=d["query_pixels"], tracks_world=d["tracks_world"],
                    visible=d["visible"], dynamic=d["dynamic"], meta=meta if isinstance(meta, dict) else {"_": meta},
                    extras=extras)
+
+
+def list_episodes(path: str | Path) -> list[Path]:
+    """All ``*.npz`` episodes under a directory (recursive), sorted; or the file itself."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise FileNotFoundError(f"data path {p} does not exist; generate episodes with `traceany generate`")
+    files = sorted(p.rglob("*.npz"))
+    if not files:
+        raise FileNotFoundError(f"no .npz episodes under {p}; generate some with `traceany generate`")
+    return files
 
 
 def load_prediction(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:

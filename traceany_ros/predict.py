@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from traceany_ros.episode import CONTRACT, Episode, FrameWindow, project, unproject_pixels
+from traceany_ros.episode import CONTRACT, Episode, FrameWindow
 from traceany_ros.field import TrajectoryField, evaluate, fit_trajectory
+from traceany_ros.geometry import project, unproject_pixels
 
 INPUT_KEYS = ("rgb", "depth", "intrinsics", "cam_to_world", "timestamps", "query_pixels")
 

@@ -41,9 +41,9 @@ from typing import Callable
 import numpy as np
 
 from traceany_ros.backends import BACKENDS
-from traceany_ros.flow import ENDS, ENDS_OFF, METHODS as FLOW_METHODS, STITCH_DISTANCE, TRACKERS
 from traceany_ros.config_utils import validate_fields
 from traceany_ros.field import TrajectoryField, bspline_basis, fit_trajectory
+from traceany_ros.tracker.flow import ENDS, ENDS_OFF, METHODS as FLOW_METHODS, STITCH_DISTANCE, TRACKERS
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,13 @@ class StreamConfig:
         "help": "model preset to build UNTRAINED when no checkpoint is given (timing only); empty = load"})
     model_prior: str = dc_field(default="", metadata={
         "choices": ("",) + tuple(sorted(TRACKERS)),
-        "help": "model backend: the flow tracker of its prior; empty = the checkpoint's own (the shipped one's "
-                "has the RGB-D flow, segment ICP and neighbours' motion past track ends since sessions 11-12; "
-                "rigid-learned-stitch-join takes less time per 8-frame window and is less accurate on moving points)"})
+        "help": "model backend: the tracker preset of its prior; empty = the checkpoint's own (the shipped one's: "
+                "prior, with the RGB-D flow, segment ICP and neighbours' motion past track ends; prior-fast takes "
+                "less time per 8-frame window and is less accurate on moving points)"})
     model_prior_flow: str = dc_field(default="", metadata={
         "choices": ("",) + tuple(FLOW_METHODS),
-        "help": "model backend: the optical flow of its prior; empty = the checkpoint's own (dis_fine_novr since "
-                "session 12; dis_medium is faster per window, less accurate on moving points)"})
+        "help": "model backend: the optical flow of its prior; empty = the checkpoint's own (the shipped one's: "
+                "dis_fine_novr; dis_medium is faster per window, less accurate on moving points)"})
     input_downscale: int = dc_field(default=1, metadata={
         "range": (1, 8), "help": "use every n-th image row/column (e.g. 2: 640x480 -> 320x240); the field "
                                  "still refers to full-size pixels"})
@@ -121,7 +121,8 @@ class StreamConfig:
     def backend_options(self) -> dict:
         """Keyword options of ``make_backend(self.backend, **options)``."""
         if self.backend in ("flow", "flow-rigid"):
-            return {"stride": self.field_stride, "num_control_points": self.num_control_points,
+            return {"preset": "stream" if self.backend == "flow-rigid" else "plain",
+                    "stride": self.field_stride, "num_control_points": self.num_control_points,
                     "method": self.flow_method, "depth_flow": self.depth_flow,
                     "learned_matches": self.learned_matches, "icp": self.icp,
                     "stitch": STITCH_DISTANCE if self.stitch else 0.0,

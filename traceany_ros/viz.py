@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from traceany_ros.episode import project
 from traceany_ros.field import TrajectoryField
+from traceany_ros.geometry import project
 
 
 def time_colours(n: int, cmap: str = "turbo") -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from traceany_ros.episode import load_episode, save_episode
-from traceany_ros.train.synthetic import make_synthetic_episode
+from traceany_ros.sim.synthetic import make_synthetic_episode
 
 pytestmark = pytest.mark.ros
 

@@ -12,8 +12,8 @@ from sensor_msgs.msg import Image
 
 from traceany_ros.nodes import convert
 from traceany_ros.nodes.realsense import RealSenseNode
+from traceany_ros.sim.synthetic import make_synthetic_episode
 from traceany_ros.sources.realsense import write_recording
-from traceany_ros.train.synthetic import make_synthetic_episode
 
 pytestmark = pytest.mark.ros
 

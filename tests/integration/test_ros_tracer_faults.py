@@ -19,7 +19,7 @@ from visualization_msgs.msg import MarkerArray
 from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
 from traceany_ros.nodes import convert
 from traceany_ros.nodes.tracer import TracerNode
-from traceany_ros.train.synthetic import make_synthetic_episode
+from traceany_ros.sim.synthetic import make_synthetic_episode
 
 pytestmark = pytest.mark.ros
 

@@ -4,7 +4,7 @@ import pybullet as pb
 import pytest
 from pybullet_utils import bullet_client
 
-from traceany_ros.episode import unproject
+from traceany_ros.geometry import unproject
 from traceany_ros.sim.camera import (SAMPLE_OFFSET, CameraConfig, Lighting, _quat_from_z, decode_segmentation,
                                      intrinsics, linearize_depth, look_at, measure_sample_offset, render)
 

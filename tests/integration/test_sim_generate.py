@@ -10,7 +10,7 @@ from traceany_ros.baselines import oracle_prediction, static_prediction
 from traceany_ros.episode import load_episode, save_episode, validate_episode
 from traceany_ros.metrics import evaluate_predictions
 from traceany_ros.sim.generate import GenerateConfig, make_episode
-from traceany_ros.sim.groundtruth import pixel_tracks
+from traceany_ros.sim.groundtruth import dense_tracks, pixel_tracks
 from traceany_ros.sim.scene import FAMILIES, SceneConfig
 
 TINY = ["--frames", "8", "--size", "128x96", "--queries", "96"]
@@ -88,7 +88,8 @@ def test_gt_extras_reproduce_the_query_tracks(generated):
     tr, _ = pixel_tracks(ep.query_pixels, ep.extras["gt_labels"], ep.depth, ep.intrinsics, ep.cam_to_world,
                          ep.extras["gt_link_poses"])
     np.testing.assert_allclose(tr, ep.tracks_world, atol=2e-4)
-    dense, valid, vis = ep.dense_tracks(stride=16)
+    dense, valid, vis = dense_tracks(ep.extras["gt_labels"], ep.depth, ep.intrinsics, ep.cam_to_world,
+                                     ep.extras["gt_link_poses"], stride=16)
     assert dense.shape == (8, 6, 8, 8, 3) and valid.mean() > 0.9
     assert vis[valid].reshape(-1, 8).mean() > 0.5
 

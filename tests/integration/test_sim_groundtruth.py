@@ -119,7 +119,7 @@ def test_grazing_surface_stays_visible_under_a_moving_camera():
     pix = np.stack([np.zeros_like(rr), rr, cc], 1)
     tracks, links = pixel_tracks(pix, clip.labels, clip.depth, clip.K, clip.cam_to_world, clip.poses)
     vis = visibility(tracks, links, clip.labels, clip.depth, clip.K, clip.cam_to_world)
-    from traceany_ros.episode import project
+    from traceany_ros.geometry import project
     inside = np.ones_like(vis)
     for t in range(6):
         r, col, _ = project(tracks[:, t], clip.K, clip.cam_to_world[t])

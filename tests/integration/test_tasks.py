@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from traceany_ros.episode import project
+from traceany_ros.geometry import project
 from traceany_ros.policies.oracle import plan_oracle
 from traceany_ros.policies.plan import Plan
 from traceany_ros.policies.run import make_planner, run_episode

@@ -18,7 +18,7 @@ def _args(**kw):
 def test_bench_predict_times_a_given_episode(tmp_path):
     from traceany_ros.benchmarks import predict
     from traceany_ros.episode import save_episode
-    from traceany_ros.train.synthetic import make_synthetic_episode
+    from traceany_ros.sim.synthetic import make_synthetic_episode
 
     ep = make_synthetic_episode(num_frames=6, height=48, width=64, num_queries=32, seed=3)
     path = tmp_path / "ep.npz"

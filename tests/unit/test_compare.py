@@ -3,8 +3,8 @@ import imageio.v3 as iio
 import pytest
 
 from traceany_ros.episode import save_episode
+from traceany_ros.sim.synthetic import make_synthetic_episode
 from traceany_ros.train.compare import compare, format_markdown, tracks_picture
-from traceany_ros.train.synthetic import make_synthetic_episode
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,8 @@ def test_tracks_picture_has_one_panel_per_method_and_ground_truth(data_dir, tmp_
 
 
 def test_compare_scores_a_checkpoint_with_another_prior_tracker_and_flow(data_dir, tmp_path):
-    from traceany_ros.model import ModelConfig, TraceModel, save_checkpoint
+    from traceany_ros.checkpoint_file import save_checkpoint
+    from traceany_ros.model import ModelConfig, TraceModel
 
     ck = str(save_checkpoint(tmp_path / "tiny.pt", TraceModel(ModelConfig.preset("tiny", flow_tracker="rigid"))))
     names = [ck, f"{ck}@plain", f"{ck}@@dis_fine"]

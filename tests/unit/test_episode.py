@@ -5,8 +5,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from traceany_ros.episode import (Episode, FrameWindow, load_episode, project, save_episode, unproject,
-                                  unproject_pixels, validate_arrays, validate_episode)
+from traceany_ros.episode import Episode, FrameWindow, load_episode, save_episode, validate_arrays, validate_episode
+from traceany_ros.geometry import project, unproject, unproject_pixels
 
 
 def make_episode(T=5, H=12, W=16, Q=6, seed=0) -> Episode:

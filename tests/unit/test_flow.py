@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from traceany_ros.backends import make_backend
-from traceany_ros.flow import FlowConfig, track_window
 from traceany_ros.predict import predict_episode
-from traceany_ros.train.synthetic import make_synthetic_episode
+from traceany_ros.sim.synthetic import make_synthetic_episode
+from traceany_ros.tracker.flow import FlowConfig, track_window
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_tracks_start_at_own_unprojection(episode):
     own = points[np.arange(T), :, :, np.arange(T)]  # [T,h,w,3]
     r = 8 + 16 * np.arange(points.shape[1])
     c = 8 + 16 * np.arange(points.shape[2])
-    from traceany_ros.episode import unproject
+    from traceany_ros.geometry import unproject
     expect = np.stack([unproject(episode.depth[f], episode.intrinsics, episode.cam_to_world[f])[np.ix_(r, c)]
                        for f in range(T)])
     np.testing.assert_allclose(own, expect, atol=1e-5)
@@ -57,7 +57,7 @@ def test_full_resolution_dis_follows_a_sub_pixel_shift_closer():
     """"dis_fine" (DIS down to full resolution) vs the half-resolution medium preset on fine texture."""
     import cv2
 
-    from traceany_ros.flow import dense_flow
+    from traceany_ros.tracker.flow import dense_flow
 
     rng = np.random.default_rng(0)
     tex = cv2.normalize(cv2.GaussianBlur(rng.uniform(0, 255, (96, 128)).astype(np.float32), (0, 0), 1.5), None, 0, 255,
@@ -85,7 +85,7 @@ def _plain_bump_pair(shift=(3.0, 2.0)):
 
 
 def test_depth_image_range_and_invalid():
-    from traceany_ros.flow import DEPTH_IMAGE_RANGE, depth_image
+    from traceany_ros.tracker.flow import DEPTH_IMAGE_RANGE, depth_image
 
     z = np.array([[DEPTH_IMAGE_RANGE[0], 1.0, DEPTH_IMAGE_RANGE[1], 0.0, np.nan]], np.float32)
     img = depth_image(z)
@@ -96,7 +96,7 @@ def test_depth_image_range_and_invalid():
 
 
 def test_rgbd_flow_follows_an_untextured_object_by_its_depth():
-    from traceany_ros.flow import dense_flow, depth_image, rgbd_flow
+    from traceany_ros.tracker.flow import dense_flow, depth_image, rgbd_flow
 
     grey, d0, d1, inside = _plain_bump_pair(shift=(3.0, 2.0))
     plain = dense_flow(grey, grey)
@@ -110,7 +110,7 @@ def test_rgbd_flow_follows_an_untextured_object_by_its_depth():
 
 
 def test_depth_images_flow_method_is_its_own_option():
-    from traceany_ros.flow import dense_flow, depth_image, rgbd_flow
+    from traceany_ros.tracker.flow import dense_flow, depth_image, rgbd_flow
 
     grey, d0, d1, inside = _plain_bump_pair(shift=(3.0, 2.0))
     di0, di1 = depth_image(d0), depth_image(d1)
@@ -145,7 +145,7 @@ def _stitch_scene(T=5, h=4, w=5):
 
 
 def test_stitching_fills_a_lost_stretch_from_another_frames_track():
-    from traceany_ros.flow import stitch_tracks
+    from traceany_ros.tracker.flow import stitch_tracks
 
     points, weights, alive, own, valid, grid, K, c2w = _stitch_scene()
     p = 7
@@ -162,7 +162,7 @@ def test_stitching_fills_a_lost_stretch_from_another_frames_track():
 
 
 def test_stitching_needs_the_same_point_and_keeps_tracked_samples():
-    from traceany_ros.flow import stitch_tracks
+    from traceany_ros.tracker.flow import stitch_tracks
 
     points, weights, alive, own, valid, grid, K, c2w = _stitch_scene()
     p = 7
@@ -181,7 +181,7 @@ def test_stitching_needs_the_same_point_and_keeps_tracked_samples():
 
 
 def test_stitching_takes_part_moved_samples_only_when_asked():
-    from traceany_ros.flow import stitch_tracks
+    from traceany_ros.tracker.flow import stitch_tracks
 
     for parts in (False, True):
         points, weights, alive, own, valid, grid, K, c2w = _stitch_scene()
@@ -201,7 +201,7 @@ def test_stitching_takes_part_moved_samples_only_when_asked():
 
 
 def test_stitching_prefers_the_track_lost_last():
-    from traceany_ros.flow import stitch_tracks
+    from traceany_ros.tracker.flow import stitch_tracks
 
     points, weights, alive, own, valid, grid, K, c2w = _stitch_scene(T=6)
     p = 7
@@ -242,7 +242,7 @@ def _lose_after(points, weights, alive, p, frame):
 
 
 def test_track_ends_are_carried_on_by_a_track_of_the_same_point_that_gets_through():
-    from traceany_ros.flow import extend_track_ends
+    from traceany_ros.tracker.flow import extend_track_ends
 
     points, weights, alive, truth = _moving_patch(spacing=0.02)
     p = 12
@@ -256,7 +256,7 @@ def test_track_ends_are_carried_on_by_a_track_of_the_same_point_that_gets_throug
 
 
 def test_track_ends_need_a_track_that_agreed_before_and_a_moving_point():
-    from traceany_ros.flow import extend_track_ends
+    from traceany_ros.tracker.flow import extend_track_ends
 
     points, weights, alive, truth = _moving_patch(spacing=0.02)
     p, q = 12, 13
@@ -284,7 +284,7 @@ def _split_at(points, weights, alive, p, frame):
 
 
 def test_a_moving_track_is_joined_to_the_track_that_begins_right_after_its_end():
-    from traceany_ros.flow import join_next_tracks
+    from traceany_ros.tracker.flow import join_next_tracks
 
     points, weights, alive, truth = _moving_patch(spacing=0.02)
     p = 12
@@ -297,7 +297,7 @@ def test_a_moving_track_is_joined_to_the_track_that_begins_right_after_its_end()
 
 
 def test_a_track_that_begins_moving_otherwise_or_a_still_point_is_not_joined():
-    from traceany_ros.flow import join_next_tracks
+    from traceany_ros.tracker.flow import join_next_tracks
 
     points, weights, alive, truth = _moving_patch(spacing=0.02)
     p = 12
@@ -317,7 +317,7 @@ def test_a_track_that_begins_moving_otherwise_or_a_still_point_is_not_joined():
 
 
 def test_neighbours_carry_a_lost_moving_point_with_their_rigid_motion():
-    from traceany_ros.flow import extend_with_neighbours
+    from traceany_ros.tracker.flow import extend_with_neighbours
 
     points, weights, alive, truth = _moving_patch()
     p = 12  # the patch's centre: lost by every track after frame 2 (and before frame 1 backwards)
@@ -335,7 +335,7 @@ def test_neighbours_carry_a_lost_moving_point_with_their_rigid_motion():
 
 
 def test_neighbours_that_moved_otherwise_do_not_carry_a_point():
-    from traceany_ros.flow import extend_with_neighbours
+    from traceany_ros.tracker.flow import extend_with_neighbours
 
     points, weights, alive, truth = _moving_patch()
     p = 12
@@ -351,7 +351,7 @@ def test_neighbours_that_moved_otherwise_do_not_carry_a_point():
 def test_near_tracks_finds_what_a_brute_force_search_finds():
     """_near_tracks (box and cell filters before a KD-tree): the k nearest candidates within the radius of each
     point, as a brute-force search over all candidates finds them (NaN positions never)."""
-    from traceany_ros.flow import _near_tracks
+    from traceany_ros.tracker.flow import _near_tracks
 
     rng = np.random.default_rng(0)
     pos = rng.uniform(-1.0, 1.0, size=(5000, 3))
@@ -374,7 +374,7 @@ def test_near_tracks_finds_what_a_brute_force_search_finds():
 def test_full_resolution_dis_without_refinement_is_its_own_method():
     import cv2
 
-    from traceany_ros.flow import _dis, dense_flow
+    from traceany_ros.tracker.flow import _dis, dense_flow
 
     settings = {m: (d.getFinestScale(), d.getVariationalRefinementIterations(), d.getPatchStride())
                 for m in ("dis_medium", "dis_fine", "dis_fine_novr", "dis_fine_novr_s4") for d in [_dis(m)]}
@@ -395,10 +395,10 @@ def test_full_resolution_dis_without_refinement_is_its_own_method():
 def test_end_stages_give_the_same_tracks_on_two_threads_as_on_one(stage, monkeypatch):
     """join_next_tracks and extend_with_neighbours run their two directions side by side: the same result as one
     after the other, on a real tracked clip where both directions change samples."""
-    from traceany_ros import flow
+    from traceany_ros.tracker import flow
 
     ep = make_synthetic_episode(num_frames=12, height=96, width=128, seed=3)
-    cfg = FlowConfig(**{**flow.TRACKERS["rigid-rgbd-learned-icp-stitch"], "method": "dis_fine_novr"})
+    cfg = FlowConfig(**{**flow.TRACKERS["offline"], **flow.ENDS_OFF, "method": "dis_fine_novr"})
     p, w, a, _ = track_window(ep.inputs(), cfg)
     T = p.shape[0]
     tracks = (p.reshape(T, -1, T, 3), w.reshape(T, -1, T), a.reshape(T, -1, T))
@@ -419,7 +419,7 @@ def test_tracker_pool_and_backends_keep_numpys_blas_to_one_thread(monkeypatch):
     would spin beside ours and the network's); afterwards the process's setting is back."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from traceany_ros import flow
+    from traceany_ros.tracker import flow
 
     def blas_threads(libs=None):
         return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()
@@ -436,3 +436,36 @@ def test_tracker_pool_and_backends_keep_numpys_blas_to_one_thread(monkeypatch):
         ep = make_synthetic_episode(num_frames=3, height=32, width=48, seed=1)
         make_backend("flow").predict(ep.inputs())
         assert len(inside) == 1 and set(inside[0].values()) == {1} and blas_threads(before) == before
+
+
+def test_the_named_trackers_are_the_ones_each_use_runs():
+    """The presets are what the backends, the tracer and the planners build (stride and K from the caller)."""
+    from traceany_ros.policies.run import PLANNER_BACKEND_OPTIONS
+    from traceany_ros.stream import StreamConfig
+    from traceany_ros.tracker.flow import TRACKERS
+
+    def preset(name):
+        return FlowConfig(**{**TRACKERS[name], "stride": 4, "num_control_points": 10})
+
+    assert make_backend("flow").config == preset("plain")
+    assert make_backend("flow-rigid").config == preset("offline")
+    assert make_backend("flow-rigid", **StreamConfig().backend_options()).config == preset("stream")
+    assert make_backend("flow-rigid", **PLANNER_BACKEND_OPTIONS["flow-rigid"]).config == preset("planners")
+    stream, offline = preset("stream"), preset("offline")
+    assert (stream.icp, stream.depth_flow, stream.join_next, stream.method) == (False, False, 0.0, "dis_medium")
+    assert (offline.icp, offline.depth_flow, offline.join_next, offline.method) == (True, True, 0.05, "dis_fine")
+    with pytest.raises(ValueError, match="offline"):
+        make_backend("flow-rigid", preset="rigid-rgbd-learned-icp-stitch-ends")
+
+
+def test_checkpoints_with_the_old_tracker_names_load_as_their_presets():
+    from traceany_ros.model import ModelConfig, default_checkpoint, load_checkpoint
+    from traceany_ros.model.config import RENAMED_TRACKERS
+    from traceany_ros.tracker.flow import TRACKERS
+
+    assert set(RENAMED_TRACKERS.values()) <= set(TRACKERS)
+    config = ModelConfig.from_dict({"name": "tiny", "flow_prior": True,
+                                    "flow_tracker": "rigid-rgbd-learned-icp-stitch-join-neighbours-depth4"})
+    assert config.flow_tracker == "prior"
+    model, _ = load_checkpoint(default_checkpoint())
+    assert model.config.flow_tracker in TRACKERS

@@ -1,11 +1,11 @@
-"""Segment ICP refinement of the flow (traceany_ros.icp) on ray-cast synthetic RGB-D frames."""
+"""Segment ICP refinement of the flow (traceany_ros.tracker.icp) on ray-cast synthetic RGB-D frames."""
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
 from traceany_ros.episode import FrameWindow
-from traceany_ros.flow import TRACKERS, FlowConfig, track_window
-from traceany_ros.icp import IcpConfig, IcpFrame, constraint, depth_segments, refine_flow
+from traceany_ros.tracker.flow import TRACKERS, FlowConfig, track_window
+from traceany_ros.tracker.icp import IcpConfig, IcpFrame, constraint, depth_segments, refine_flow
 
 H, W = 96, 128
 K = np.array([[110.0, 0, (W - 1) / 2], [0, 110.0, (H - 1) / 2], [0, 0, 1]])
@@ -130,7 +130,7 @@ def test_tracker_with_icp_follows_a_turning_box_better():
                          cam_to_world=np.repeat(np.eye(4, dtype=np.float32)[None], 3, 0),
                          times=np.array([0.0, 0.1, 0.2]))
     local0 = frames[0][2]
-    base = {**TRACKERS["rigid-rgbd"], "stride": 4}
+    base = {**TRACKERS["rigid"], "depth_flow": True, "depth_flow_margin": 1.0, "stride": 4}
     errs = {}
     for icp in (False, True):
         points, _, alive, own_valid = track_window(window, FlowConfig(**base, icp=icp))
@@ -151,7 +151,7 @@ def test_icp_config_rejects_nonsense(bad):
 
 def test_batched_icp_registers_each_set_onto_its_own_motion():
     """Two segments of one frame, started from identity and from a wrong guess, each land on the truth."""
-    from traceany_ros.icp import register_batched
+    from traceany_ros.tracker.icp import register_batched
 
     (pose0, pose1), fa, fb, _, _ = _turn_frames(8.0)
     (R0, c0), (R1, c1) = pose0, pose1
@@ -175,7 +175,7 @@ def test_batched_icp_registers_each_set_onto_its_own_motion():
 def test_refine_flow_uses_a_second_start_where_the_flow_is_far_off():
     """A 35-degree turn is beyond ICP's reach from a zero flow; started near the truth as well (the
     tracker passes the inverse of the motion to the other neighbour frame) it lands on it."""
-    from traceany_ros.icp import flow_motions
+    from traceany_ros.tracker.icp import flow_motions
 
     (pose0, pose1), fa, fb, gt, on_box = _turn_frames(35.0)
     still = np.zeros((H, W, 2), np.float32)
@@ -201,7 +201,7 @@ def test_refine_flow_uses_a_second_start_where_the_flow_is_far_off():
 def test_scores_of_many_sets_rank_the_true_motion_first_and_ignore_padding():
     """_score_many: the box face moved by its true motion predicts frame b better than by no motion or a
     shifted one, and a set's padding (mask False, any values) changes nothing."""
-    from traceany_ros.icp import _score_many
+    from traceany_ros.tracker.icp import _score_many
 
     (pose0, pose1), fa, fb, _, _ = _turn_frames(8.0)
     (R0, c0), (R1, c1) = pose0, pose1

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from traceany_ros.flow import FlowConfig, learned_flow, track_window
-from traceany_ros.matcher import Matcher, MatcherConfig, load_matcher, match_pair, match_window, save_matcher
-from traceany_ros.model.checkpoint import CheckpointError
-from traceany_ros.train.matcher import MatcherTrainConfig, coarse_matches, train_matcher
+from traceany_ros.checkpoint_file import CheckpointError
+from traceany_ros.tracker.flow import FlowConfig, learned_flow, track_window
+from traceany_ros.tracker.matcher import Matcher, MatcherConfig, load_matcher, match_pair, match_window, save_matcher
+from traceany_ros.tracker.train_matcher import MatcherTrainConfig, coarse_matches, train_matcher
 
 F_PX = 100.0
 SHIFT_M = 0.24  # the square, 0.8 m from the camera, moves 30 px per frame
@@ -164,7 +164,7 @@ def test_learned_matches_need_a_dis_method():
 
 
 def test_learned_matches_reach_the_tracker(tmp_path, monkeypatch):
-    import traceany_ros.matcher as matcher_module
+    import traceany_ros.tracker.matcher as matcher_module
 
     calls = []
     real = matcher_module.match_window
@@ -177,7 +177,7 @@ def test_learned_matches_reach_the_tracker(tmp_path, monkeypatch):
     path = tmp_path / "m.pt"
     torch.manual_seed(0)
     save_matcher(path, Matcher(MatcherConfig(dim=32, layers=1, heads=2)))
-    from traceany_ros.train.synthetic import make_synthetic_episode
+    from traceany_ros.sim.synthetic import make_synthetic_episode
 
     ep = make_synthetic_episode(num_frames=5, height=64, width=96, seed=3)
     points, weights, alive, valid = track_window(ep.inputs(), FlowConfig(stride=8, learned_matches=True,
@@ -190,8 +190,8 @@ def test_prior_cache_key_follows_the_matcher_weights(tmp_path, monkeypatch):
     import dataclasses
     from pathlib import Path
 
-    import traceany_ros.matcher as matcher_module
     from traceany_ros.model import ModelConfig
+    import traceany_ros.tracker.matcher as matcher_module
     from traceany_ros.train.data import FlowCache, matcher_digest
 
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
@@ -203,7 +203,7 @@ def test_prior_cache_key_follows_the_matcher_weights(tmp_path, monkeypatch):
     keys = []
     for path in (a, b):
         monkeypatch.setattr(matcher_module, "default_matcher_path", lambda path=path: path)
-        learned = FlowCache(None, dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid-learned"))
+        learned = FlowCache(None, dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="prior-train"))
         keys.append(learned._key(Path("ep_000001.npz")))
     assert keys[0] != keys[1] and matcher_digest(a) in keys[0]
     grey = FlowCache(None, dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid"))
@@ -214,22 +214,22 @@ def test_prior_cache_key_follows_every_tracker_option(monkeypatch):
     import dataclasses
     from pathlib import Path
 
-    import traceany_ros.flow as flow_module
     from traceany_ros.model import ModelConfig
+    import traceany_ros.tracker.flow as flow_module
     from traceany_ros.train.data import FlowCache
 
-    config = dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="rigid-learned-icp")
+    config = dataclasses.replace(ModelConfig.preset("tiny"), flow_tracker="prior")
     base = FlowCache(None, config)._key(Path("ep_000001.npz"))
     # an ICP option (nested two levels below the tracker's name) and a rigid-stage option both change the key
     for extra in ({"icp_options": (("max_corr", 0.02),)}, {"rigid_options": (("coast_decay", 0.8),)}):
-        patched = {**flow_module.TRACKERS, "rigid-learned-icp": {**flow_module.TRACKERS["rigid-learned-icp"], **extra}}
+        patched = {**flow_module.TRACKERS, "prior": {**flow_module.TRACKERS["prior"], **extra}}
         monkeypatch.setattr(flow_module, "TRACKERS", patched)
         monkeypatch.setattr("traceany_ros.train.data.TRACKERS", patched)
         assert FlowCache(None, config)._key(Path("ep_000001.npz")) != base
     monkeypatch.undo()
     assert FlowCache(None, config)._key(Path("ep_000001.npz")) == base  # and it is stable
     # a changed default of the ICP stage (as a code change would make) changes it too
-    import traceany_ros.icp as icp_module
+    import traceany_ros.tracker.icp as icp_module
 
     monkeypatch.setattr(icp_module, "IcpConfig", dataclasses.make_dataclass(
         "IcpConfig", [("max_corr", float, 0.03)], frozen=True))

@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from traceany_ros.backends import grid_points_world, make_backend
+from traceany_ros.backends import make_backend
+from traceany_ros.checkpoint_file import CheckpointError, save_checkpoint
 from traceany_ros.field import evaluate
-from traceany_ros.model import CheckpointError, ModelConfig, TraceModel, load_checkpoint, save_checkpoint
-from traceany_ros.train.synthetic import make_synthetic_episode
+from traceany_ros.geometry import grid_points_world
+from traceany_ros.model import ModelConfig, TraceModel, load_checkpoint
+from traceany_ros.sim.synthetic import make_synthetic_episode
 
 SMALL = dict(name="test", dim=32, heads=2, encoder_layers=1, decoder_layers=1, head_channels=8)
 
@@ -113,7 +115,7 @@ def test_corrupt_and_mismatched_checkpoints_fail_clearly(tmp_path):
 
 
 @pytest.mark.parametrize("anchor", ["constant", "local"])
-@pytest.mark.parametrize("tracker,baseline", [("plain", "flow"), ("rigid-rgbd-learned-icp-stitch-ends", "flow-rigid")])
+@pytest.mark.parametrize("tracker,baseline", [("plain", "flow"), ("offline", "flow-rigid")])
 def test_flow_prior_model_starts_from_the_flow_baseline(tracker, baseline, anchor):
     """With a zero residual and an open gate the tiny preset predicts its prior's curves, made to pass
     through each cell's own point: shifted whole ("constant") or only where the basis is non-zero at

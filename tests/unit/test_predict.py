@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 
-from traceany_ros.backends import grid_points_world, make_backend
+from traceany_ros.backends import make_backend
 from traceany_ros.cli import main
 from traceany_ros.episode import FrameWindow, load_prediction, save_episode
 from traceany_ros.field import TrajectoryField, fit_trajectory
+from traceany_ros.geometry import grid_points_world
 from traceany_ros.predict import predict_episode, window_starts
-from traceany_ros.train.synthetic import make_synthetic_episode
+from traceany_ros.sim.synthetic import make_synthetic_episode
 
 
 class DriftBackend:
@@ -115,7 +116,7 @@ def test_model_prior_tracker_option(tmp_path, episode, capsys):
     a, b = own.predict(window), plain.predict(window)
     assert a.control_points.shape == b.control_points.shape
     assert not np.allclose(a.control_points, b.control_points, atol=1e-4)
-    with pytest.raises(ValueError, match="rigid-rgbd-learned-icp-stitch"):
+    with pytest.raises(ValueError, match="offline"):
         make_backend("model", prior_tracker="no-such-tracker")
     path = tmp_path / "ep.npz"
     save_episode(path, episode)

@@ -1,13 +1,13 @@
-"""Rigid-part propagation of flow tracks (traceany_ros.rigid) and the flow-rigid backend."""
+"""Rigid-part propagation of flow tracks (traceany_ros.tracker.rigid) and the flow-rigid backend."""
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
 from traceany_ros.backends import make_backend
-from traceany_ros.flow import FlowConfig, track_window
 from traceany_ros.predict import predict_episode
-from traceany_ros.rigid import RigidConfig, StepMotion, _member_median, batched_kabsch, rigid_parts
-from traceany_ros.train.synthetic import make_synthetic_episode
+from traceany_ros.sim.synthetic import make_synthetic_episode
+from traceany_ros.tracker.flow import FlowConfig, track_window
+from traceany_ros.tracker.rigid import RigidConfig, StepMotion, _member_median, batched_kabsch, rigid_parts
 
 
 def test_batched_kabsch_recovers_motions_and_ignores_zero_weights():

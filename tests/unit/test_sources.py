@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from traceany_ros.sim.synthetic import make_synthetic_episode
 from traceany_ros.sources.episode import EpisodeSource
 from traceany_ros.sources.realsense import RealSenseConfig, RealSenseSource, write_recording
-from traceany_ros.train.synthetic import make_synthetic_episode
 
 
 @pytest.fixture(scope="module")

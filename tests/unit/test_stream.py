@@ -192,7 +192,7 @@ def test_config_validates_ranges():
 
 @pytest.mark.parametrize("backend,downscale", [("flow", 1), ("flow", 2), ("flow-rigid", 1)])
 def test_flow_stream_beats_static_on_moving_points(backend, downscale):
-    from traceany_ros.train.synthetic import make_synthetic_episode
+    from traceany_ros.sim.synthetic import make_synthetic_episode
 
     ep = make_synthetic_episode(num_frames=16, height=72 * downscale, width=96 * downscale, seed=3,
                                 num_queries=1024 * downscale ** 2)
@@ -247,7 +247,7 @@ def test_input_downscale_feeds_small_frames_and_reports_full_size_pixels():
 
 def test_tracer_flow_options_reach_the_flow_rigid_tracker():
     from traceany_ros.backends import make_backend
-    from traceany_ros.flow import STITCH_DISTANCE
+    from traceany_ros.tracker.flow import STITCH_DISTANCE
 
     on = StreamConfig(backend="flow-rigid")
     off = StreamConfig(backend="flow-rigid", stitch=False, icp=True, learned_matches=False)
@@ -271,10 +271,10 @@ def test_model_prior_option_reaches_the_model_backend():
     from traceany_ros.model import ModelConfig
 
     own = StreamConfig(backend="model", preset="tiny")
-    fast = StreamConfig(backend="model", preset="tiny", model_prior="rigid-learned-stitch-join")
+    fast = StreamConfig(backend="model", preset="tiny", model_prior="prior-fast")
     assert "prior_tracker" not in own.backend_options()
-    assert make_backend(fast.backend, **fast.backend_options()).model.config.flow_tracker == "rigid-learned-stitch-join"
-    assert make_backend(own.backend, **own.backend_options()).model.config.flow_tracker != "rigid-learned-stitch-join"
+    assert make_backend(fast.backend, **fast.backend_options()).model.config.flow_tracker == "prior-fast"
+    assert make_backend(own.backend, **own.backend_options()).model.config.flow_tracker != "prior-fast"
     with pytest.raises(ValueError):
         StreamConfig(backend="model", model_prior="no-such-tracker")
     # and its prior's optical flow

@@ -6,12 +6,12 @@ import pytest
 
 from traceany_ros.backends import make_backend
 from traceany_ros.cli import main
-from traceany_ros.episode import save_episode
+from traceany_ros.episode import list_episodes, save_episode
 from traceany_ros.model import ModelConfig, load_checkpoint
 from traceany_ros.predict import predict_episode
-from traceany_ros.train.data import WindowDataset, list_episodes
+from traceany_ros.sim.synthetic import make_synthetic_episode
+from traceany_ros.train.data import WindowDataset
 from traceany_ros.train.loop import TrainConfig, train
-from traceany_ros.train.synthetic import make_synthetic_episode
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def run(args) -> dict:
     from traceany_ros.backends import make_backend
     from traceany_ros.model import default_checkpoint
     from traceany_ros.predict import predict_episode
-    from traceany_ros.train.synthetic import make_synthetic_episode
+    from traceany_ros.sim.synthetic import make_synthetic_episode
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

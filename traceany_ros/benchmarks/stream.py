@@ -102,7 +102,7 @@ def run(args) -> dict:
     if args.episode:
         episode = args.episode
     else:
-        from traceany_ros.train.synthetic import make_synthetic_episode
+        from traceany_ros.sim.synthetic import make_synthetic_episode
 
         w, h = (int(v) for v in args.size.lower().split("x"))
         episode = os.path.join(tmp, "bench_episode.npz")

@@ -6,7 +6,7 @@ import sys
 
 def register(sub) -> None:
     from traceany_ros.backends import BACKENDS
-    from traceany_ros.flow import METHODS, TRACKERS
+    from traceany_ros.tracker.flow import METHODS, TRACKERS
 
     p = sub.add_parser("predict", help="predict world tracks of an episode's queries and write PRED.npz")
     p.add_argument("--input", required=True, help="episode .npz (only rgb, depth, intrinsics, cam_to_world, "
@@ -15,18 +15,16 @@ def register(sub) -> None:
     p.add_argument("--method", default="model", choices=sorted(BACKENDS))
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped checkpoints/tiny.pt)")
     p.add_argument("--prior-tracker", default=None, choices=sorted(TRACKERS),
-                   help="model only: track its flow prior with this tracker instead of the checkpoint's own "
-                        "(rigid-rgbd-learned-icp-stitch-join-neighbours-depth4 since session 12, held out 4.95 cm on "
-                        "moving points; rigid-rgbd-learned-icp-stitch-join with --prior-flow-method dis_medium: its "
-                        "prior before, 5.30 cm, ~0.35 s faster per 24-frame clip)")
+                   help="model only: track its flow prior with this tracker preset instead of the checkpoint's own "
+                        "(the shipped one's: prior; prior-fast is faster and less accurate on moving points)")
     p.add_argument("--prior-flow-method", default=None, choices=METHODS,
-                   help="model only: the prior's optical flow instead of the checkpoint's (dis_fine_novr since "
-                        "session 12: DIS at full resolution without variational refinement; dis_medium: half "
+                   help="model only: the prior's optical flow instead of the checkpoint's (the shipped one's: "
+                        "dis_fine_novr, DIS at full resolution without variational refinement; dis_medium: half "
                         "resolution, faster, less accurate)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--bf16", default="auto", choices=("auto", "on", "off"),
                    help="model on CPU: run the network's transformer trunk in bfloat16 (auto: where the CPU has "
-                        "native bf16, AMX / AVX512-BF16; ~0.15 s faster per clip, tracks 0.06 mm from float32 on average)")
+                        "native bf16, AMX / AVX512-BF16)")
     p.add_argument("--window", type=int, default=24, help="frames per window (longer clips slide)")
     p.add_argument("--overlap", type=int, default=8, help="frames shared by consecutive windows")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")

@@ -26,7 +26,7 @@ def draw_tracks(ep, tracks: np.ndarray, frame: int, sel: np.ndarray, scale: int 
     import cv2
     from matplotlib import colormaps
 
-    from traceany_ros.episode import project
+    from traceany_ros.geometry import project
 
     cmap = colormaps["viridis"]
     T = ep.num_frames

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from traceany_ros.flow import METHODS, TRACKERS
     from traceany_ros.model.config import PRIOR_ANCHORS
+    from traceany_ros.tracker.flow import METHODS, TRACKERS
 
     p = sub.add_parser("train", help="train or resume the trajectory-field network on generated episodes",
                        description="Train the network on episodes (DIR/*.npz, recursive). Running the same command "
@@ -30,8 +30,8 @@ def register(sub) -> None:
     p.add_argument("--K", dest="num_control_points", type=int, default=None, help="control points (ablation)")
     p.add_argument("--no-depth", action="store_true", help="RGB-only network input (ablation)")
     p.add_argument("--flow-tracker", choices=sorted(TRACKERS), default=None,
-                   help="tracker of the flow prior (rigid-learned: DIS from the learned matcher, the presets' default; "
-                        "rigid: grey DIS; rigid-rgbd*: with the depth candidate; plain: the flow baseline)")
+                   help="tracker preset of the flow prior (default: the preset's, prior-train: DIS from the learned "
+                        "matcher with rigid parts; prior: the shipped checkpoint's; plain: the flow baseline)")
     p.add_argument("--flow-method", choices=METHODS, default=None,
                    help="OpenCV flow of the prior's tracker (default: the preset's; dis_fine: DIS at full resolution)")
     p.add_argument("--prior-anchor", choices=PRIOR_ANCHORS, default=None,

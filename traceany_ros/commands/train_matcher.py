@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser("train-matcher", help="train or resume the coarse matcher on generated episodes",
-                       description="Train the two-frame coarse matcher (traceany_ros.matcher) on consecutive frame "
+                       description="Train the two-frame coarse matcher (traceany_ros.tracker.matcher) on consecutive frame "
                                    "pairs of episodes with the gt extras. Running the same command again resumes from "
                                    "OUT/last.pt. Ship OUT/matcher.pt as checkpoints/matcher.pt.")
     p.add_argument("--data", required=True, help="directory of training episodes (.npz, with gt extras)")
@@ -28,8 +28,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from traceany_ros.matcher import MatcherConfig
-    from traceany_ros.train.matcher import MatcherTrainConfig, train_matcher
+    from traceany_ros.tracker.matcher import MatcherConfig
+    from traceany_ros.tracker.train_matcher import MatcherTrainConfig, train_matcher
 
     cfg = MatcherTrainConfig(data=args.data, out=args.out, val_data=args.val_data, steps=args.steps,
                              batch_size=args.batch_size, lr=args.lr, max_episodes=args.max_episodes,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from traceany_ros.flow import TRACKERS as FLOW_TRACKERS
+from traceany_ros.tracker.flow import TRACKERS as FLOW_TRACKERS
 
 
 @dataclass(frozen=True)
@@ -20,17 +20,14 @@ class ModelConfig:
     use_depth: feed the unprojected points (depth + pose) to the network; when False it sees RGB
         only (the ablation), while curves are still anchored at each pixel's unprojection.
     flow_prior: also feed the ``flow`` baseline's curves (OpenCV DIS flow chained and lifted with depth,
-        ``traceany_ros.flow``) and predict a residual over them; the network learns where to trust,
+        ``traceany_ros.tracker.flow``) and predict a residual over them; the network learns where to trust,
         correct or silence them (its motion gate zeroes static points exactly).
     flow_method: OpenCV flow preset of the prior.
-    flow_tracker: how the prior's tracks are made, a name of ``traceany_ros.flow.TRACKERS``: "plain"
-        (the ``flow`` baseline: a lost point holds its last position), "rigid" (tracks end at depth
-        jumps and lost points move with their rigid part, ``traceany_ros.rigid``), "rigid-learned"
-        (rigid, DIS started from the learned matcher, ``traceany_ros.matcher``: the tiny/base
-        presets), "rigid-rgbd" / "rigid-rgbd-learned" (with the depth-flow candidate).
+    flow_tracker: how the prior's tracks are made, a tracker preset of ``traceany_ros.tracker.flow.TRACKERS``
+        ("prior-train": the tiny/base presets; "prior": the shipped checkpoint's; ``RENAMED_TRACKERS`` maps the
+        names older checkpoints store).
     prior_anchor: how the prior's curves are made to pass through each cell's own point at its own
-        frame's time: "constant" shifts the whole curve by the fit's miss there (checkpoints before
-        session 10), "local" shifts only the control points whose basis is non-zero at that time, by
+        frame's time: "constant" shifts the whole curve by the fit's miss there, "local" shifts only the control points whose basis is non-zero at that time, by
         the least change that does it (:func:`traceany_ros.model.inputs.flow_prior`).
     """
 
@@ -89,6 +86,8 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"model config has unknown fields {unknown}; the checkpoint is from a different "
                              f"version of traceany_ros")
+        if d.get("flow_tracker") in RENAMED_TRACKERS:
+            d = {**d, "flow_tracker": RENAMED_TRACKERS[d["flow_tracker"]]}
         return ModelConfig(**d)
 
 
@@ -98,10 +97,13 @@ PRIOR_ANCHORS = ("constant", "local")
 # a backend may run a checkpoint with another)
 PRIOR_FIELDS = ("flow_tracker", "flow_method", "prior_anchor")
 PRIOR_TIMES = (0.0, 1 / 3, 2 / 3, 1.0)
+# tracker names stored in older checkpoints -> the preset with the same options
+RENAMED_TRACKERS = {"rigid-rgbd-learned-icp-stitch-join-neighbours-depth4": "prior",
+                    "rigid-learned-stitch-join": "prior-fast", "rigid-learned": "prior-train"}
 
 PRESETS = {
-    "tiny": ModelConfig(name="tiny", flow_prior=True, flow_tracker="rigid-learned", prior_anchor="local"),
+    "tiny": ModelConfig(name="tiny", flow_prior=True, flow_tracker="prior-train", prior_anchor="local"),
     "tiny-pure": ModelConfig(name="tiny-pure"),
-    "base": ModelConfig(name="base", flow_prior=True, flow_tracker="rigid-learned", prior_anchor="local", dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
+    "base": ModelConfig(name="base", flow_prior=True, flow_tracker="prior-train", prior_anchor="local", dim=384, heads=6, mlp_ratio=4.0, encoder_layers=4, decoder_layers=8,
                         head_channels=64),
 }

@@ -35,7 +35,7 @@ class WindowInputs:
         network sees them as if upsampled to every pixel of their cell (a cell cut by the image border
         counts whole: until session 13 its padding pixels were zero; sizes divisible by s are unchanged).
     cells: the output grid's unprojected points [T, ceil(H/s), ceil(W/s), 3] (world) and their validity, as
-        ``backends.grid_points_world(window, s, s // 2)`` (s = out_stride) gives them, where making the prior
+        ``geometry.grid_points_world(window, s, s // 2)`` (s = out_stride) gives them, where making the prior
         needed them (local anchoring), else None.
     """
 
@@ -113,15 +113,15 @@ def flow_prior(field, rot0: np.ndarray, scale: float, cell_points: np.ndarray | 
 def prior_flow_config(config):
     """The FlowConfig that makes a model config's prior: its tracker on the output grid (stride
     ``out_stride``, same K)."""
-    from traceany_ros.flow import TRACKERS, FlowConfig
+    from traceany_ros.tracker.flow import TRACKERS, FlowConfig
 
-    return FlowConfig(method=config.flow_method, stride=config.out_stride,
-                      num_control_points=config.num_control_points, **TRACKERS[config.flow_tracker])
+    return FlowConfig(**{**TRACKERS[config.flow_tracker], "method": config.flow_method, "stride": config.out_stride,
+                         "num_control_points": config.num_control_points})
 
 
 def compute_flow_field(window: FrameWindow, config):
     """The flow baseline's field on the model's output grid (:func:`prior_flow_config`)."""
-    from traceany_ros.flow import flow_field
+    from traceany_ros.tracker.flow import flow_field
 
     return flow_field(window, prior_flow_config(config))
 
@@ -167,7 +167,7 @@ def prepare_window(window: FrameWindow, config=None, *, flow=None) -> WindowInpu
             img[:, :H, :W, 6] = valid
         cells = None
         if config.flow_prior and config.prior_anchor == "local":
-            from traceany_ros.backends import grid_points_world
+            from traceany_ros.geometry import grid_points_world
 
             cells = grid_points_world(window, config.out_stride, config.out_stride // 2)
         return img, cells

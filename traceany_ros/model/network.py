@@ -217,7 +217,7 @@ class TraceModel(nn.Module):
         Returns TrajectoryField with control_points [T, ceil(H/s), ceil(W/s), K, 3] (metres, world),
         confidence [T, ...] (0 where the cell's depth is invalid), time_span (times[0], times[-1]).
         """
-        from traceany_ros.backends import grid_points_world
+        from traceany_ros.geometry import grid_points_world
         from traceany_ros.model.inputs import prepare_window
 
         c = self.config

@@ -5,7 +5,7 @@ Sources (parameter ``source``):
 * ``episode`` — play an episode file (``episode:=PATH``, the episode format).
 * ``sim`` — simulate a PyBullet tabletop scene with ``traceany_ros.sim``
   (``seed``, ``width``, ``height``, ``frames``) at start-up, then play it.
-* ``synthetic`` — the numpy-only analytic scene of ``traceany_ros.train.synthetic``
+* ``synthetic`` — the numpy-only analytic scene of ``traceany_ros.sim.synthetic``
   (a textured card moving over a plane; no PyBullet), for smoke tests.
 
 Frames are published in real time at ``rate_hz`` (0 = the clip's own rate):
@@ -70,7 +70,7 @@ def load_clip(cfg: SimCameraConfig):
         gcfg = GenerateConfig(scene=SceneConfig(width=cfg.width, height=cfg.height, frames=cfg.frames),
                               gt_extras=False)
         return make_episode(cfg.seed, gcfg)
-    from traceany_ros.train.synthetic import make_synthetic_episode
+    from traceany_ros.sim.synthetic import make_synthetic_episode
 
     return make_synthetic_episode(num_frames=cfg.frames, height=cfg.height, width=cfg.width, seed=cfg.seed)
 

@@ -25,10 +25,9 @@ def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, win
     from tqdm import tqdm
 
     from traceany_ros.backends import make_backend
-    from traceany_ros.episode import load_episode
+    from traceany_ros.episode import list_episodes, load_episode
     from traceany_ros.metrics import aggregate, evaluate_predictions
     from traceany_ros.predict import predict_episode
-    from traceany_ros.train.data import list_episodes
 
     files = list_episodes(data)[:limit]
     backends = {m: make_backend(m) for m in methods}
@@ -112,7 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="*", default=["static", "flow"])
     p.add_argument("--checkpoints", nargs="*", default=[],
                    help="model checkpoints to score; PATH@TRACKER scores PATH with its flow prior tracked by "
-                        "flow.TRACKERS[TRACKER] (e.g. checkpoints/tiny.pt@rigid-rgbd-learned-icp-stitch-ends), "
+                        "the tracker preset TRACKER (e.g. checkpoints/tiny.pt@offline), "
                         "PATH@TRACKER@METHOD or PATH@@METHOD also with that optical flow (e.g. dis_fine)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--window", type=int, default=24)

@@ -15,22 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from traceany_ros.episode import Episode, FrameWindow, load_episode, project
-from traceany_ros.flow import TRACKERS, config_digest
+from traceany_ros.episode import Episode, FrameWindow, load_episode
+from traceany_ros.geometry import project
 from traceany_ros.model.inputs import WindowInputs, prepare_window, prior_flow_config
-
-
-def list_episodes(path: str | Path) -> list[Path]:
-    """All ``*.npz`` episodes under a directory (recursive), sorted; or the file itself."""
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise FileNotFoundError(f"data path {p} does not exist; generate episodes with `traceany generate`")
-    files = sorted(p.rglob("*.npz"))
-    if not files:
-        raise FileNotFoundError(f"no .npz episodes under {p}; generate some with `traceany generate`")
-    return files
+from traceany_ros.tracker.flow import TRACKERS, config_digest
 
 
 class EpisodeCache:
@@ -59,7 +47,7 @@ def matcher_digest(path=None) -> str:
     """First 8 hex digits of the SHA-1 of a matcher checkpoint (default: the shipped one)."""
     import hashlib
 
-    from traceany_ros.matcher import default_matcher_path
+    from traceany_ros.tracker.matcher import default_matcher_path
 
     return hashlib.sha1(Path(path or default_matcher_path()).read_bytes()).hexdigest()[:8]
 

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from traceany_ros.checkpoint_file import read_checkpoint, resolve_device, save_checkpoint, write_json
+from traceany_ros.episode import list_episodes
 from traceany_ros.field import evaluate
-from traceany_ros.model import ModelConfig, TraceModel, read_checkpoint, resolve_device, save_checkpoint
+from traceany_ros.model import ModelConfig, TraceModel
 from traceany_ros.model.config import PRIOR_FIELDS
-from traceany_ros.train.data import WindowDataset, WindowSample, fill_flow_cache, list_episodes
+from traceany_ros.train.data import WindowDataset, WindowSample, fill_flow_cache
 from traceany_ros.train.losses import (LossConfig, correspondence_loss, correspondence_pairs, rigid_pairs,
                                        motion_loss, rigidity_loss, static_loss, timestamp_loss, trajectory_loss)
 
@@ -215,12 +217,6 @@ def plot_log(log: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
-
-
 def data_description(cfg: TrainConfig, train_files, val_files) -> dict:
     return {"train_dir": str(cfg.data), "train_episodes": len(train_files),
             "val_dir": str(cfg.val_data) if cfg.val_data else None, "val_episodes": len(val_files),
@@ -398,7 +394,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         save_checkpoint(last, net, data=data_desc, train=train_state, extra={"optimizer": opt.state_dict()})
         if tag_best:
             save_checkpoint(out / "best.pt", net, data=data_desc, train=train_state)
-        _write_json(out / "log.json", log)
+        write_json(out / "log.json", log)
         try:
             plot_log(log, out / "curves.png")
         except Exception as e:  # a plotting problem must not stop training
@@ -466,5 +462,5 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         bar.close()
     log["hours"] = seconds / 3600
     if is_main:
-        _write_json(out / "log.json", log)
+        write_json(out / "log.json", log)
     return log

@@ -125,7 +125,7 @@ def make_synthetic_episode(num_frames: int = 12, height: int = 96, width: int = 
         visible[:, t] = inimg & np.where(is_card, True, ~covered)
     visible[np.arange(num_queries), qf] = True
     motion = np.linalg.norm(tracks - tracks[np.arange(num_queries), qf][:, None], axis=-1).max(1)
-    meta = {"generator": "traceany_ros.train.synthetic", "version": 1, "seed": int(seed),
+    meta = {"generator": "traceany_ros.sim.synthetic", "version": 1, "seed": int(seed),
             "scene": {"family": "synthetic_card", "card_velocity": list(map(float, card_velocity)),
                       "card_spin": float(card_spin), "camera_velocity": list(map(float, camera_velocity))}}
     return Episode(rgb=rgb, depth=depth, intrinsics=K.astype(np.float32), cam_to_world=c2w.astype(np.float32),

@@ -5,7 +5,7 @@ behind the arm), leaves the image or moves too fast; the plain ``flow`` baseline
 point's last position. Most moving things in a robot's scene are rigid parts, so a lost point can
 instead follow the rigid motion of the points of its part that are still tracked.
 
-How (:func:`traceany_ros.flow.track_window` with ``FlowConfig(rigid=True)``), at every step of
+How (:func:`traceany_ros.tracker.flow.track_window` with ``FlowConfig(rigid=True)``), at every step of
 the chain from frame t to its neighbour frame (forward and backward):
 
 1. *One-step correspondences*: frame t's grid points and where flow + depth put them in the

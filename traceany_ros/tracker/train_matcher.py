@@ -1,4 +1,4 @@
-"""Training of the coarse matcher (:mod:`traceany_ros.matcher`) on the simulator's ground truth.
+"""Training of the coarse matcher (:mod:`traceany_ros.tracker.matcher`) on the simulator's ground truth.
 
 Supervision: for every 8x8 cell centre of frame a (a, b consecutive, both directions), the
 surface point seen there is moved with its rigid link (the episode's ``gt_labels`` and
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from traceany_ros.matcher import STRIDE, Matcher, MatcherConfig, prepare, save_matcher, shrink
+from traceany_ros.tracker.matcher import STRIDE, Matcher, MatcherConfig, prepare, save_matcher, shrink
 
 BIG_MATCH_PX = 16.0
 
@@ -35,7 +35,7 @@ def coarse_matches(ep: dict, a: int, b: int, stride: int = STRIDE) -> np.ndarray
     (more than 1 mm) else 0.0; NaN rows where the cell shows nothing, has no depth, or its point
     is out of view or occluded in frame b. Cell (i, j) is pixel (stride*i + stride/2, stride*j + stride/2).
     """
-    from traceany_ros.episode import project, unproject_pixels
+    from traceany_ros.geometry import project, unproject_pixels
     from traceany_ros.sim.groundtruth import VIS_DEPTH_TOL_M, tracks_from_links
 
     depth = np.asarray(ep["depth"])
@@ -67,7 +67,7 @@ class MatchData:
     """Frames and ground-truth matches of all consecutive pairs (both ways) of a set of episodes, in memory.
 
     rgb [E,T,H,W,3] uint8, depth [E,T,H,W] float16, matches [P,N,3] float16, pairs [P,3] (episode, a, b).
-    With ``scale`` > 1 frames are stored shrunk (:func:`traceany_ros.matcher.shrink`) and matches are
+    With ``scale`` > 1 frames are stored shrunk (:func:`traceany_ros.tracker.matcher.shrink`) and matches are
     in the shrunk image's pixels. Episodes must share one frame count and size and carry the gt extras.
     """
 
@@ -184,9 +184,8 @@ def train_matcher(cfg: MatcherTrainConfig, model_config: MatcherConfig = Matcher
     """Train (or resume from OUT/last.pt) the matcher; returns the last validation record."""
     from tqdm import tqdm
 
-    from traceany_ros.model.checkpoint import CheckpointError, read_checkpoint
-    from traceany_ros.train.data import list_episodes
-    from traceany_ros.train.loop import _write_json
+    from traceany_ros.checkpoint_file import CheckpointError, read_checkpoint, write_json
+    from traceany_ros.episode import list_episodes
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -251,7 +250,7 @@ def train_matcher(cfg: MatcherTrainConfig, model_config: MatcherConfig = Matcher
         save_matcher(last, model, data=data_desc, train=train, extra={"optimizer": opt.state_dict()})
         save_matcher(out / "matcher.pt", model, data=data_desc, train=train)
         log["hours"] = train["hours"]
-        _write_json(out / "log.json", log)
+        write_json(out / "log.json", log)
         _plot(log, out / "curves.png")
 
     bar = tqdm(total=cfg.steps, initial=step, desc="train matcher", dynamic_ncols=True, disable=not cfg.progress)

@@ -11,8 +11,8 @@ prior). The samples are fitted with the project's one B-spline
 (:func:`traceany_ros.field.fit_trajectory`).
 
 Options (``FlowConfig``): RGB-D flow (:func:`rgbd_flow`, DIS also on log-depth images) and learned
-matches (:func:`learned_flow`: DIS started from the coarse matches of :mod:`traceany_ros.matcher`);
-``TRACKERS`` names the combinations the backends and the model's prior use.
+matches (:func:`learned_flow`: DIS started from the coarse matches of :mod:`traceany_ros.tracker.matcher`);
+``TRACKERS`` names the tracker of each use: the backends offline, the tracer, the planners, the model's prior.
 
 Confidence of a field pixel: valid depth at its own frame times the fraction
 of frames its track stayed alive.
@@ -28,42 +28,41 @@ from traceany_ros.episode import FrameWindow
 from traceany_ros.field import TrajectoryField, fit_trajectory
 
 METHODS = ("dis_fast", "dis_medium", "dis_fine", "dis_fine_novr", "dis_fine_novr_s4", "dis_ultrafast", "farneback")
-# FlowConfig overrides of the named trackers: "plain" (the flow baseline), "rigid" (the shipped model's prior),
-# "rigid-rgbd" (rigid plus RGB-D flow), "rigid-learned" (rigid, DIS started from the learned matcher's matches) and
-# "rigid-rgbd-learned" (both), and each of the learned ones with "-icp": rigid depth segments moved by their ICP
-# motion where that explains the next frame better; "-stitch": lost stretches filled from other frames' tracks
-# of the same point
-_RIGID = {"depth_jump_abs": 0.04, "rigid": True}
-TRACKERS = {"plain": {}, "rigid": _RIGID,
-            "rigid-rgbd": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0},
-            "rigid-learned": {**_RIGID, "learned_matches": True},
-            "rigid-rgbd-learned": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0, "learned_matches": True}}
-TRACKERS["rigid-learned-icp"] = {**TRACKERS["rigid-learned"], "icp": True}
-TRACKERS["rigid-rgbd-learned-icp"] = {**TRACKERS["rigid-rgbd-learned"], "icp": True}
-STITCH_DISTANCE = 0.015  # m: how near another frame's track must land to be the same point (val choice)
-NEIGHBOUR_REACH = 0.15  # m: neighbours that carry a lost moving point on (val choice, session 8)
-JOIN_NEXT = 0.05  # m (+ half the last step): a track that begins right after a moving track's end (session 9)
-_STITCH = {"stitch": STITCH_DISTANCE, "stitch_parts": True}
-for _name in ("rigid-learned", "rigid-learned-icp", "rigid-rgbd-learned-icp"):
-    TRACKERS[_name + "-stitch"] = {**TRACKERS[_name], **_STITCH}
-# "-ends": moving tracks carried on past their ends by tracks of the same point (tracked at the end, or
-# beginning right after it), then by their neighbours' rigid motion ("rigid-rgbd-learned-icp-stitch-ends":
-# the flow-rigid backend since session 8)
+STITCH_DISTANCE = 0.015  # m: how near another frame's track must land to be the same point (chosen on val)
+NEIGHBOUR_REACH = 0.15  # m: neighbours that carry a lost moving point on (chosen on val)
+JOIN_NEXT = 0.05  # m (+ half the last step): a track that begins right after a moving track's end
+# carrying moving tracks on past their ends (:func:`extend_track_ends`, :func:`join_next_tracks`,
+# :func:`extend_with_neighbours`), and the same turned off (the tracer's and planners' latency)
 ENDS = {"stitch_ends": STITCH_DISTANCE, "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH}
-ENDS_OFF = {k: 0.0 for k in ENDS}  # the same turned off (the tracer's and planners' latency)
-for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
-    TRACKERS[_name + "-ends"] = {**TRACKERS[_name], **ENDS}
-# "-join": joining alone (~0.05 s per 24-frame clip): "rigid-learned-stitch-join" the shipped model's prior in
-# sessions 9-10, "rigid-rgbd-learned-icp-stitch-join" (with the RGB-D flow and segment ICP) since session 11
-for _name in ("rigid-learned-stitch", "rigid-rgbd-learned-icp-stitch"):
-    TRACKERS[_name + "-join"] = {**TRACKERS[_name], "join_next": JOIN_NEXT}
-# "-join-neighbours-depth4": stitching, joining and the neighbours' rigid motion past the ends (not extend_track_ends:
-# val 40 4.87 -> 4.81 cm without it), the depth images' flow by "dis_fine_novr_s4" (full resolution, no variational
-# refinement, patches every 4 px) whatever the grey flow's method: with "dis_fine_novr" for the grey images, the
-# shipped model's prior since session 12
-TRACKERS["rigid-rgbd-learned-icp-stitch-join-neighbours-depth4"] = {
-    **TRACKERS["rigid-rgbd-learned-icp-stitch"], "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH,
-    "depth_flow_method": "dis_fine_novr_s4"}
+ENDS_OFF = {k: 0.0 for k in ENDS}
+_RIGID = {"depth_jump_abs": 0.04, "rigid": True}
+_STITCH = {"stitch": STITCH_DISTANCE, "stitch_parts": True}
+_OFFLINE = {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0, "learned_matches": True, "icp": True, **_STITCH,
+            **ENDS, "method": "dis_fine"}
+# The named trackers, one per use: FlowConfig overrides (stride and K come from the caller; a model's prior takes
+# its optical flow method from the model's config, ``ModelConfig.flow_method``).
+TRACKERS = {
+    # the ``flow`` backend: chained DIS, a lost point holds its last position
+    "plain": {},
+    # tracks end at depth jumps and lost points move with their rigid part (the cheapest rigid tracker)
+    "rigid": _RIGID,
+    # the ``flow-rigid`` backend offline (``traceany predict/eval``): DIS at full resolution started from the
+    # learned matcher, RGB-D flow, segment ICP, stitching, moving tracks carried on past their ends
+    "offline": _OFFLINE,
+    # the tracer's ``flow-rigid`` (``StreamConfig``'s switches set the same on top): no depth flow, ICP or carried
+    # ends, DIS at half resolution, for latency
+    "stream": {**_OFFLINE, "depth_flow": False, "icp": False, **ENDS_OFF, "method": "dis_medium"},
+    # the planners' ``flow-rigid`` (``policies/run.py``): the offline tracker without segment ICP or carried ends
+    "planners": {**_OFFLINE, "icp": False, **ENDS_OFF, "method": "dis_medium"},
+    # the ``tiny`` model's flow prior as shipped: the offline tracker with stitching, joining and the neighbours'
+    # motion past the ends (not extend_track_ends), the depth images' flow by "dis_fine_novr_s4"
+    "prior": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0, "learned_matches": True, "icp": True, **_STITCH,
+              "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH, "depth_flow_method": "dis_fine_novr_s4"},
+    # a lighter prior for latency: grey flow from the matcher, stitching and joining
+    "prior-fast": {**_RIGID, "learned_matches": True, **_STITCH, "join_next": JOIN_NEXT},
+    # the prior the ``tiny`` and ``base`` presets train on: grey flow from the matcher, rigid parts
+    "prior-train": {**_RIGID, "learned_matches": True},
+}
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class FlowConfig:
         ``abs + rel * (its in-plane 3D motion)`` ends the track (it slid onto another surface at a
         depth edge, or onto an occluder); ``inf`` turns the check off.
     rigid: move lost points with the fitted motion of their rigid part instead of holding them
-        (:mod:`traceany_ros.rigid`; ``rigid_options`` overrides its RigidConfig fields).
+        (:mod:`traceany_ros.tracker.rigid`; ``rigid_options`` overrides its RigidConfig fields).
     depth_flow: also run the flow on log-depth images and keep, per pixel, whichever of the grey
         and depth flows matches both images better (:func:`rgbd_flow`): untextured moving things
         (a grey robot arm, a plain box) have depth edges where the grey image has none.
@@ -90,10 +89,10 @@ class FlowConfig:
         ``depth_flow_method`` the depth images' flow method ("" = ``method``; smooth depth images need no
         full-resolution DIS).
     learned_matches: also start DIS from the learned matcher's coarse matches (:func:`learned_flow`,
-        :mod:`traceany_ros.matcher`), which finds the large motions of thin, plain parts that
+        :mod:`traceany_ros.tracker.matcher`), which finds the large motions of thin, plain parts that
         coarse-to-fine DIS misses. ``matcher``: its checkpoint ("" = the shipped ``checkpoints/matcher.pt``).
     icp: then replace the flow on rigid depth segments by their ICP motion where that explains the
-        next frame better (:mod:`traceany_ros.icp`; ``icp_options`` overrides IcpConfig fields): the
+        next frame better (:mod:`traceany_ros.tracker.icp`; ``icp_options`` overrides IcpConfig fields): the
         depth sees a turning object that the flow barely follows.
     stitch: fill a track's lost frames from another frame's track that reaches the same point (within
         this many metres) alive (:func:`stitch_tracks`; 0 = off); ``stitch_parts``: also from that track's
@@ -156,11 +155,11 @@ def config_digest(config: FlowConfig) -> str:
 
     parts = [repr(config)]
     if config.rigid:
-        from traceany_ros.rigid import RigidConfig
+        from traceany_ros.tracker.rigid import RigidConfig
 
         parts.append(repr(RigidConfig(**dict(config.rigid_options))))
     if config.icp:
-        from traceany_ros.icp import IcpConfig
+        from traceany_ros.tracker.icp import IcpConfig
 
         parts.append(repr(IcpConfig(**dict(config.icp_options))))
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:8]
@@ -264,7 +263,7 @@ def learned_flow(gray0: np.ndarray, gray1: np.ndarray, coarse: np.ndarray, depth
                  depth_method: str | None = None) -> np.ndarray:
     """Flow from frame 0 to 1 started from learned coarse matches: [H,W,2] float32 (dx=col, dy=row).
 
-    coarse [H,W,2]: the matcher's flow (:func:`traceany_ros.matcher.match_pair`), refined here by
+    coarse [H,W,2]: the matcher's flow (:func:`traceany_ros.tracker.matcher.match_pair`), refined here by
     DIS on the grey images started from it. With depth images given, the plain depth flow is a second
     candidate and a pixel takes it where its warp error (grey + depth, :func:`warp_cost`) is lower
     than the refined flow's by more than ``margin`` grey levels (as in :func:`rgbd_flow`; the depth images'
@@ -344,7 +343,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
         weights [T, h, w, T] float64 fit weights (1 alive with depth, ``lost_weight`` held, 0 none),
         alive [T, h, w, T] bool, own_valid [T, h, w] bool (valid depth at the own frame).
     """
-    from traceany_ros.backends import check_window, grid_points_world
+    from traceany_ros.geometry import check_window, grid_points_world
 
     T, H, W = check_window(window)
     s = config.stride
@@ -360,7 +359,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
 
     gray = [_gray(window.rgb[i]) for i in range(T)]
     if config.learned_matches:
-        from traceany_ros.matcher import cached_matcher, match_window
+        from traceany_ros.tracker.matcher import cached_matcher, match_window
 
         coarse = match_window(cached_matcher(config.matcher), window.rgb, depth)
         dimg = [depth_image(depth[i]) for i in range(T)] if config.depth_flow else [None] * T
@@ -382,7 +381,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
     flows = _parallel([lambda i=i: pair(i, i + 1) for i in range(T - 1)] + [lambda i=i: pair(i + 1, i) for i in range(T - 1)])
     fwd, bwd = flows[:T - 1], flows[T - 1:]
     if config.icp:
-        from traceany_ros.icp import IcpConfig, IcpFrame, flow_motions, refine_flow
+        from traceany_ros.tracker.icp import IcpConfig, IcpFrame, flow_motions, refine_flow
 
         ic = IcpConfig(**dict(config.icp_options))
         frames = _parallel([lambda i=i: IcpFrame(depth[i], gray[i], K, c2w[i], ic) for i in range(T)])
@@ -410,7 +409,7 @@ def track_window(window: FrameWindow, config: FlowConfig = FlowConfig()):
 
     rc = None
     if config.rigid:
-        from traceany_ros.rigid import RigidConfig, StepMotion
+        from traceany_ros.tracker.rigid import RigidConfig, StepMotion
 
         rc = RigidConfig(**dict(config.rigid_options))
     # direction +1: sources f <= t step from t to t+1 with fwd[t]; direction -1: sources f >= t step to t-1
@@ -535,7 +534,7 @@ def stitch_tracks(points, weights, alive, own_pts, own_valid, grid, stride, offs
     c2w [T,4,4]. Filled samples take q's weight and alive flag; only samples as they were tracked fill
     (one pass).
     """
-    from traceany_ros.episode import project
+    from traceany_ros.geometry import project
 
     T, n = own_valid.shape
     h, w = grid
@@ -758,7 +757,7 @@ def extend_with_neighbours(points, weights, alive, reach: float, min_motion: flo
 
     points [T,n,T,3], weights [T,n,T], alive [T,n,T] as in :func:`track_window`.
     """
-    from traceany_ros.rigid import batched_kabsch
+    from traceany_ros.tracker.rigid import batched_kabsch
 
     T, N, P, Wt, A, own = _flat_tracks(points, weights, alive)
     W0 = Wt.copy()

@@ -3,7 +3,7 @@
 OpenCV's DIS flow is coarse-to-fine: a thin, plain robot link that moves 20-60 px between frames
 vanishes at the coarse scales and DIS reports almost no motion there. The matcher finds such
 matches globally at 1/8 resolution and hands them to DIS as its initial flow, which refines them
-to sub-pixel (:func:`traceany_ros.flow.learned_flow`).
+to sub-pixel (:func:`traceany_ros.tracker.flow.learned_flow`).
 
 Network (``Matcher``), shapes for one pair of H x W frames (H, W divisible by 8):
 
@@ -18,7 +18,7 @@ The network is symmetric in its two frames (the same layers process both), so S(
 transposed: :func:`match_pair` runs once per pair and returns both directions.
 
 Trained on the simulator's dense ground truth (``traceany train-matcher``,
-:mod:`traceany_ros.train.matcher`); the shipped weights are ``checkpoints/matcher.pt``.
+:mod:`traceany_ros.tracker.train_matcher`); the shipped weights are ``checkpoints/matcher.pt``.
 Checkpoints use the project's one format (:mod:`traceany_ros.model.checkpoint`) with
 ``kind = "matcher"``.
 """
@@ -33,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from traceany_ros.checkpoint_file import CheckpointError, read_checkpoint, resolve_device, save_checkpoint, shipped_file
 
 STRIDE = 8
 DEFAULT_NAME = "matcher.pt"
@@ -272,8 +274,6 @@ def _match_clip(model: Matcher, rgb, depth, batch: int = 8) -> dict:
 
 def default_matcher_path() -> Path:
     """The shipped matcher weights: ``checkpoints/matcher.pt`` in the repository (or installed package)."""
-    from traceany_ros.model.checkpoint import shipped_file
-
     return shipped_file(DEFAULT_NAME, "train one with `traceany train-matcher --data DIR --out runs/NAME` and pass "
                                       "its path")
 
@@ -281,8 +281,6 @@ def default_matcher_path() -> Path:
 def save_matcher(path, model: Matcher, *, data: dict | None = None, train: dict | None = None,
                  extra: dict | None = None) -> Path:
     """Write a matcher checkpoint atomically in the project's checkpoint format (``kind = "matcher"``)."""
-    from traceany_ros.model.checkpoint import save_checkpoint
-
     return save_checkpoint(path, model, data=data, train=train, extra={"kind": KIND, **(extra or {})})
 
 
@@ -291,8 +289,6 @@ def load_matcher(path=None, device: str = "cpu") -> tuple[Matcher, dict]:
 
     Raises CheckpointError naming what is wrong for a corrupt, foreign or mismatched file.
     """
-    from traceany_ros.model.checkpoint import CheckpointError, read_checkpoint, resolve_device
-
     path = Path(path) if path else default_matcher_path()
     ck = read_checkpoint(path)
     if ck.get("kind") != KIND:

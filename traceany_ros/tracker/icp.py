@@ -308,7 +308,7 @@ def _robust_kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarra
 
     src, dst [S,N,3], w [S,N] (0 = no correspondence) -> T [S,4,4] (identity where fewer than 10
     correspondences)."""
-    from traceany_ros.rigid import batched_kabsch
+    from traceany_ros.tracker.rigid import batched_kabsch
 
     weight = w.astype(np.float64)
     for _ in range(3):

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The GPU check of session 7 (docs/gpu/, MODEL.md "On a GPU"): train `base` from scratch for MINUTES on
+# The GPU check (docs/gpu/): train `base` from scratch for MINUTES on
 # a data subset small enough to travel to a lent GPU machine (64 MiB with the repo), score it beside
 # the shipped tiny on 6 held-out episodes, and bench predict on the device.
 # The subset, in .gpu/ (ignored by git): .gpu/train = every 14th of the 400 training episodes less

@@ -190,8 +190,8 @@ def test_refine_flow_uses_a_second_start_where_the_flow_is_far_off():
     guess[:3, 3] = c1 - guess[:3, :3] @ c0
     out_one, _ = refine_flow(still, fa, fb, init=init)
     out_two, acc_two = refine_flow(still, fa, fb, init=init, extra_init=guess[None].repeat(len(fa.segments), 0))
-    # (a 35-degree turn hides part of the box: its true motion scores 1.57, which the score cap of 1.5
-    # used before session 5's sweep refused)
+    # (a 35-degree turn hides part of the box: its true motion scores 1.57, which a score cap of 1.5
+    # would refuse)
     err_one = np.linalg.norm(out_one[on_box] - gt[on_box], axis=-1).mean()
     err_two = np.linalg.norm(out_two[on_box] - gt[on_box], axis=-1).mean()
     assert err_two < 0.5 and acc_two[on_box].mean() > 0.8

@@ -33,7 +33,7 @@ class WindowInputs:
     prior_features: [T, 13, Hp/s, Wp/s] float32 the prior's channels per output cell (its curve at
         ``PRIOR_TIMES`` (4 x 3) and its confidence; zero on padding cells), channels-last, or None. The
         network sees them as if upsampled to every pixel of their cell (a cell cut by the image border
-        counts whole: until session 13 its padding pixels were zero; sizes divisible by s are unchanged).
+        counts whole).
     cells: the output grid's unprojected points [T, ceil(H/s), ceil(W/s), 3] (world) and their validity, as
         ``geometry.grid_points_world(window, s, s // 2)`` (s = out_stride) gives them, where making the prior
         needed them (local anchoring), else None.

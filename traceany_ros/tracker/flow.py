@@ -185,8 +185,7 @@ def _dis(method: str):
 
     "dis_fine": the medium preset down to full resolution, where the presets stop at half (~4x the time);
     "dis_fine_novr": the same without the variational refinement (DIS's smoothing of the patch flow at
-    every scale; ~2/3 of dis_fine's time, and the model's prior on val 40 5.02 -> 4.87 cm on moving points
-    with it on both the grey and the depth images, session 12);
+    every scale; ~2/3 of dis_fine's time; the ``prior`` preset uses it on the grey images);
     "dis_fine_novr_s4": that with patches every 4 pixels instead of 3 (~1/3 of dis_fine's time; for the
     smooth depth images, where it costs nothing on val).
     """
@@ -312,8 +311,7 @@ def one_blas_thread():
     The tracker's matrix products are small ([n,3] @ [3,3], Kabsch's 3x3 systems, the spline fit's
     normal equations) and run on our own thread pool (:func:`_parallel`) or beside PyTorch's threads;
     OpenBLAS's own threads then only oversubscribe the cores, and after each call they spin for a while,
-    taking a core from whatever runs next (the network's forward). Under it, predict on a 24-frame
-    256x192 clip took ~0.1-0.15 s less on 2 cores (session 13). Results are the same (each product's
+    taking a core from whatever runs next (the network's forward). Results are the same (each product's
     arithmetic does not depend on how many threads share its rows). Process-wide while open, as
     OpenBLAS's setting is.
     """

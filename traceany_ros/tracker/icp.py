@@ -16,8 +16,8 @@ camera sees the rotated shape directly. So, for one frame pair (a -> b):
 3. *ICP*: point-to-plane ICP of the segment's points to frame b's points (normals from the depth
    grid), started from the initial motion: all segments (and second starts) of the pair in one NumPy
    batch, each moved point paired with frame b's point at the pixel it projects to
-   (:func:`register_batched`, since session 10), or one Open3D ICP per segment with nearest
-   neighbours in a crop around it (``IcpConfig(solver="open3d")``, sessions 5-9).
+   (:func:`register_batched`, the default), or one Open3D ICP per segment with nearest
+   neighbours in a crop around it (``IcpConfig(solver="open3d")``).
 4. *Check*: both motions are scored by how well they predict frame b where the moved segment
    lands (depth residual along the ray and grey-level difference, truncated; points hidden behind
    something nearer or out of view count half). ICP's motion replaces the flow on the segment
@@ -63,7 +63,7 @@ class IcpConfig:
     solver: "batched" (point-to-plane ICP of every segment and start of a frame pair at once in NumPy,
         each moved point paired with frame b's point at the pixel it projects to: :func:`register_batched`)
         or "open3d" (one Open3D ICP per segment and start, nearest neighbours among frame b's points
-        cropped around the segment: :func:`_register`; sessions 5-9).
+        cropped around the segment: :func:`_register`).
     """
 
     gap_abs: float = 0.01

@@ -50,24 +50,12 @@ class FieldPlanner:
 
         kind = getattr(task, "kind", "")
         if kind in ("pick-place", "rearrange", "articulated"):
-            from traceany_ros.policies.grasp import GraspConfig, plan_pick_place
+            from traceany_ros.policies.goal import plan_goal
 
             obs, goal = task.render(), task.goal_observation
-            window = frame_window([obs])
-            gcfg = self.grasp_config or GraspConfig()
-            if kind == "rearrange":
-                from traceany_ros.policies.rearrange import plan_rearrange
-
-                return plan_rearrange(window, goal.rgb, goal.depth, self.backend, gcfg)
-            if kind == "articulated":
-                from dataclasses import replace
-
-                from traceany_ros.policies.articulated import ArticulatedConfig, plan_articulated
-
-                acfg = ArticulatedConfig()
-                acfg = replace(acfg, grasp=replace(acfg.grasp, motion_source=gcfg.motion_source))
-                return plan_articulated(window, goal.rgb, goal.depth, self.backend, acfg)
-            return plan_pick_place(window, goal.rgb, goal.depth, self.backend, gcfg)
+            gcfg = self.grasp_config
+            return plan_goal(kind, frame_window([obs]), goal.rgb, goal.depth, self.backend,
+                             motion_source=gcfg.motion_source if gcfg is not None else "field", grasp_config=gcfg)
         if hasattr(task, "observe"):
             from traceany_ros.policies.intercept import plan_intercept
 

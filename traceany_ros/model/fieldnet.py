@@ -1,0 +1,514 @@
+"""The trajectory-field network: one forward pass of torch operations on an RGB-D window.
+
+    window (rgb, depth, intrinsics, camera poses, times)            -- :func:`window_tensors`
+      -> normalised camera-0 frame (metres / median depth)          -- :func:`normalise`
+      -> per-frame CNN features at 1/stride                         -- :class:`FrameEncoder`
+      -> all-pairs correlation of every query cell with every frame, pooled into a pyramid
+      -> per (query cell, frame) pair: the cell's 3D point as currently estimated at that frame's time,
+         reprojected into the frame with its pose; depth and colour agreement there, the local
+         correlation around it on every level, the global soft match of the cell in that frame
+      -> time attention per query cell + a spatial mix over neighbouring cells, ``iterations``
+         times with the same weights (each pass looks the correlation up again around its estimate)
+      -> per pair: the 3D position at that frame's time and a visibility logit;
+         per cell: motion and confidence logits
+      -> control points: a fixed least-squares B-spline fit of the positions, gated by the motion
+         probability and anchored at the cell's own point (``docs/method.md``)
+
+Every query cell starts at the *static hypothesis* (its own unprojected point at every time), so a
+static scene under any camera motion is the zero update; the network only has to learn what moves.
+Frames with ``observed = False`` (forecasting) give no image: their pairs carry only time, and the
+curves are still supervised there. Queries come only from observed frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from traceany_ros.field import bspline_basis
+
+RGB_MEAN, RGB_STD = 0.45, 0.25
+
+
+@dataclass(frozen=True)
+class FieldNetConfig:
+    """Hyper-parameters of :class:`FieldNet`.
+
+    stride: output cell size in pixels; features live at 1/stride (4 or 8).
+    channels: encoder widths at 1/2, 1/4 (and 1/8) resolution; feat_dim: correlation feature width.
+    dim, heads, layers: token width, attention heads, time-attention blocks per pass.
+    iterations: refinement passes (shared weights); radius, levels: local correlation window
+        (cells, each side) and pyramid levels.
+    num_control_points: K = 3m + 1.
+    fit_ridge: weight of the second-difference penalty of the least-squares spline fit (keeps the fit
+        defined when a window has fewer frames than control points).
+    hard_gate: at inference, offsets of cells whose motion probability is below 0.5 are exactly zero.
+    """
+
+    name: str = "tiny"
+    stride: int = 8
+    channels: tuple[int, ...] = (24, 48, 64)
+    feat_dim: int = 64
+    dim: int = 64
+    heads: int = 4
+    layers: int = 2
+    iterations: int = 2
+    radius: int = 3
+    levels: int = 3
+    num_control_points: int = 10
+    fit_ridge: float = 1e-3
+    hard_gate: bool = True
+
+    def __post_init__(self):
+        from traceany_ros.field import num_segments
+
+        num_segments(self.num_control_points)
+        if self.stride not in (4, 8):
+            raise ValueError(f"stride must be 4 or 8, got {self.stride}")
+        if len(self.channels) != int(math.log2(self.stride)):
+            raise ValueError(f"stride {self.stride} needs {int(math.log2(self.stride))} encoder widths, "
+                             f"got channels={self.channels}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+
+    @staticmethod
+    def preset(name: str, **overrides) -> "FieldNetConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+        return FieldNetConfig(**{**asdict(PRESETS[name]), **overrides})
+
+    @staticmethod
+    def from_dict(d: dict) -> "FieldNetConfig":
+        known = {f.name for f in fields(FieldNetConfig)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"model config has unknown fields {unknown}")
+        d = dict(d)
+        if "channels" in d:
+            d["channels"] = tuple(d["channels"])
+        return FieldNetConfig(**d)
+
+
+PRESETS = {
+    "tiny": FieldNetConfig(name="tiny"),
+    "base": FieldNetConfig(name="base", stride=4, channels=(48, 96), feat_dim=128, dim=128, layers=4,
+                           iterations=3, radius=4, levels=4),
+}
+
+
+# ----------------------------------------------------------------------------- inputs
+
+@dataclass
+class WindowTensors:
+    """A window as the network's input (batch B, frames T).
+
+    rgb [B,T,3,H,W] uint8; depth [B,T,H,W] float32 metres (0 = invalid); K [B,3,3]; cam_to_world [B,T,4,4]
+    (world <- camera, OpenCV); times [B,T] float64 seconds (strictly increasing); observed [B,T] bool
+    (False: the frame's images are hidden, its time is still predicted).
+    """
+
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    K: torch.Tensor
+    cam_to_world: torch.Tensor
+    times: torch.Tensor
+    observed: torch.Tensor
+
+    def to(self, device) -> "WindowTensors":
+        return WindowTensors(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+def window_tensors(window, observed=None) -> WindowTensors:
+    """A FrameWindow (numpy, one clip) -> WindowTensors with B = 1."""
+    import numpy as np
+
+    T = len(window.times)
+    obs = np.ones(T, bool) if observed is None else np.asarray(observed, bool)
+    return WindowTensors(
+        rgb=torch.from_numpy(np.ascontiguousarray(np.asarray(window.rgb, np.uint8))).permute(0, 3, 1, 2)[None],
+        depth=torch.from_numpy(np.nan_to_num(np.asarray(window.depth, np.float32)))[None],
+        K=torch.from_numpy(np.asarray(window.intrinsics, np.float32))[None],
+        cam_to_world=torch.from_numpy(np.asarray(window.cam_to_world, np.float32))[None],
+        times=torch.from_numpy(np.asarray(window.times, np.float64))[None],
+        observed=torch.from_numpy(obs)[None])
+
+
+@dataclass
+class Normalised:
+    """The window in the normalised camera-0 frame: x_n = R0^T (x_w - t0) / scale.
+
+    scale [B] metres per unit (median valid depth of the observed frames); rot0 [B,3,3], trans0 [B,3];
+    cam_to_norm [B,T,4,4] (camera f -> normalised frame, translation in units); s [B,T] spline parameter;
+    span [B] seconds between s = 0 and s = 1.
+    """
+
+    scale: torch.Tensor
+    rot0: torch.Tensor
+    trans0: torch.Tensor
+    cam_to_norm: torch.Tensor
+    s: torch.Tensor
+    span: torch.Tensor
+
+    def to_world(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised points [B,...,3] -> world metres."""
+        B = x.shape[0]
+        flat = x.reshape(B, -1, 3) * self.scale[:, None, None]
+        return (flat @ self.rot0.transpose(1, 2) + self.trans0[:, None]).reshape(x.shape)
+
+    def to_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """World points [B,...,3] -> normalised."""
+        B = x.shape[0]
+        flat = (x.reshape(B, -1, 3) - self.trans0[:, None]) @ self.rot0 / self.scale[:, None, None]
+        return flat.reshape(x.shape)
+
+
+def normalise(w: WindowTensors) -> Normalised:
+    c2w = w.cam_to_world.double()
+    rot0, trans0 = c2w[:, 0, :3, :3], c2w[:, 0, :3, 3]
+    valid = (w.depth > 0) & w.observed[:, :, None, None]
+    scale = []
+    for b in range(w.depth.shape[0]):
+        d = w.depth[b][valid[b]]
+        scale.append(d.median() if d.numel() else torch.ones((), dtype=w.depth.dtype, device=w.depth.device))
+    scale = torch.stack(scale).double().clamp_min(0.05)
+    c2n = torch.zeros_like(c2w)
+    c2n[:, :, :3, :3] = rot0.transpose(1, 2)[:, None] @ c2w[:, :, :3, :3]
+    c2n[:, :, :3, 3] = ((c2w[:, :, :3, 3] - trans0[:, None]) @ rot0) / scale[:, None, None]
+    c2n[:, :, 3, 3] = 1
+    t = w.times.double()
+    span = (t[:, -1] - t[:, 0]).clamp_min(1e-6)
+    s = ((t - t[:, :1]) / span[:, None])
+    return Normalised(scale=scale.float(), rot0=rot0.float(), trans0=trans0.float(), cam_to_norm=c2n.float(),
+                      s=s.float(), span=span.float())
+
+
+def cell_grid(H: int, W: int, stride: int) -> tuple[int, int, int]:
+    """(h, w, offset): the output grid of an H x W image; cell (a, b) looks at pixel
+    (offset + stride a, offset + stride b)."""
+    return -(-H // stride), -(-W // stride), stride // 2
+
+
+def unproject_cells(depth: torch.Tensor, K: torch.Tensor, cam_to_norm: torch.Tensor, stride: int):
+    """depth [B,T,H,W], K [B,3,3], cam_to_norm [B,T,4,4] -> points [B,T,h,w,3] (normalised frame, depth
+    divided by the caller's scale beforehand) and valid [B,T,h,w] at the cells' pixels."""
+    B, T, H, W = depth.shape
+    h, w, off = cell_grid(H, W, stride)
+    rows = (off + stride * torch.arange(h, device=depth.device)).clamp(max=H - 1)
+    cols = (off + stride * torch.arange(w, device=depth.device)).clamp(max=W - 1)
+    z = depth[:, :, rows][:, :, :, cols]  # [B,T,h,w]
+    valid = z > 0
+    fx, fy, cx, cy = (K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2])
+    x = (cols.float()[None, :] - cx[:, None]) / fx[:, None]  # [B,w]
+    y = (rows.float()[None, :] - cy[:, None]) / fy[:, None]  # [B,h]
+    zc = torch.where(valid, z, torch.ones_like(z))
+    pc = torch.stack([x[:, None, None, :] * zc, y[:, None, :, None] * zc, zc], -1)  # [B,T,h,w,3]
+    R, t = cam_to_norm[:, :, :3, :3], cam_to_norm[:, :, :3, 3]
+    pn = torch.einsum("btij,bthwj->bthwi", R, pc) + t[:, :, None, None]
+    return pn, valid
+
+
+def project(points: torch.Tensor, K: torch.Tensor, cam_to_norm: torch.Tensor):
+    """Normalised points [B,T,N,3] seen from frame T's camera -> pixel (u = col, v = row) [B,T,N,2] and
+    camera depth z [B,T,N] (units)."""
+    R, t = cam_to_norm[:, :, :3, :3], cam_to_norm[:, :, :3, 3]
+    pc = torch.einsum("btji,btnj->btni", R, points - t[:, :, None])  # R^T (x - t)
+    z = pc[..., 2]
+    zs = torch.where(z.abs() < 1e-4, torch.full_like(z, 1e-4), z)
+    u = K[:, None, None, 0, 0] * pc[..., 0] / zs + K[:, None, None, 0, 2]
+    v = K[:, None, None, 1, 1] * pc[..., 1] / zs + K[:, None, None, 1, 2]
+    return torch.stack([u, v], -1), z
+
+
+# ----------------------------------------------------------------------------- blocks
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.norm = nn.GroupNorm(4, c)
+
+    def forward(self, x):
+        return x + self.conv2(F.gelu(self.norm(self.conv1(x))))
+
+
+class FrameEncoder(nn.Module):
+    """[N,5,H,W] (rgb, inverse depth, valid) -> correlation features [N,feat_dim,H/s,W/s] and context
+    features [N,dim,H/s,W/s]. One strided convolution per halving, a residual block at 1/s."""
+
+    def __init__(self, c: FieldNetConfig):
+        super().__init__()
+        layers, cin = [], 5
+        for i, ch in enumerate(c.channels):
+            layers += [nn.Conv2d(cin, ch, 3, stride=2, padding=1), nn.GELU()]
+            if i == len(c.channels) - 1:
+                layers.append(ResBlock(ch))
+            cin = ch
+        self.body = nn.Sequential(*layers)
+        self.feat = nn.Conv2d(cin, c.feat_dim, 1)
+        self.ctx = nn.Conv2d(cin, c.dim, 1)
+
+    def forward(self, x):
+        y = self.body(x)
+        return self.feat(y), self.ctx(y)
+
+
+class TimeBlock(nn.Module):
+    """Pre-norm self-attention over the T pairs of each query, then an MLP (tokens [N,T,D])."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x, key_bias=None):
+        N, T, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(N, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
+        x = x + self.proj(a.transpose(1, 2).reshape(N, T, D))
+        return x + self.mlp(self.norm2(x))
+
+
+class SpaceBlock(nn.Module):
+    """Mixes neighbouring query cells: depthwise 3x3 then pointwise, residual (maps [M,D,h,w])."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(1, dim)
+        self.dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.pw = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x):
+        return x + self.pw(F.gelu(self.dw(self.norm(x))))
+
+
+def fit_matrix(s: torch.Tensor, K: int, ridge: float) -> torch.Tensor:
+    """[B,T] spline parameters -> [B,K,T]: control points = M @ positions (least squares with a small
+    second-difference penalty, see docs/method.md)."""
+    B, T = s.shape
+    A = bspline_basis(s.reshape(-1).double(), K).reshape(B, T, K)
+    D2 = torch.zeros(K - 2, K, dtype=torch.float64, device=s.device)
+    idx = torch.arange(K - 2, device=s.device)
+    D2[idx, idx], D2[idx, idx + 1], D2[idx, idx + 2] = 1.0, -2.0, 1.0
+    lhs = A.transpose(1, 2) @ A + ridge * (D2.T @ D2)[None]
+    return torch.linalg.solve(lhs, A.transpose(1, 2)).float()
+
+
+def sincos(x: torch.Tensor, n: int, base: float = 1.0) -> torch.Tensor:
+    freq = base * (2.0 ** torch.arange(n, device=x.device, dtype=torch.float32)) * math.pi
+    ang = x[..., None] * freq
+    return torch.cat([ang.sin(), ang.cos()], -1)
+
+
+# ----------------------------------------------------------------------------- the network
+
+class FieldNet(nn.Module):
+    """Trajectory fields of every observed frame's cells (see the module docstring).
+
+    Pairs are formed on the *query grid* (cells of 2 x stride pixels); the per-frame positions, motion,
+    visibility and confidence are then upsampled to the output grid (stride) by learned convex
+    combinations of the 3 x 3 neighbouring query cells (RAFT's upsampling), and the curves are fitted
+    there, anchored at each output cell's own point.
+    """
+
+    NUM_GEOM = 7      # valid-in-view, depth residual (abs, rel), colour difference (3), estimate's depth
+    NUM_GLOBAL = 4    # soft match offset (3), its peak probability
+    NUM_TIME = 4 + 12  # s_j, s_j - s_i, seconds apart, observed; sin/cos of s_j - s_i
+
+    def __init__(self, config: FieldNetConfig):
+        super().__init__()
+        self.config = c = config
+        self.encoder = FrameEncoder(c)
+        n_corr = c.levels * (2 * c.radius + 1) ** 2
+        self.pair_in = nn.Sequential(nn.Linear(self.NUM_GEOM + n_corr + self.NUM_GLOBAL + 3 + self.NUM_TIME, c.dim),
+                                     nn.GELU(), nn.Linear(c.dim, c.dim))
+        self.time_blocks = nn.ModuleList([TimeBlock(c.dim, c.heads) for _ in range(c.layers)])
+        self.space_blocks = nn.ModuleList([SpaceBlock(c.dim) for _ in range(c.layers)])
+        self.norm = nn.LayerNorm(c.dim)
+        self.pair_head = nn.Linear(c.dim, 4)   # position update (3), visibility logit
+        self.cell_head = nn.Linear(c.dim, 2)   # motion logit, confidence logit
+        self.up_mask = nn.Sequential(nn.Conv2d(c.dim, c.dim, 3, padding=1), nn.GELU(), nn.Conv2d(c.dim, 9, 1))
+        self.match_temp = nn.Parameter(torch.tensor(math.log(10.0)))
+        nn.init.zeros_(self.pair_head.weight)
+        nn.init.zeros_(self.pair_head.bias)
+        nn.init.zeros_(self.cell_head.weight)
+        with torch.no_grad():
+            self.cell_head.bias[0] = -2.0
+
+    def _encode(self, w: WindowTensors, norm: Normalised):
+        c = self.config
+        B, T, _, H, W = w.rgb.shape
+        q = 2 * c.stride
+        Hp, Wp = -(-H // q) * q, -(-W // q) * q
+        rgb = (w.rgb.float() / 255.0 - RGB_MEAN) / RGB_STD
+        valid = (w.depth > 0).float()
+        inv = torch.where(w.depth > 0, norm.scale[:, None, None, None] / w.depth.clamp_min(1e-3), 0.0)
+        x = torch.cat([rgb, inv[:, :, None], valid[:, :, None]], 2) * w.observed[:, :, None, None, None].float()
+        x = F.pad(x.reshape(B * T, 5, H, W), (0, Wp - W, 0, Hp - H))
+        feat, ctx = self.encoder(x)
+        return feat.reshape(B, T, *feat.shape[1:]), ctx.reshape(B, T, *ctx.shape[1:])
+
+    def forward(self, w: WindowTensors, query_frames: torch.Tensor | None = None, return_all: bool = False):
+        """w: WindowTensors (B, T); query_frames [I] long (default: every observed frame of sample 0; in a
+        batch they must be observed in every sample) -> dict of (h, w: the output grid, ``cell_grid``)
+
+            offsets [B,I,h,w,K,3]     control points minus the cell's own point (normalised frame)
+            points [B,I,h,w,3], valid [B,I,h,w]   the cells' own points (normalised) and depth validity
+            positions [B,I,h,w,T,3]   the per-frame estimates the curves are fitted to
+            visibility_logit [B,I,h,w,T], motion_logit [B,I,h,w], confidence_logit [B,I,h,w]
+            norm (Normalised), query_frames [I]; with return_all: iterates, a list of coarse positions
+            [B,I,h/2,w/2,T,3], and coarse_points [B,I,h/2,w/2,3]
+        """
+        c = self.config
+        B, T, _, H, W = w.rgb.shape
+        norm = normalise(w)
+        if query_frames is None:
+            query_frames = torch.nonzero(w.observed[0]).reshape(-1)
+        qf = query_frames.to(w.rgb.device)
+        I = qf.numel()
+        qs = 2 * c.stride
+        h, wd, off = cell_grid(H, W, qs)  # the query grid
+        hw = h * wd
+        N = I * hw
+        depth_u = w.depth / norm.scale[:, None, None, None]  # units
+        pts, valid = unproject_cells(depth_u, w.K, norm.cam_to_norm, qs)  # [B,T,h,w,3]
+        valid = valid & w.observed[:, :, None, None]
+        feat, ctx = self._encode(w, norm)  # [B,T,C,2h,2w] at 1/stride
+        fq = F.avg_pool2d(feat[:, qf].flatten(0, 1), 2).reshape(B, I, c.feat_dim, hw) / math.sqrt(c.feat_dim)
+        # correlation of the query cells with every frame on each pyramid level (level 0 = 1/stride):
+        # correlating with average-pooled features equals average-pooling the correlation (RAFT's
+        # pyramid) at a fraction of the work. Level l: [B*N*T, 1, h_l, w_l], pairs in (b, n, t) order
+        pyramid, pooled = [], feat.flatten(0, 1)
+        for lvl in range(c.levels):
+            if lvl:
+                pooled = F.avg_pool2d(pooled, 2, ceil_mode=True)
+            hl, wl = pooled.shape[-2:]
+            cl = torch.einsum("bicp,btcq->biptq", fq, pooled.reshape(B, T, c.feat_dim, hl * wl))
+            pyramid.append(cl.reshape(B * N * T, 1, hl, wl))
+        # global soft match on level 1 (the query grid): expected 3D point of the cell in each frame
+        logits = pyramid[1].reshape(B, N, T, hw) * self.match_temp.exp()
+        tval = valid.reshape(B, 1, T, hw)
+        prob = logits.masked_fill(~tval, -1e4).softmax(-1)
+        match = torch.einsum("bntq,btqd->bntd", prob, pts.reshape(B, T, hw, 3))  # [B,N,T,3]
+        own = pts[:, qf].reshape(B, N, 1, 3)
+        glob = torch.cat([match - own, prob.amax(-1, keepdim=True)], -1)  # [B,N,T,4]
+        # time features per pair
+        s = norm.s
+        ds = s[:, None, :] - s[:, qf][:, :, None]  # [B,I,T]
+        dt = ds * norm.span[:, None, None]
+        obs = w.observed.float()[:, None, :].expand(B, I, T)
+        tfeat = torch.cat([torch.stack([s[:, None, :].expand(B, I, T), ds, dt.clamp(-3, 3), obs], -1),
+                           sincos(ds, 6)], -1)  # [B,I,T,16]
+        tfeat = tfeat[:, :, None].expand(B, I, hw, T, self.NUM_TIME).reshape(B, N, T, self.NUM_TIME)
+        not_own = (torch.arange(T, device=s.device)[None, :] != qf[:, None]).float()  # [I,T]
+        not_own = not_own[None, :, None, :, None].expand(B, I, hw, T, 1).reshape(B, N, T, 1)
+        obs_pair = w.observed[:, None, :, None].expand(B, N, T, 1).float()
+        rows = (off + qs * torch.arange(h, device=s.device)).clamp(max=H - 1)
+        cols = (off + qs * torch.arange(wd, device=s.device)).clamp(max=W - 1)
+        rgbf = w.rgb.float() / 255.0
+        qcol = rgbf[:, qf][:, :, :, rows][:, :, :, :, cols].permute(0, 1, 3, 4, 2).reshape(B, N, 1, 3)
+        ctxc = F.avg_pool2d(ctx[:, qf].flatten(0, 1), 2)  # [B*I, D, h, w]
+        ctxq = ctxc.reshape(B, I, c.dim, hw).transpose(2, 3).reshape(B * N, 1, c.dim)
+
+        x = own.expand(B, N, T, 3)  # the static hypothesis
+        state, iterates = None, []
+        for _ in range(c.iterations):
+            geom, local = self._lookup(x, w, depth_u, norm, rgbf, qcol, pyramid, N)
+            inp = torch.cat([torch.cat([geom, local, glob, x - own], -1) * obs_pair, tfeat], -1)
+            tok = self.pair_in(inp).reshape(B * N, T, c.dim) + ctxq
+            tok = tok if state is None else tok + state
+            for tb, sb in zip(self.time_blocks, self.space_blocks):
+                tok = tb(tok)
+                m = tok.reshape(B, I, h, wd, T, c.dim).permute(0, 1, 4, 5, 2, 3).reshape(B * I * T, c.dim, h, wd)
+                m = sb(m)
+                tok = m.reshape(B, I, T, c.dim, h, wd).permute(0, 1, 4, 5, 2, 3).reshape(B * N, T, c.dim)
+            state = tok
+            out = self.pair_head(self.norm(tok)).reshape(B, N, T, 4)
+            x = x + out[..., :3] * not_own
+            iterates.append(x)
+        cell = self.cell_head(self.norm(tok).mean(1)).reshape(B, N, 2)
+        # convex upsampling of everything per query cell to the output grid
+        coarse = torch.cat([(x - own).reshape(B, N, 3 * T), out[..., 3], cell], -1)  # [B,N,4T+2]
+        coarse = coarse.reshape(B * I, h, wd, -1).permute(0, 3, 1, 2)
+        mask = self.up_mask(ctx[:, qf].flatten(0, 1))  # [B*I, 9, 2h, 2w]
+        fine = convex_upsample(coarse, mask)  # [B*I, 4T+2, 2h, 2w]
+        hf, wf, _ = cell_grid(H, W, c.stride)
+        fine = fine[:, :, :hf, :wf].permute(0, 2, 3, 1).reshape(B, I, hf, wf, -1)
+        dx = fine[..., : 3 * T].reshape(B, I, hf, wf, T, 3) * not_own.reshape(B, I, hw, T, 1)[:, :, :1, None]
+        pts_f, valid_f = unproject_cells(depth_u, w.K, norm.cam_to_norm, c.stride)
+        own_f = pts_f[:, qf]
+        res = {"positions": own_f[..., None, :] + dx, "points": own_f, "valid": valid_f[:, qf],
+               "visibility_logit": fine[..., 3 * T: 4 * T], "motion_logit": fine[..., 4 * T],
+               "confidence_logit": fine[..., 4 * T + 1], "norm": norm, "query_frames": qf}
+        res["offsets"] = self.curves(dx, res["motion_logit"], norm.s, qf)
+        if return_all:
+            res["iterates"] = [it.reshape(B, I, h, wd, T, 3) for it in iterates]
+            res["coarse_points"] = own.reshape(B, I, h, wd, 3)
+        return res
+
+    def curves(self, dx: torch.Tensor, motion_logit: torch.Tensor, s: torch.Tensor, qf: torch.Tensor) -> torch.Tensor:
+        """Per-frame offsets dx [B,I,h,w,T,3], motion logits [B,I,h,w], s [B,T], query frames [I] ->
+        gated control-point offsets [B,I,h,w,K,3], zero at each cell's own frame time."""
+        c = self.config
+        B, I = dx.shape[:2]
+        M = fit_matrix(s, c.num_control_points, c.fit_ridge)  # [B,K,T]
+        cp = torch.einsum("bkt,bihwtd->bihwkd", M, dx)
+        gate = torch.sigmoid(motion_logit)
+        if c.hard_gate and not self.training:
+            gate = (gate > 0.5).to(cp.dtype)
+        cp = cp * gate[..., None, None]
+        basis = bspline_basis(s[:, qf].reshape(-1).double(), c.num_control_points).float().reshape(B, I, -1)
+        at_own = torch.einsum("bik,bihwkd->bihwd", basis, cp)
+        return cp - at_own[..., None, :]
+
+    def _lookup(self, x, w, depth_u, norm, rgbf, qcol, pyramid, N):
+        """Pair features at the current estimates x [B,N,T,3]: geometry [B,N,T,NUM_GEOM] and the local
+        correlation on every level [B,N,T,levels * (2r+1)^2]."""
+        c = self.config
+        B, T, H, W = depth_u.shape
+        uv, z = project(x.transpose(1, 2), w.K, norm.cam_to_norm)  # [B,T,N,2], [B,T,N]
+        inview = (z > 1e-3) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < H - 0.5)
+        grid = torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1).reshape(B * T, -1, 1, 2)
+        d = F.grid_sample(depth_u.reshape(B * T, 1, H, W), grid, mode="nearest", align_corners=False).reshape(B, T, -1)
+        col = F.grid_sample(rgbf.reshape(B * T, 3, H, W), grid, mode="bilinear", align_corners=False)
+        col = col.reshape(B, T, 3, -1).permute(0, 3, 1, 2)  # [B,N,T,3]
+        ok = inview & (d > 0)
+        res = torch.where(ok, d - z, torch.zeros_like(z))
+        okf = ok.float()
+        geom = torch.stack([okf, res.clamp(-1, 1) * 10, (res / z.clamp_min(1e-2)).clamp(-1, 1) * 10,
+                            z.clamp(0, 10) * 0.1], -1).transpose(1, 2)  # [B,N,T,4]
+        geom = torch.cat([geom, (col - qcol) * okf.transpose(1, 2)[..., None]], -1)
+        # local correlation around the estimates, in level-0 cell coordinates
+        cu = (uv[..., 0] - (c.stride - 1) / 2) / c.stride
+        cv = (uv[..., 1] - (c.stride - 1) / 2) / c.stride
+        r = c.radius
+        dd = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+        oy, ox = torch.meshgrid(dd, dd, indexing="ij")
+        offs = torch.stack([ox.reshape(-1), oy.reshape(-1)], -1)  # [(2r+1)^2, 2]
+        cen = torch.stack([cu, cv], -1).transpose(1, 2).reshape(B * N * T, 1, 2)
+        out = []
+        for lvl, corr in enumerate(pyramid):
+            hl, wl = corr.shape[-2:]
+            # grid_sample coordinates: centre and window offsets normalised apart, one add per level
+            size = torch.tensor([wl, hl], device=x.device, dtype=x.dtype)
+            g = ((cen + 0.5) / 2 ** lvl) * (2 / size) - 1 + offs[None] * (2 / size)
+            v = F.grid_sample(corr, g[:, None], mode="bilinear", padding_mode="zeros", align_corners=False)
+            out.append(v.reshape(B, N, T, -1))
+        return geom, torch.cat(out, -1)
+
+
+def convex_upsample(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x [N,C,h,w] on the query grid, mask [N,9,2h,2w] logits -> [N,C,2h,2w]: each output cell a convex
+    combination of the 3 x 3 query cells around its parent (weights: softmax of its 9 logits)."""
+    N, C, h, w = x.shape
+    m = mask.reshape(N, 9, h, 2, w, 2).permute(0, 1, 2, 4, 3, 5).softmax(1)  # [N,9,h,w,2,2]
+    nb = F.unfold(x, 3, padding=1).reshape(N, C, 9, h, w)
+    out = torch.einsum("nkhwij,nckhw->nchiwj", m, nb)
+    return out.reshape(N, C, 2 * h, 2 * w)

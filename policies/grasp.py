@@ -7,7 +7,7 @@ API (what the demo, the planner node and ``traceany eval-policy`` call)::
     plan = plan_pick_place(window, goal_rgb, goal_depth, make_backend("flow"))
     # plan.waypoints: pre-grasp, grasp, lift, carry, place, release (world, Panda grasp-target poses)
 
-Steps (method.md, "goal-conditioned manipulation"):
+Steps (docs/method.md, section 3, "goal-conditioned manipulation"):
 1. the goal image becomes the last frame of the clip (``window`` frames, then the goal);
 2. the backend predicts the trajectory field of that clip;
 3. the object = the largest group of pixels of the last current frame whose

@@ -5,7 +5,7 @@ is the largest group of the last frame's pixels whose curves move
 (:mod:`segment`); its future is the field's forecast: the backend's own
 (learned) curve past the last frame where it has one (``supports_forecast``,
 :func:`predict_with_forecast`), and past that the curves continued along their
-end tangents (``TrajectoryField.positions`` with t beyond the span, see method.md). The planner walks along the forecast and
+end tangents (``TrajectoryField.positions`` with t beyond the span, see docs/method.md, section 2). The planner walks along the forecast and
 picks the earliest time tau at which the gripper, starting now (plus the
 time already spent planning and the actuation delay), can be down in the object's path with ``margin_s`` to
 spare; it lowers the closed fingers there and holds them as a wall.

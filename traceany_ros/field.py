@@ -11,7 +11,7 @@ control point. Evaluation agrees with ``scipy.interpolate.BSpline`` (tested).
 
 Outside ``[0, 1]`` the curve continues along its end tangent (linear
 extrapolation); for ``K = 10`` that is ``x(1 + tau) = P9 + 9 tau (P9 - P8)``.
-This is the forecast of the method (``method.md``).
+This is the forecast of the method (``docs/method.md``, section 2).
 
 One implementation serves numpy and torch: numpy in -> numpy out, torch in ->
 torch out (same dtype and device).
@@ -427,7 +427,7 @@ class TrajectoryField:
     def dynamic_mask(self, threshold: float | None = None, min_motion: float = 0.005) -> np.ndarray:
         """[T, H, W] bool: pixels whose curves move.
 
-        Otsu's threshold on the log-variance of the control points (method.md),
+        Otsu's threshold on the log-variance of the control points (docs/method.md, section 3),
         unless ``threshold`` (in log-variance) is given. A field whose total
         spread is below ``min_motion`` metres (std) is all static: Otsu would
         otherwise split pure noise in two.

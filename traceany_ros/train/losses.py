@@ -1,4 +1,4 @@
-"""Training losses of the trajectory field (method.md), on sparse ground-truth queries.
+"""Training losses of the trajectory field (docs/method.md, section 5), on sparse ground-truth queries.
 
 All functions take torch tensors; N queries, T frames, K control points:
 

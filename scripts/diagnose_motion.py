@@ -46,11 +46,10 @@ def query_kinds(ep: dict, meta: dict) -> list[str]:
 
 
 def main(argv=None) -> None:
-    from traceany_ros.backends import make_backend
-    from traceany_ros.episode import load_episode
-    from traceany_ros.predict import predict_episode
     import traceany_ros.tracker.flow as flow_module
-    from traceany_ros.train.data import list_episodes
+    from traceany_ros.backends import make_backend
+    from traceany_ros.episode import list_episodes, load_episode
+    from traceany_ros.predict import predict_episode
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True)

@@ -1,4 +1,5 @@
-"""Metrics of the episode contract (``docs/episode-format.md``, ``docs/method.md`` section 7), per episode and aggregated.
+"""Metrics of the episode contract (``docs/episode-format.md``; ``docs/method.md``, section 7), per episode
+and aggregated.
 
 All errors are Euclidean distances in metres between predicted and ground-truth world
 positions over every query q and frame t:

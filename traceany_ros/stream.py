@@ -455,7 +455,7 @@ class SlidingWindowPredictor:
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
-        from traceany_ros.backends import FrameWindow
+        from traceany_ros.episode import FrameWindow
 
         while True:
             with self._wake:

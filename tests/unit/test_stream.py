@@ -146,7 +146,7 @@ def test_windows_join_continuously_in_world_frame():
         assert cur.meta["joined_frames"] == len(shared) < cur.num_frames
     # without joining, the same border jumps by the bias
     raw_prev = FakeBackend(bias_step=0.05)
-    from traceany_ros.backends import FrameWindow
+    from traceany_ros.episode import FrameWindow
 
     def win(t):
         n = len(t)

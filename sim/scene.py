@@ -47,6 +47,20 @@ PANDA_HOME = (0.0, -0.5, 0.0, -2.2, 0.0, 1.8, 0.785)
 _DATA_TEXTURES = ("checker_blue.png", "checker_grid.jpg", "tex256.png", "uvmap.png", "table/table.png",
                   "jenga/jenga.png", "cube.png", "duckCM.png")
 _NUM_PROC_TEXTURES = 16
+# Generator styles. "standard": the families' default draws. "wide" (training): 48 more procedural textures,
+# random_urdfs models whose id does not end in 9, fast orbits, dollies and stronger hand shake, a wider
+# field of view, up to three carried objects. "shifted" (held out, unlike training): only random_urdfs ids
+# ending in 9 plus pybullet_data models no other style loads, capsules, textures of other patterns (rings,
+# plasma, hexagons), camera paths no other style takes (crane moves, near low-elevation arcs, top-down).
+STYLES = ("standard", "wide", "shifted")
+_NUM_WIDE_TEXTURES = 48
+_NUM_SHIFTED_TEXTURES = 16
+_SHIFTED_URDF_OBJECTS = (
+    ("soccerball.urdf", (0.08, 0.14)),
+    ("teddy_large.urdf", (0.08, 0.12)),
+    ("sphere2red.urdf", (0.05, 0.1)),
+    ("random_urdfs/{:03d}/{:03d}.urdf", (0.9, 1.4)),
+)
 _URDF_OBJECTS = (  # (path in pybullet_data, global scaling range)
     ("duck_vhacd.urdf", (0.8, 1.3)),
     ("teddy_vhacd.urdf", (0.8, 1.2)),
@@ -70,6 +84,7 @@ class SceneConfig:
     settle_s: float = 0.25
     panda_share: float = 0.35          # share of non-arm scenes that also contain a Panda
     random_length: bool = False        # clip length uniform in [frames // 2, frames]
+    style: str = "standard"            # one of STYLES: what objects, textures and camera paths a scene draws from
 
 
 @dataclass
@@ -92,20 +107,52 @@ class Clip:
     description: dict
 
 
-def texture_paths() -> list[str]:
-    """The texture bank: pybullet_data images plus procedural ones cached on disk (deterministic content)."""
+def texture_paths(style: str = "standard") -> list[str]:
+    """The texture bank of a style: pybullet_data images plus procedural ones cached on disk (deterministic
+    content). "shifted" has only its own procedural patterns."""
     import pybullet_data
 
     root = Path(pybullet_data.getDataPath())
-    paths = [str(root / p) for p in _DATA_TEXTURES if (root / p).exists()]
     cache = Path(os.environ.get("TRACEANY_TEXTURE_CACHE", Path(tempfile.gettempdir()) / "traceany_textures"))
     cache.mkdir(parents=True, exist_ok=True)
-    for i in range(_NUM_PROC_TEXTURES):
-        p = cache / f"proc_{VERSION}_{i:02d}.png"
+    if style == "shifted":
+        jobs = [(f"shifted_{VERSION}_{i:02d}", lambda i=i: _shifted_texture(i)) for i in range(_NUM_SHIFTED_TEXTURES)]
+        paths = []
+    else:
+        n = _NUM_PROC_TEXTURES + (_NUM_WIDE_TEXTURES if style == "wide" else 0)
+        jobs = [(f"proc_{VERSION}_{i:02d}", lambda i=i: _procedural_texture(i)) for i in range(n)]
+        paths = [str(root / p) for p in _DATA_TEXTURES if (root / p).exists()]
+    for name, make in jobs:
+        p = cache / f"{name}.png"
         if not p.exists():
-            _write_png_atomic(p, _procedural_texture(i))
+            _write_png_atomic(p, make())
         paths.append(str(p))
     return paths
+
+
+def _shifted_texture(i: int, size: int = 128) -> np.ndarray:
+    """[size,size,3] uint8 patterns no training style uses: rings, plasma or hexagons, colours from seed i."""
+    rng = np.random.default_rng(20_000 + i)
+    c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    y, x = np.mgrid[0:size, 0:size] / size
+    kind = i % 3
+    if kind == 0:
+        cx, cy = rng.uniform(0.2, 0.8, 2)
+        m = 0.5 + 0.5 * np.sin(np.hypot(x - cx, y - cy) * rng.uniform(30, 80))
+    elif kind == 1:
+        m = np.zeros((size, size))
+        for _ in range(4):
+            f, a, ph = rng.uniform(2, 9), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+            m += np.sin((x * np.cos(a) + y * np.sin(a)) * f * 2 * np.pi + ph)
+        m = (m - m.min()) / max(np.ptp(m), 1e-9)
+    else:
+        n = rng.uniform(6, 14)
+        q = x * n * 2 / np.sqrt(3)
+        r = y * n - x * n / np.sqrt(3)
+        m = ((np.floor(q) + np.floor(r)) % 3 == 0).astype(float)
+    img = c0[None, None] * (1 - m[..., None]) + c1[None, None] * m[..., None]
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _procedural_texture(i: int, size: int = 128) -> np.ndarray:
@@ -185,7 +232,10 @@ class TabletopScene:
             raise ValueError(f"physics_hz {cfg.physics_hz} must be a multiple of fps {cfg.fps}")
         self.num_frames = int(self.rng.integers(cfg.frames // 2, cfg.frames + 1)) if cfg.random_length else cfg.frames
         self.duration = (self.num_frames - 1) / cfg.fps
-        self.textures = texture_paths()
+        if cfg.style not in STYLES:
+            raise ValueError(f"unknown scene style {cfg.style!r}; choose one of {STYLES}")
+        self.style = cfg.style
+        self.textures = texture_paths(cfg.style)
         self._tex_ids: dict[int, int] = {}
         self.bodies: list[tuple[int, str]] = []   # (uid, name) in creation order
         self.scripts: list = []                   # callables f(tau) applied before every physics step
@@ -267,15 +317,23 @@ class TabletopScene:
 
     def _add_object(self, xy: np.ndarray) -> int:
         pb, rng, c = self.pb, self.rng, self.client
-        kind = str(rng.choice(["box", "cylinder", "sphere", "composite", "urdf", "urdf"]))
+        kinds = ["box", "cylinder", "sphere", "composite", "urdf", "urdf"]
+        if self.style == "shifted":
+            kinds = ["capsule", "cylinder", "urdf", "urdf", "urdf"]
+        kind = str(rng.choice(kinds))
         yaw = float(rng.uniform(-np.pi, np.pi))
         quat = Rotation.from_euler("z", yaw).as_quat().tolist()
         color = self._random_color()
         info: dict = {"kind": kind, "color": color}
         if kind == "urdf":
-            path, (s0, s1) = _URDF_OBJECTS[int(rng.integers(len(_URDF_OBJECTS)))]
+            bank = _SHIFTED_URDF_OBJECTS if self.style == "shifted" else _URDF_OBJECTS
+            path, (s0, s1) = bank[int(rng.integers(len(bank)))]
             if "{" in path:
                 k = int(rng.integers(0, 1000))
+                if self.style == "wide" and k % 10 == 9:
+                    k -= 1
+                elif self.style == "shifted":
+                    k = 10 * (k // 10) + 9
                 path = path.format(k, k)
             scale = float(rng.uniform(s0, s1))
             uid = c.loadURDF(path, basePosition=[xy[0], xy[1], 0.08], baseOrientation=quat, globalScaling=scale)
@@ -294,6 +352,11 @@ class TabletopScene:
                 vis = c.createVisualShape(pb.GEOM_CYLINDER, radius=r, length=h, rgbaColor=color)
                 col = c.createCollisionShape(pb.GEOM_CYLINDER, radius=r, height=h)
                 height, info["radius"], info["length"] = h / 2, round(r, 4), round(h, 4)
+            elif kind == "capsule":
+                r, h = rng.uniform(0.02, 0.04), rng.uniform(0.04, 0.12)
+                vis = c.createVisualShape(pb.GEOM_CAPSULE, radius=r, length=h, rgbaColor=color)
+                col = c.createCollisionShape(pb.GEOM_CAPSULE, radius=r, height=h)
+                height, info["radius"], info["length"] = r + h / 2, round(r, 4), round(h, 4)
             elif kind == "sphere":
                 r = rng.uniform(0.025, 0.055)
                 vis = c.createVisualShape(pb.GEOM_SPHERE, radius=r, rgbaColor=color)
@@ -385,7 +448,7 @@ class TabletopScene:
                 for _ in range(int(rng.integers(1, 3))):
                     self._script_drop()
             elif k == "carry":
-                for _ in range(min(len(objs), int(rng.integers(1, 3)))):
+                for _ in range(min(len(objs), int(rng.integers(1, 4 if self.style == "wide" else 3)))):
                     self._script_carry(objs.pop(0))
             elif k == "spin":
                 for _ in range(min(len(objs), int(rng.integers(1, 3)))):
@@ -549,6 +612,8 @@ class TabletopScene:
     # ------------------------------------------------------------------ camera, light
     def _sample_camera(self) -> None:
         rng = self.rng
+        if self.style != "standard":
+            return self._sample_camera_style()
         fov = float(rng.uniform(45, 65))
         self.cam_cfg = CameraConfig(width=self.cfg.width, height=self.cfg.height, fov_deg=fov)
         self.K = intrinsics(self.cam_cfg)
@@ -564,18 +629,53 @@ class TabletopScene:
             amps = np.stack([rng.uniform(0.003, 0.015, 3), rng.uniform(0.005, 0.02, 3)])
         else:
             freqs, phases, amps = np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3))
+        self._camera_path(fov, target, dist, az0, el, mode, rate, 0.0, 0.0, freqs, phases, amps)
+
+    def _sample_camera_style(self) -> None:
+        """The camera paths of the "wide" and "shifted" styles (see STYLES)."""
+        rng = self.rng
+        if self.style == "wide":
+            fov = float(rng.uniform(40, 75))
+            mode = str(rng.choice(["fixed", "orbit", "fast", "handheld", "dolly"], p=[0.25, 0.2, 0.15, 0.25, 0.15]))
+            dist = float(rng.uniform(0.5, 1.3))
+            el = float(np.deg2rad(rng.uniform(20, 70)))
+        else:
+            fov = float(rng.uniform(50, 70))
+            mode = str(rng.choice(["crane", "low", "topdown"]))
+            dist = float(rng.uniform(0.45, 0.6)) if mode == "low" else float(rng.uniform(0.6, 1.0))
+            el = float(np.deg2rad({"crane": rng.uniform(20, 40), "low": rng.uniform(10, 20),
+                                   "topdown": rng.uniform(75, 85)}[mode]))
+        target = np.array([rng.uniform(-0.15, 0.2), rng.uniform(-0.15, 0.15), rng.uniform(0.0, 0.08)])
+        az0 = float(rng.uniform(-np.pi, np.pi))
+        sign = float(rng.choice([-1, 1]))
+        rate = {"orbit": np.deg2rad(rng.uniform(5, 15)), "fast": np.deg2rad(rng.uniform(20, 45)),
+                "low": np.deg2rad(rng.uniform(10, 20))}.get(mode, 0.0) * sign
+        dolly = float(rng.uniform(0.1, 0.3)) * sign if mode == "dolly" else 0.0  # m/s along the view axis
+        crane = float(rng.uniform(0.15, 0.3)) * sign if mode == "crane" else 0.0  # m/s up or down
+        freqs = rng.uniform(0.4, 2.0, (2, 3))
+        phases = rng.uniform(0, 2 * np.pi, (2, 3))
+        shake = {"handheld": 1.5, "topdown": 0.5}.get(mode, 0.0)
+        amps = shake * np.stack([rng.uniform(0.003, 0.015, 3), rng.uniform(0.005, 0.02, 3)])
+        self._camera_path(fov, target, dist, az0, el, mode, rate, dolly, crane, freqs, phases, amps)
+
+    def _camera_path(self, fov, target, dist, az0, el, mode, rate, dolly, crane, freqs, phases, amps) -> None:
+        self.cam_cfg = CameraConfig(width=self.cfg.width, height=self.cfg.height, fov_deg=fov)
+        self.K = intrinsics(self.cam_cfg)
         poses = []
         for k in range(self.num_frames):
             tau = k / self.cfg.fps
             az = az0 + rate * tau
-            eye = target + dist * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
-            eye = eye + amps[0] * np.sin(2 * np.pi * freqs[0] * tau + phases[0])
+            d = max(0.3, dist + dolly * tau)
+            eye = target + d * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+            eye = eye + [0.0, 0.0, crane * tau] + amps[0] * np.sin(2 * np.pi * freqs[0] * tau + phases[0])
             tgt = target + amps[1] * np.sin(2 * np.pi * freqs[1] * tau + phases[1])
             poses.append(look_at(eye, tgt))
         self.cam_poses = np.stack(poses)
         self.desc["camera"] = {"mode": mode, "fov_deg": round(fov, 3), "distance": round(dist, 3),
                                "azimuth_rad": round(az0, 3), "elevation_rad": round(el, 3),
-                               "orbit_rate_rad_s": round(rate, 4), "target": target.round(3).tolist()}
+                               "orbit_rate_rad_s": round(rate, 4), "target": np.round(target, 3).tolist()}
+        if self.style != "standard":
+            self.desc["camera"].update(style=self.style, dolly_m_s=round(dolly, 3), crane_m_s=round(crane, 3))
 
     def _sample_light(self) -> None:
         rng = self.rng

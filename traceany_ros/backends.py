@@ -22,6 +22,8 @@ Each backend has ``name``, ``device`` and ``predict(window)``. Heavy imports
 from __future__ import annotations
 
 
+from pathlib import Path
+
 import numpy as np
 
 from traceany_ros.episode import FrameWindow  # the one FrameWindow definition lives in episode.py
@@ -99,62 +101,38 @@ class FlowRigidBackend(FlowBackend):
 
 
 class ModelBackend:
-    """The trajectory-field network.
+    """The trajectory-field network (:mod:`traceany_ros.model`): one forward pass of torch operations.
 
-    Options: ``checkpoint`` (path; default: the shipped ``checkpoints/tiny.pt``),
-    ``device`` ("cpu" | "cuda" | "auto"), ``preset`` (build an untrained model of
-    this preset instead of loading a checkpoint; for tests and timing only),
-    ``prior_tracker`` (a ``tracker.flow.TRACKERS`` name: track the flow prior with it instead of the
-    checkpoint's own; the shipped one's is ``"prior"`` on ``dis_fine_novr``, ``"prior-fast"`` costs less),
-    ``prior_flow_method`` (a ``tracker.flow.METHODS`` name: the prior's optical flow instead of the checkpoint's,
-    e.g. "dis_medium", DIS at half resolution, for latency),
-    ``bf16`` (run the network's transformer trunk under bfloat16 autocast on CPU: "auto" where the CPU
-    has native bfloat16 (AMX / AVX512-BF16), "on", "off").
+    Options: ``checkpoint`` (path; default: the shipped ``checkpoints/tiny.pt``), ``device``
+    ("cpu" | "cuda" | "auto"), ``preset`` (build an untrained model of this preset instead of loading a
+    checkpoint; for tests and timing only). ``predict(window, future_s=0.3)`` also returns the network's
+    forecast: the curves then cover 0.3 s past the last frame (``time_span`` ends there).
     """
 
     name = "model"
+    supports_forecast = True
+    default_window, default_overlap = 12, 4  # sliding windows of offline prediction (training windows: 6-10)
 
-    def __init__(self, checkpoint: str | None = None, device: str = "cpu", preset: str | None = None,
-                 prior_tracker: str | None = None, prior_flow_method: str | None = None, bf16: str = "auto"):
-        from dataclasses import replace
-
+    def __init__(self, checkpoint: str | None = None, device: str = "cpu", preset: str | None = None):
         from traceany_ros.checkpoint_file import resolve_device
-        from traceany_ros.model import TraceModel, default_checkpoint, load_checkpoint
-        from traceany_ros.tracker.flow import METHODS, TRACKERS
+        from traceany_ros.model import ModelConfig, TraceModel, default_checkpoint, load_checkpoint
 
         self.device = resolve_device(device)
         if preset is not None and checkpoint is None:
-            from traceany_ros.model import ModelConfig
-
-            self.model = TraceModel(ModelConfig.preset(preset))
-            self.checkpoint = None
+            self.model = TraceModel(ModelConfig.preset(preset)).eval()
+            self.checkpoint, self.label = None, f"{preset}@untrained"
         else:
             path = checkpoint or default_checkpoint()
             self.model, self.checkpoint = load_checkpoint(path, device=self.device)
-        # how the flow prior is made may change (same weights): its tracker, its optical flow
-        for what, value, allowed, field in (("prior tracker", prior_tracker, sorted(TRACKERS), "flow_tracker"),
-                                            ("prior flow method", prior_flow_method, list(METHODS), "flow_method")):
-            if value is None:
-                continue
-            if value not in allowed:
-                raise ValueError(f"unknown {what} {value!r}; choose one of {allowed}")
-            if not self.model.config.flow_prior:
-                raise ValueError(f"this model ({self.model.config.name}) has no flow prior (no {what} to set)")
-            self.model.config = replace(self.model.config, **{field: value})
-        if bf16 not in ("auto", "on", "off"):
-            raise ValueError(f"bf16 must be 'auto', 'on' or 'off', got {bf16!r}")
-        from traceany_ros.model.network import cpu_has_native_bf16
-
-        self.model.trunk_bf16 = self.device.type == "cpu" and (
-            bf16 == "on" or (bf16 == "auto" and cpu_has_native_bf16()))
+            self.label = f"{self.model.config.name}@{Path(path).name}"
         self.model.to(self.device).eval()
 
-    def predict(self, window: FrameWindow) -> TrajectoryField:
-        from traceany_ros.tracker.flow import one_blas_thread
+    def predict(self, window: FrameWindow, future_s: float = 0.0) -> TrajectoryField:
+        from traceany_ros.model import predict_field
 
         check_window(window)
-        with one_blas_thread():  # NumPy's BLAS threads would spin beside the network's
-            return self.model.predict_field(window, device=self.device)
+        return predict_field(self.model, window, device=self.device, future_s=float(future_s),
+                             meta={"checkpoint": self.label})
 
 
 BACKENDS = {"static": StaticBackend, "flow": FlowBackend, "flow-rigid": FlowRigidBackend, "model": ModelBackend}

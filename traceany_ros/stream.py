@@ -43,7 +43,7 @@ import numpy as np
 from traceany_ros.backends import BACKENDS
 from traceany_ros.config_utils import validate_fields
 from traceany_ros.field import TrajectoryField, bspline_basis, fit_trajectory
-from traceany_ros.tracker.flow import ENDS, ENDS_OFF, METHODS as FLOW_METHODS, STITCH_DISTANCE, TRACKERS
+from traceany_ros.tracker.flow import ENDS, ENDS_OFF, METHODS as FLOW_METHODS, STITCH_DISTANCE
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,6 @@ class StreamConfig:
     checkpoint: str = dc_field(default="", metadata={"help": "model checkpoint (.pt); empty = the shipped one"})
     preset: str = dc_field(default="", metadata={
         "help": "model preset to build UNTRAINED when no checkpoint is given (timing only); empty = load"})
-    model_prior: str = dc_field(default="", metadata={
-        "choices": ("",) + tuple(sorted(TRACKERS)),
-        "help": "model backend: the tracker preset of its prior; empty = the checkpoint's own (the shipped one's: "
-                "prior, with the RGB-D flow, segment ICP and neighbours' motion past track ends; prior-fast takes "
-                "less time per 8-frame window and is less accurate on moving points)"})
-    model_prior_flow: str = dc_field(default="", metadata={
-        "choices": ("",) + tuple(FLOW_METHODS),
-        "help": "model backend: the optical flow of its prior; empty = the checkpoint's own (the shipped one's: "
-                "dis_fine_novr; dis_medium is faster per window, less accurate on moving points)"})
     input_downscale: int = dc_field(default=1, metadata={
         "range": (1, 8), "help": "use every n-th image row/column (e.g. 2: 640x480 -> 320x240); the field "
                                  "still refers to full-size pixels"})
@@ -130,10 +121,6 @@ class StreamConfig:
         if self.backend == "static":
             return {"stride": self.field_stride, "num_control_points": self.num_control_points}
         opts = {"device": self.device}
-        if self.model_prior:
-            opts["prior_tracker"] = self.model_prior
-        if self.model_prior_flow:
-            opts["prior_flow_method"] = self.model_prior_flow
         if self.checkpoint:
             opts["checkpoint"] = self.checkpoint
         elif self.preset:

@@ -1,4 +1,5 @@
-"""`traceany bench predict`: the synthetic clip by default, or a given episode (its own frames and size)."""
+"""`traceany bench predict`: a held-out simulator episode by default, a given episode (its own frames and size), or
+the synthetic card."""
 import argparse
 
 import pytest
@@ -11,7 +12,7 @@ def _args(**kw):
     predict.add_arguments(p)
     argv = []
     for k, v in kw.items():
-        argv += [f"--{k.replace('_', '-')}", str(v)]
+        argv += [f"--{k.replace('_', '-')}"] if v is True else [f"--{k.replace('_', '-')}", str(v)]
     return p.parse_args(argv)
 
 
@@ -27,13 +28,6 @@ def test_bench_predict_times_a_given_episode(tmp_path):
     assert res["episode"] == str(path) and res["frames"] == 6 and res["window"] == 4
     assert res["size_wxh"] == "64x48" and res["queries"] == 32
     assert res["static_s_median"] > 0 and res["flow_s_median"] > 0 and "model_s_median" not in res
-    # the synthetic clip otherwise, at the size asked for
-    res = predict.run(_args(frames=3, size="64x48", queries=16, methods="static", repeat=1))
+    # the synthetic card on request, at the size asked for
+    res = predict.run(_args(frames=3, size="64x48", queries=16, methods="static", repeat=1, synthetic=True))
     assert res["episode"] == "synthetic" and res["frames"] == 3 and res["queries"] == 16
-
-
-def test_bench_predict_refuses_an_unknown_prior_tracker(tmp_path):
-    from traceany_ros.benchmarks import predict
-
-    with pytest.raises(ValueError, match="unknown prior tracker"):
-        predict.run(_args(frames=3, size="64x48", queries=16, methods="model", repeat=1, prior_tracker="nope"))

@@ -456,16 +456,3 @@ def test_the_named_trackers_are_the_ones_each_use_runs():
     assert (offline.icp, offline.depth_flow, offline.join_next, offline.method) == (True, True, 0.05, "dis_fine")
     with pytest.raises(ValueError, match="offline"):
         make_backend("flow-rigid", preset="rigid-rgbd-learned-icp-stitch-ends")
-
-
-def test_checkpoints_with_the_old_tracker_names_load_as_their_presets():
-    from traceany_ros.model import ModelConfig, default_checkpoint, load_checkpoint
-    from traceany_ros.model.config import RENAMED_TRACKERS
-    from traceany_ros.tracker.flow import TRACKERS
-
-    assert set(RENAMED_TRACKERS.values()) <= set(TRACKERS)
-    config = ModelConfig.from_dict({"name": "tiny", "flow_prior": True,
-                                    "flow_tracker": "rigid-rgbd-learned-icp-stitch-join-neighbours-depth4"})
-    assert config.flow_tracker == "prior"
-    model, _ = load_checkpoint(default_checkpoint())
-    assert model.config.flow_tracker in TRACKERS

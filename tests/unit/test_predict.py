@@ -103,23 +103,3 @@ def test_predict_refuses_malformed_episode_naming_the_key(tmp_path, episode, cap
     err = capsys.readouterr().err
     assert bad_key in err and "malformed" in err
     assert not (tmp_path / "p.npz").exists()
-
-
-def test_model_prior_tracker_option(tmp_path, episode, capsys):
-    """The shipped model's flow prior can be tracked by another tracker (offline quality): the option
-    reaches the prior, unknown names are refused with the choices, and the command checks it."""
-    w = episode.inputs()
-    window = FrameWindow(w.rgb[:8], w.depth[:8], w.intrinsics, w.cam_to_world[:8], w.times[:8])
-    own = make_backend("model")
-    plain = make_backend("model", prior_tracker="plain")
-    assert plain.model.config.flow_tracker == "plain" and own.model.config.flow_tracker != "plain"
-    a, b = own.predict(window), plain.predict(window)
-    assert a.control_points.shape == b.control_points.shape
-    assert not np.allclose(a.control_points, b.control_points, atol=1e-4)
-    with pytest.raises(ValueError, match="offline"):
-        make_backend("model", prior_tracker="no-such-tracker")
-    path = tmp_path / "ep.npz"
-    save_episode(path, episode)
-    assert main(["predict", "--input", str(path), "--output", str(tmp_path / "p.npz"), "--method", "static",
-                 "--prior-tracker", "plain"]) == 2
-    assert "--method model only" in capsys.readouterr().err

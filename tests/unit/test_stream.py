@@ -262,25 +262,3 @@ def test_tracer_flow_options_reach_the_flow_rigid_tracker():
     c_carry = make_backend(carry.backend, **carry.backend_options()).config
     assert c_carry.stitch_ends == STITCH_DISTANCE and c_carry.neighbour_reach > 0 and c_carry.join_next > 0
     assert c_carry.learned_matches == carry.learned_matches and not c_carry.icp  # its own options stand
-
-
-def test_model_prior_option_reaches_the_model_backend():
-    """The tracer's model backend can take a faster prior tracker than the checkpoint's own (latency knob);
-    empty keeps the checkpoint's; unknown trackers are refused when the config is made."""
-    from traceany_ros.backends import make_backend
-    from traceany_ros.model import ModelConfig
-
-    own = StreamConfig(backend="model", preset="tiny")
-    fast = StreamConfig(backend="model", preset="tiny", model_prior="prior-fast")
-    assert "prior_tracker" not in own.backend_options()
-    assert make_backend(fast.backend, **fast.backend_options()).model.config.flow_tracker == "prior-fast"
-    assert make_backend(own.backend, **own.backend_options()).model.config.flow_tracker != "prior-fast"
-    with pytest.raises(ValueError):
-        StreamConfig(backend="model", model_prior="no-such-tracker")
-    # and its prior's optical flow
-    fine = StreamConfig(backend="model", preset="tiny", model_prior_flow="dis_fine")
-    assert "prior_flow_method" not in own.backend_options()
-    model = make_backend(fine.backend, **fine.backend_options()).model
-    assert model.config.flow_method == "dis_fine" != ModelConfig.preset("tiny").flow_method
-    with pytest.raises(ValueError):
-        StreamConfig(backend="model", model_prior_flow="no-such-flow")

@@ -18,6 +18,10 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes (one per core)")
     p.add_argument("--families", nargs="+", default=["train"],
                    help="scene families or sets: push drop carry arm spin mixed | train heldout all (default train)")
+    p.add_argument("--style", default="standard", choices=["standard", "wide", "shifted"],
+                   help="what objects, textures and camera paths scenes draw from: standard, wide (the network's "
+                        "training data) or shifted (held out: objects, textures and camera paths training never "
+                        "sees; see sim/scene.py STYLES)")
     p.add_argument("--queries", type=int, default=384, help="query points per episode")
     p.add_argument("--shard", default=None, help="I/K: only seeds whose offset %% K == I (for many machines)")
     p.add_argument("--random-length", action="store_true", help="clip length uniform in [frames/2, frames]")
@@ -51,7 +55,8 @@ def run(args) -> int:
     if args.shard:
         i, k = (int(v) for v in args.shard.split("/"))
         seeds = [s for j, s in enumerate(seeds) if j % k == i]
-    cfg = GenerateConfig(scene=SceneConfig(width=w, height=h, frames=args.frames, random_length=args.random_length),
+    cfg = GenerateConfig(scene=SceneConfig(width=w, height=h, frames=args.frames, random_length=args.random_length,
+                                           style=args.style),
                          num_queries=args.queries, families=families, gt_extras=not args.no_gt_extras)
     summary = generate(args.out, seeds, cfg, workers=args.workers, progress=not args.json)
     summary["families_requested"] = list(families)

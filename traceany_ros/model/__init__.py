@@ -1,8 +1,8 @@
-"""The trajectory-field network: config/presets, preprocessing, network, checkpoints."""
-from traceany_ros.model.checkpoint import default_checkpoint, load_checkpoint
+"""The trajectory-field network: configuration and presets, inputs, the network, checkpoints."""
+from traceany_ros.model.checkpoint import default_checkpoint, load_checkpoint, save_model
 from traceany_ros.model.config import PRESETS, ModelConfig
-from traceany_ros.model.inputs import WindowInputs, prepare_window
-from traceany_ros.model.network import TraceModel
+from traceany_ros.model.inputs import WindowTensors, window_tensors
+from traceany_ros.model.network import TraceModel, predict_field
 
-__all__ = ["ModelConfig", "PRESETS", "TraceModel", "WindowInputs", "default_checkpoint", "load_checkpoint",
-           "prepare_window"]
+__all__ = ["ModelConfig", "PRESETS", "TraceModel", "WindowTensors", "default_checkpoint", "load_checkpoint",
+           "predict_field", "save_model", "window_tensors"]

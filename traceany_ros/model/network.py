@@ -1,25 +1,26 @@
-"""The trajectory-field network (a small Fast3R / Trace Anything style model).
+"""The trajectory-field network: one forward pass of torch operations on an RGB-D window.
 
-    image [B,T,C,H,W] --patch embed (per frame)--> tokens [B,T,h*w,D]
-      + 2-D sin/cos position + time embedding (sin/cos of each frame's spline parameter)
-      --encoder: per-frame self-attention--> --decoder: global attention over all T*h*w tokens-->
-      --dense head: tokens pixel-shuffled to stride ``out_stride`` + a conv stem on the pixels-->
-    offsets [B,T,H/s,W/s,K,3]  control points relative to each cell's own point (normalised camera-0 frame)
-    confidence [B,T,H/s,W/s]   1 + exp(raw)
-    motion [B,T,H/s,W/s]       probability that the cell's point moves (gates the offsets)
-    time [B,T]                 predicted spline parameter of each frame (timestamp head)
+    window (rgb, depth, intrinsics, camera poses, times)            -- :func:`window_tensors`
+      -> normalised camera-0 frame (metres / median depth)          -- :func:`normalise`
+      -> per-frame CNN features at 1/stride                         -- :class:`FrameEncoder`
+      -> all-pairs correlation of every query cell with every frame, pooled into a pyramid
+      -> per (query cell, frame) pair: the cell's 3D point as currently estimated at that frame's time,
+         reprojected into the frame with its pose; depth and colour agreement there, the local
+         correlation around it on every level, the global soft match of the cell in that frame
+      -> time attention per query cell + a spatial mix over neighbouring cells, ``iterations``
+         times with the same weights (each pass looks the correlation up again around its estimate)
+      -> per pair: the 3D position at that frame's time and a visibility logit;
+         per cell: motion and confidence logits
+      -> control points: a fixed least-squares B-spline fit of the positions, gated by the motion
+         probability and anchored at the cell's own point (``docs/method.md``)
 
-The offsets are *anchored*: a constant is subtracted from each curve's control
-points so that the curve passes exactly through the cell's own point at its
-own frame's time (``offset(s_f) = 0``). A static scene is then all-zero
-offsets, and the outputs stay metric once added to the unprojected points.
-The offsets are multiplied by the motion probability, so points the network
-calls static stay exactly put (trained with a cross-entropy on the
-ground-truth ``dynamic`` flags).
+Every query cell starts at the *static hypothesis* (its own unprojected point at every time), so a
+static scene under any camera motion is the zero update; the network only has to learn what moves.
+Frames with ``observed = False`` (forecasting) give no image: their pairs carry only time, and the
+curves are still supervised there. Queries come only from observed frames.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -28,211 +29,329 @@ import torch.nn.functional as F
 from torch import nn
 
 from traceany_ros.field import TrajectoryField, bspline_basis
-from traceany_ros.model.config import PRIOR_CHANNELS, ModelConfig
+from traceany_ros.model.config import ModelConfig
+from traceany_ros.model.inputs import (Normalised, WindowTensors, cell_grid, hidden_frames, normalise, project,
+                                       unproject_cells, window_tensors)
 
-CONF_RAW_MIN, CONF_RAW_MAX = -10.0, 8.0
+RGB_MEAN, RGB_STD = 0.45, 0.25
 
 
-def sincos_1d(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sin/cos features of positions x [...] -> [..., dim] (dim even)."""
-    half = dim // 2
-    freq = torch.exp(-math.log(1000.0) * torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    ang = x.float()[..., None] * freq * math.pi
+class ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.norm = nn.GroupNorm(4, c)
+
+    def forward(self, x):
+        return x + self.conv2(F.gelu(self.norm(self.conv1(x))))
+
+
+class FrameEncoder(nn.Module):
+    """[N,5,H,W] (rgb, inverse depth, valid) -> correlation features [N,feat_dim,H/s,W/s] and context
+    features [N,dim,H/s,W/s]. One strided convolution per halving, a residual block at 1/s."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        layers, cin = [], 5
+        for i, ch in enumerate(c.channels):
+            layers += [nn.Conv2d(cin, ch, 3, stride=2, padding=1), nn.GELU()]
+            if i == len(c.channels) - 1:
+                layers.append(ResBlock(ch))
+            cin = ch
+        self.body = nn.Sequential(*layers)
+        self.feat = nn.Conv2d(cin, c.feat_dim, 1)
+        self.ctx = nn.Conv2d(cin, c.dim, 1)
+
+    def forward(self, x):
+        y = self.body(x)
+        return self.feat(y), self.ctx(y)
+
+
+class TimeBlock(nn.Module):
+    """Pre-norm self-attention over the T pairs of each query, then an MLP (tokens [N,T,D])."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x, key_bias=None):
+        N, T, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(N, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
+        x = x + self.proj(a.transpose(1, 2).reshape(N, T, D))
+        return x + self.mlp(self.norm2(x))
+
+
+class SpaceBlock(nn.Module):
+    """Mixes neighbouring query cells: depthwise 3x3 then pointwise, residual (maps [M,D,h,w])."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(1, dim)
+        self.dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.pw = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x):
+        return x + self.pw(F.gelu(self.dw(self.norm(x))))
+
+
+def fit_matrix(s: torch.Tensor, K: int, ridge: float) -> torch.Tensor:
+    """[B,T] spline parameters -> [B,K,T]: control points = M @ positions (least squares with a small
+    second-difference penalty, see docs/method.md)."""
+    B, T = s.shape
+    A = bspline_basis(s.reshape(-1).double(), K).reshape(B, T, K)
+    D2 = torch.zeros(K - 2, K, dtype=torch.float64, device=s.device)
+    idx = torch.arange(K - 2, device=s.device)
+    D2[idx, idx], D2[idx, idx + 1], D2[idx, idx + 2] = 1.0, -2.0, 1.0
+    lhs = A.transpose(1, 2) @ A + ridge * (D2.T @ D2)[None]
+    return torch.linalg.solve(lhs, A.transpose(1, 2)).float()
+
+
+def sincos(x: torch.Tensor, n: int, base: float = 1.0) -> torch.Tensor:
+    freq = base * (2.0 ** torch.arange(n, device=x.device, dtype=torch.float32)) * math.pi
+    ang = x[..., None] * freq
     return torch.cat([ang.sin(), ang.cos()], -1)
 
 
-def sincos_2d(h: int, w: int, dim: int, device) -> torch.Tensor:
-    """[h*w, dim] 2-D sin/cos position embedding (half the channels per axis)."""
-    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    return torch.cat([sincos_1d(ys.reshape(-1).float(), dim // 2), sincos_1d(xs.reshape(-1).float(), dim // 2)], -1)
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 matrix products natively (Intel AMX or AVX512-BF16, Linux flags);
-    elsewhere PyTorch emulates them on CPU, slower than float32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next((line for line in f if line.startswith("flags")), "").split())
-    except OSError:
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
-
-
-def anchor_offsets(offsets: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Shift each curve so that it is zero at its own frame's time.
-
-    offsets [B,T,h,w,K,3], s [B,T] -> [B,T,h,w,K,3] with ``evaluate(out[b,f], s[b,f]) == 0``.
-    (B-spline basis rows sum to one, so subtracting a constant moves the curve by it.)
-    """
-    B, T = s.shape
-    K = offsets.shape[-2]
-    basis = bspline_basis(s.reshape(-1).to(offsets.dtype), K).reshape(B, T, K)
-    at_own = torch.einsum("btk,bthwkd->bthwd", basis, offsets)
-    return offsets - at_own[..., None, :]
-
-
-def encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)`` for this model's pre-norm, dropout-free encoder layers, with fused attention.
-
-    x [B,L,D] -> [B,L,D]. The same weights and arithmetic as ``nn.TransformerEncoderLayer`` (norm_first,
-    dropout 0), but the attention through ``F.scaled_dot_product_attention``, which never holds the L x L
-    weights in memory: over a 24-frame window's 4608 tokens the network's forward takes half the time on
-    CPU (0.26 -> 0.13 s with the bf16 trunk, 0.40 -> 0.18 s in float32, outputs within 2e-7 in float32)."""
-    attn = layer.self_attn
-    B, L, D = x.shape
-    heads = attn.num_heads
-    qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
-    q, k, v = qkv.reshape(B, L, 3, heads, D // heads).permute(2, 0, 3, 1, 4)  # each [B, heads, L, D / heads]
-    x = x + attn.out_proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, D))
-    return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
-
-
-def conv_with_cells(conv: nn.Conv2d, x: torch.Tensor, cells: torch.Tensor, cell: int) -> torch.Tensor:
-    """``conv`` over the channels of x followed by those of ``cells`` upsampled ``cell`` times (nearest),
-    without upsampling them.
-
-    x [N,Cx,H,W], cells [N,Cc,H/cell,W/cell]: per-cell channels (constant over each cell's cell x cell
-    pixels); conv: a patchify convolution (kernel = stride, a multiple of ``cell``, no padding) with
-    Cx + Cc input channels. Over a constant cell the kernel's cell x cell block acts as its sum, so the
-    cells' part is a convolution on the cell grid with the block sums (kernel and stride / cell): the same
-    result up to float rounding, and for the tiny model's 13 prior channels of 20 ~1/3 of the work.
-    """
-    k, stride = conv.kernel_size[0], conv.stride[0]
-    if conv.kernel_size != (k, k) or conv.stride != (k, k) or k != stride or k % cell or conv.padding != (0, 0):
-        raise ValueError(f"conv_with_cells needs a patchify convolution with a kernel divisible by {cell}, "
-                         f"got kernel {conv.kernel_size}, stride {conv.stride}, padding {conv.padding}")
-    cx, cc = x.shape[1], cells.shape[1]
-    w = conv.weight  # [out, cx + cc, k, k]
-    r = k // cell
-    w_cells = w[:, cx:].reshape(w.shape[0], cc, r, cell, r, cell).sum((3, 5))  # [out, cc, r, r]
-    return F.conv2d(x, w[:, :cx], conv.bias, stride) + F.conv2d(cells, w_cells, None, r)
-
+# ----------------------------------------------------------------------------- the network
 
 class TraceModel(nn.Module):
-    """Per-pixel trajectory fields from a window of RGB-D frames (see module docstring)."""
+    """Trajectory fields of every observed frame's cells (see the module docstring).
+
+    Pairs are formed on the *query grid* (cells of 2 x stride pixels); the per-frame positions, motion,
+    visibility and confidence are then upsampled to the output grid (stride) by learned convex
+    combinations of the 3 x 3 neighbouring query cells (RAFT's upsampling), and the curves are fitted
+    there, anchored at each output cell's own point.
+    """
+
+    NUM_GEOM = 7      # valid-in-view, depth residual (abs, rel), colour difference (3), estimate's depth
+    NUM_GLOBAL = 4    # soft match offset (3), its peak probability
+    NUM_TIME = 4 + 12  # s_j, s_j - s_i, seconds apart, observed; sin/cos of s_j - s_i
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = c = config
-        D, hc = c.dim, c.head_channels
-        self.patch_embed = nn.Conv2d(c.in_channels, D, c.patch_size, c.patch_size)
-        self.time_embed = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, D))
+        self.encoder = FrameEncoder(c)
+        n_corr = c.levels * (2 * c.radius + 1) ** 2
+        self.pair_in = nn.Sequential(nn.Linear(self.NUM_GEOM + n_corr + self.NUM_GLOBAL + 3 + self.NUM_TIME, c.dim),
+                                     nn.GELU(), nn.Linear(c.dim, c.dim))
+        self.time_blocks = nn.ModuleList([TimeBlock(c.dim, c.heads) for _ in range(c.layers)])
+        self.space_blocks = nn.ModuleList([SpaceBlock(c.dim) for _ in range(c.layers)])
+        self.norm = nn.LayerNorm(c.dim)
+        self.pair_head = nn.Linear(c.dim, 4)   # position update (3), visibility logit
+        self.cell_head = nn.Linear(c.dim, 2)   # motion logit, confidence logit
+        self.up_mask = nn.Sequential(nn.Conv2d(c.dim, c.dim, 3, padding=1), nn.GELU(), nn.Conv2d(c.dim, 9, 1))
+        self.match_temp = nn.Parameter(torch.tensor(math.log(10.0)))
+        nn.init.zeros_(self.pair_head.weight)
+        nn.init.zeros_(self.pair_head.bias)
+        nn.init.zeros_(self.cell_head.weight)
+        with torch.no_grad():
+            self.cell_head.bias[0] = -2.0
 
-        def block():
-            return nn.TransformerEncoderLayer(D, c.heads, int(D * c.mlp_ratio), dropout=0.0, activation="gelu",
-                                              batch_first=True, norm_first=True)
-
-        self.encoder = nn.ModuleList([block() for _ in range(c.encoder_layers)])
-        self.decoder = nn.ModuleList([block() for _ in range(c.decoder_layers)])
-        self.norm = nn.LayerNorm(D)
-        r = c.patch_size // c.out_stride
-        self.token_up = nn.Linear(D, hc * r * r)
-        self.stem = nn.Sequential(nn.Conv2d(c.in_channels, hc, c.out_stride, c.out_stride), nn.GELU(),
-                                  nn.Conv2d(hc, hc, 3, padding=1))
-        self.fuse = nn.Sequential(nn.Conv2d(2 * hc, hc, 1), nn.GELU(), nn.Conv2d(hc, hc, 3, padding=1), nn.GELU())
-        self.out = nn.Conv2d(hc, c.num_control_points * 3 + 2, 1)
-        self.time_head = nn.Linear(D, 1)
-        self.detach_gate = False  # set by the training loop (TrainConfig.detach_gate); not part of the weights
-        # inference only, set by the model backend: run the transformer trunk under bfloat16 autocast on CPU
-        # (patch embedding, heads, gate and anchoring stay float32); not part of the weights
-        self.trunk_bf16 = False
-        nn.init.zeros_(self.out.weight)  # start as the static predictor with confidence 1 + e^0
-        nn.init.zeros_(self.out.bias)
-        with torch.no_grad():  # motion gate starts mostly closed (static by default); half open over a flow prior
-            self.out.bias[-1] = 0.0 if c.flow_prior else -2.0
-
-    def forward(self, image: torch.Tensor, s: torch.Tensor, prior: torch.Tensor | None = None,
-                prior_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """image [B,T,C,H,W] (C = ``config.image_channels``; H, W multiples of patch_size), s [B,T] spline
-        parameters; with ``config.flow_prior`` (else None) prior [B,T,H/s,W/s,K,3] the flow prior's offsets and
-        prior_features [B,T,13,H/s,W/s] its channels per output cell (s = out_stride; both from prepare_window) ->
-        dict(offsets [B,T,H/s,W/s,K,3] anchored, confidence [B,T,H/s,W/s] >= 1, time [B,T],
-        motion [B,T,H/s,W/s] in (0,1), motion_logit [B,T,H/s,W/s]).
-
-        The input convolutions see the prior's channels as if upsampled to every pixel of their cell
-        (:func:`conv_with_cells`)."""
+    def _encode(self, w: WindowTensors, norm: Normalised):
         c = self.config
-        B, T, C, H, W = image.shape
-        if C != c.image_channels:
-            raise ValueError(f"model expects {c.image_channels} image channels (use_depth={c.use_depth}), got {C}")
-        if H % c.patch_size or W % c.patch_size:
-            raise ValueError(f"image size {H}x{W} must be a multiple of the patch size {c.patch_size}; "
-                             f"pad it (prepare_window does)")
-        st = c.out_stride
-        x = image.reshape(B * T, C, H, W)
-        h, w = H // c.patch_size, W // c.patch_size
-        if c.flow_prior:
-            want = (B, T, PRIOR_CHANNELS, H // st, W // st)
-            if prior_features is None or tuple(prior_features.shape) != want:
-                raise ValueError(f"this model refines a flow prior: pass prior_features of shape {want} "
-                                 f"(prepare_window computes them), got "
-                                 f"{None if prior_features is None else tuple(prior_features.shape)}")
-            cells = prior_features.reshape(B * T, PRIOR_CHANNELS, H // st, W // st).to(x.dtype)
-            tok = conv_with_cells(self.patch_embed, x, cells, st)
-            stem = conv_with_cells(self.stem[0], x, cells, st)
-        else:
-            tok = self.patch_embed(x)
-            stem = self.stem[0](x)
-        stem = self.stem[2](self.stem[1](stem))
-        tok = tok.flatten(2).transpose(1, 2)  # [BT, hw, D]
-        tok = tok + sincos_2d(h, w, c.dim, tok.device)[None].to(tok.dtype)
-        temb = self.time_embed(sincos_1d(s.reshape(-1), c.dim).to(tok.dtype))  # [BT, D]
-        tok = tok + temb[:, None, :]
-        bf16 = self.trunk_bf16 and not self.training and tok.device.type == "cpu"
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            for blk in self.encoder:
-                tok = encoder_layer(blk, tok)
-            tok = tok.reshape(B, T * h * w, c.dim)
-            for blk in self.decoder:
-                tok = encoder_layer(blk, tok)
-        tok = self.norm(tok.float() if bf16 else tok).reshape(B * T, h * w, c.dim)
-        time = self.time_head(tok.mean(1)).reshape(B, T)
-        r = c.patch_size // c.out_stride
-        up = self.token_up(tok).transpose(1, 2).reshape(B * T, -1, h, w)
-        up = F.pixel_shuffle(up, r)  # [BT, hc, H/s, W/s]
-        feat = self.fuse(torch.cat([up, stem], 1))
-        out = self.out(feat)  # [BT, 3K+1, H/s, W/s]
-        hs, ws = out.shape[-2:]
-        K = c.num_control_points
-        motion_logit = out[:, 3 * K + 1].reshape(B, T, hs, ws)
-        motion = torch.sigmoid(motion_logit)
-        offsets = out[:, : 3 * K].reshape(B, T, K, 3, hs, ws).permute(0, 1, 4, 5, 2, 3)
-        if c.flow_prior:
-            if prior is None or prior.shape != offsets.shape:
-                raise ValueError(f"this model refines a flow prior: pass prior of shape {tuple(offsets.shape)} "
-                                 f"(prepare_window computes it), got {None if prior is None else tuple(prior.shape)}")
-            offsets = offsets + prior.to(offsets.dtype)
-        # with detach_gate (a training choice) only the motion loss trains the gate: the trajectory loss
-        # must then fix a poor flow prior through the residual instead of shrinking it
-        gate = motion.detach() if (self.detach_gate and self.training) else motion
-        offsets = anchor_offsets(offsets * gate[..., None, None], s)
-        conf = 1.0 + torch.exp(out[:, 3 * K].clamp(CONF_RAW_MIN, CONF_RAW_MAX)).reshape(B, T, hs, ws)
-        return {"offsets": offsets, "confidence": conf, "time": time, "motion": motion, "motion_logit": motion_logit}
+        B, T, _, H, W = w.rgb.shape
+        q = 2 * c.stride
+        Hp, Wp = -(-H // q) * q, -(-W // q) * q
+        rgb = (w.rgb.float() / 255.0 - RGB_MEAN) / RGB_STD
+        valid = (w.depth > 0).float()
+        inv = torch.where(w.depth > 0, norm.scale[:, None, None, None] / w.depth.clamp_min(1e-3), 0.0)
+        x = torch.cat([rgb, inv[:, :, None], valid[:, :, None]], 2) * w.observed[:, :, None, None, None].float()
+        x = F.pad(x.reshape(B * T, 5, H, W), (0, Wp - W, 0, Hp - H))
+        feat, ctx = self.encoder(x)
+        return feat.reshape(B, T, *feat.shape[1:]), ctx.reshape(B, T, *ctx.shape[1:])
 
-    @torch.no_grad()
-    def predict_field(self, window, device: str | torch.device = "cpu") -> TrajectoryField:
-        """Trajectory field of a FrameWindow in the world frame (stride ``out_stride``).
+    def forward(self, w: WindowTensors, query_frames: torch.Tensor | None = None, return_all: bool = False):
+        """w: WindowTensors (B, T); query_frames [I] long (default: every observed frame of sample 0; in a
+        batch they must be observed in every sample) -> dict of (h, w: the output grid, ``cell_grid``)
 
-        Returns TrajectoryField with control_points [T, ceil(H/s), ceil(W/s), K, 3] (metres, world),
-        confidence [T, ...] (0 where the cell's depth is invalid), time_span (times[0], times[-1]).
+            offsets [B,I,h,w,K,3]     control points minus the cell's own point (normalised frame)
+            points [B,I,h,w,3], valid [B,I,h,w]   the cells' own points (normalised) and depth validity
+            positions [B,I,h,w,T,3]   the per-frame estimates the curves are fitted to
+            visibility_logit [B,I,h,w,T], motion_logit [B,I,h,w], confidence_logit [B,I,h,w]
+            norm (Normalised), query_frames [I]; with return_all: iterates, a list of coarse positions
+            [B,I,h/2,w/2,T,3], and coarse_points [B,I,h/2,w/2,3]
         """
-        from traceany_ros.geometry import grid_points_world
-        from traceany_ros.model.inputs import prepare_window
-
         c = self.config
-        inp = prepare_window(window, c)
-        was_training = self.training
-        self.eval()
-        out = self(*inp.model_args(device))
-        self.train(was_training)
-        stride, off = c.out_stride, c.out_stride // 2
-        base, valid = inp.cells if inp.cells is not None else grid_points_world(window, stride, off)  # [T,h,w,3]
-        h, w = base.shape[1:3]
-        offsets = out["offsets"][0, :, :h, :w].double().cpu().numpy()  # [T,h,w,K,3]
-        conf = out["confidence"][0, :, :h, :w].float().cpu().numpy()
-        cp = base[:, :, :, None, :] + inp.norm_to_world_vectors(offsets)
-        times = np.asarray(window.times, np.float64)
-        return TrajectoryField(cp.astype(np.float32), (conf * valid).astype(np.float32), times, stride=stride,
-                               pixel_offset=off, image_size=inp.size, time_span=(float(times[0]), float(times[-1])),
-                               meta={"backend": "model", "preset": c.name})
+        B, T, _, H, W = w.rgb.shape
+        norm = normalise(w)
+        if query_frames is None:
+            query_frames = torch.nonzero(w.observed[0]).reshape(-1)
+        qf = query_frames.to(w.rgb.device)
+        I = qf.numel()
+        qs = 2 * c.stride
+        h, wd, off = cell_grid(H, W, qs)  # the query grid
+        hw = h * wd
+        N = I * hw
+        depth_u = w.depth / norm.scale[:, None, None, None]  # units
+        pts, valid = unproject_cells(depth_u, w.K, norm.cam_to_norm, qs)  # [B,T,h,w,3]
+        valid = valid & w.observed[:, :, None, None]
+        feat, ctx = self._encode(w, norm)  # [B,T,C,2h,2w] at 1/stride
+        fq = F.avg_pool2d(feat[:, qf].flatten(0, 1), 2).reshape(B, I, c.feat_dim, hw) / math.sqrt(c.feat_dim)
+        # correlation of the query cells with every frame on each pyramid level (level 0 = 1/stride):
+        # correlating with average-pooled features equals average-pooling the correlation (RAFT's
+        # pyramid) at a fraction of the work. Level l: [B*N*T, 1, h_l, w_l], pairs in (b, n, t) order
+        pyramid, pooled = [], feat.flatten(0, 1)
+        for lvl in range(c.levels):
+            if lvl:
+                pooled = F.avg_pool2d(pooled, 2, ceil_mode=True)
+            hl, wl = pooled.shape[-2:]
+            cl = torch.einsum("bicp,btcq->biptq", fq, pooled.reshape(B, T, c.feat_dim, hl * wl))
+            pyramid.append(cl.reshape(B * N * T, 1, hl, wl))
+        # global soft match on level 1 (the query grid): expected 3D point of the cell in each frame
+        logits = pyramid[1].reshape(B, N, T, hw) * self.match_temp.exp()
+        tval = valid.reshape(B, 1, T, hw)
+        prob = logits.masked_fill(~tval, -1e4).softmax(-1)
+        match = torch.einsum("bntq,btqd->bntd", prob, pts.reshape(B, T, hw, 3))  # [B,N,T,3]
+        own = pts[:, qf].reshape(B, N, 1, 3)
+        glob = torch.cat([match - own, prob.amax(-1, keepdim=True)], -1)  # [B,N,T,4]
+        # time features per pair
+        s = norm.s
+        ds = s[:, None, :] - s[:, qf][:, :, None]  # [B,I,T]
+        dt = ds * norm.span[:, None, None]
+        obs = w.observed.float()[:, None, :].expand(B, I, T)
+        tfeat = torch.cat([torch.stack([s[:, None, :].expand(B, I, T), ds, dt.clamp(-3, 3), obs], -1),
+                           sincos(ds, 6)], -1)  # [B,I,T,16]
+        tfeat = tfeat[:, :, None].expand(B, I, hw, T, self.NUM_TIME).reshape(B, N, T, self.NUM_TIME)
+        not_own = (torch.arange(T, device=s.device)[None, :] != qf[:, None]).float()  # [I,T]
+        not_own = not_own[None, :, None, :, None].expand(B, I, hw, T, 1).reshape(B, N, T, 1)
+        obs_pair = w.observed[:, None, :, None].expand(B, N, T, 1).float()
+        rows = (off + qs * torch.arange(h, device=s.device)).clamp(max=H - 1)
+        cols = (off + qs * torch.arange(wd, device=s.device)).clamp(max=W - 1)
+        rgbf = w.rgb.float() / 255.0
+        qcol = rgbf[:, qf][:, :, :, rows][:, :, :, :, cols].permute(0, 1, 3, 4, 2).reshape(B, N, 1, 3)
+        ctxc = F.avg_pool2d(ctx[:, qf].flatten(0, 1), 2)  # [B*I, D, h, w]
+        ctxq = ctxc.reshape(B, I, c.dim, hw).transpose(2, 3).reshape(B * N, 1, c.dim)
+
+        x = own.expand(B, N, T, 3)  # the static hypothesis
+        state, iterates = None, []
+        for _ in range(c.iterations):
+            geom, local = self._lookup(x, w, depth_u, norm, rgbf, qcol, pyramid, N)
+            inp = torch.cat([torch.cat([geom, local, glob, x - own], -1) * obs_pair, tfeat], -1)
+            tok = self.pair_in(inp).reshape(B * N, T, c.dim) + ctxq
+            tok = tok if state is None else tok + state
+            for tb, sb in zip(self.time_blocks, self.space_blocks):
+                tok = tb(tok)
+                m = tok.reshape(B, I, h, wd, T, c.dim).permute(0, 1, 4, 5, 2, 3).reshape(B * I * T, c.dim, h, wd)
+                m = sb(m)
+                tok = m.reshape(B, I, T, c.dim, h, wd).permute(0, 1, 4, 5, 2, 3).reshape(B * N, T, c.dim)
+            state = tok
+            out = self.pair_head(self.norm(tok)).reshape(B, N, T, 4)
+            x = x + out[..., :3] * not_own
+            iterates.append(x)
+        cell = self.cell_head(self.norm(tok).mean(1)).reshape(B, N, 2)
+        # convex upsampling of everything per query cell to the output grid
+        coarse = torch.cat([(x - own).reshape(B, N, 3 * T), out[..., 3], cell], -1)  # [B,N,4T+2]
+        coarse = coarse.reshape(B * I, h, wd, -1).permute(0, 3, 1, 2)
+        mask = self.up_mask(ctx[:, qf].flatten(0, 1))  # [B*I, 9, 2h, 2w]
+        fine = convex_upsample(coarse, mask)  # [B*I, 4T+2, 2h, 2w]
+        hf, wf, _ = cell_grid(H, W, c.stride)
+        fine = fine[:, :, :hf, :wf].permute(0, 2, 3, 1).reshape(B, I, hf, wf, -1)
+        dx = fine[..., : 3 * T].reshape(B, I, hf, wf, T, 3) * not_own.reshape(B, I, hw, T, 1)[:, :, :1, None]
+        pts_f, valid_f = unproject_cells(depth_u, w.K, norm.cam_to_norm, c.stride)
+        own_f = pts_f[:, qf]
+        res = {"positions": own_f[..., None, :] + dx, "points": own_f, "valid": valid_f[:, qf],
+               "visibility_logit": fine[..., 3 * T: 4 * T], "motion_logit": fine[..., 4 * T],
+               "confidence_logit": fine[..., 4 * T + 1], "norm": norm, "query_frames": qf}
+        res["offsets"] = self.curves(dx, res["motion_logit"], norm.s, qf)
+        if return_all:
+            res["iterates"] = [it.reshape(B, I, h, wd, T, 3) for it in iterates]
+            res["coarse_points"] = own.reshape(B, I, h, wd, 3)
+        return res
+
+    def curves(self, dx: torch.Tensor, motion_logit: torch.Tensor, s: torch.Tensor, qf: torch.Tensor) -> torch.Tensor:
+        """Per-frame offsets dx [B,I,h,w,T,3], motion logits [B,I,h,w], s [B,T], query frames [I] ->
+        gated control-point offsets [B,I,h,w,K,3], zero at each cell's own frame time."""
+        c = self.config
+        B, I = dx.shape[:2]
+        M = fit_matrix(s, c.num_control_points, c.fit_ridge)  # [B,K,T]
+        cp = torch.einsum("bkt,bihwtd->bihwkd", M, dx)
+        gate = torch.sigmoid(motion_logit)
+        if c.hard_gate and not self.training:
+            gate = (gate > 0.5).to(cp.dtype)
+        cp = cp * gate[..., None, None]
+        basis = bspline_basis(s[:, qf].reshape(-1).double(), c.num_control_points).float().reshape(B, I, -1)
+        at_own = torch.einsum("bik,bihwkd->bihwd", basis, cp)
+        return cp - at_own[..., None, :]
+
+    def _lookup(self, x, w, depth_u, norm, rgbf, qcol, pyramid, N):
+        """Pair features at the current estimates x [B,N,T,3]: geometry [B,N,T,NUM_GEOM] and the local
+        correlation on every level [B,N,T,levels * (2r+1)^2]."""
+        c = self.config
+        B, T, H, W = depth_u.shape
+        uv, z = project(x.transpose(1, 2), w.K, norm.cam_to_norm)  # [B,T,N,2], [B,T,N]
+        inview = (z > 1e-3) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < H - 0.5)
+        grid = torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1).reshape(B * T, -1, 1, 2)
+        d = F.grid_sample(depth_u.reshape(B * T, 1, H, W), grid, mode="nearest", align_corners=False).reshape(B, T, -1)
+        col = F.grid_sample(rgbf.reshape(B * T, 3, H, W), grid, mode="bilinear", align_corners=False)
+        col = col.reshape(B, T, 3, -1).permute(0, 3, 1, 2)  # [B,N,T,3]
+        ok = inview & (d > 0)
+        res = torch.where(ok, d - z, torch.zeros_like(z))
+        okf = ok.float()
+        geom = torch.stack([okf, res.clamp(-1, 1) * 10, (res / z.clamp_min(1e-2)).clamp(-1, 1) * 10,
+                            z.clamp(0, 10) * 0.1], -1).transpose(1, 2)  # [B,N,T,4]
+        geom = torch.cat([geom, (col - qcol) * okf.transpose(1, 2)[..., None]], -1)
+        # local correlation around the estimates, in level-0 cell coordinates
+        cu = (uv[..., 0] - (c.stride - 1) / 2) / c.stride
+        cv = (uv[..., 1] - (c.stride - 1) / 2) / c.stride
+        r = c.radius
+        dd = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+        oy, ox = torch.meshgrid(dd, dd, indexing="ij")
+        offs = torch.stack([ox.reshape(-1), oy.reshape(-1)], -1)  # [(2r+1)^2, 2]
+        cen = torch.stack([cu, cv], -1).transpose(1, 2).reshape(B * N * T, 1, 2)
+        out = []
+        for lvl, corr in enumerate(pyramid):
+            hl, wl = corr.shape[-2:]
+            # grid_sample coordinates: centre and window offsets normalised apart, one add per level
+            size = torch.tensor([wl, hl], device=x.device, dtype=x.dtype)
+            g = ((cen + 0.5) / 2 ** lvl) * (2 / size) - 1 + offs[None] * (2 / size)
+            v = F.grid_sample(corr, g[:, None], mode="bilinear", padding_mode="zeros", align_corners=False)
+            out.append(v.reshape(B, N, T, -1))
+        return geom, torch.cat(out, -1)
+
+
+def convex_upsample(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x [N,C,h,w] on the query grid, mask [N,9,2h,2w] logits -> [N,C,2h,2w]: each output cell a convex
+    combination of the 3 x 3 query cells around its parent (weights: softmax of its 9 logits; the border
+    cells repeat outward)."""
+    N, C, h, w = x.shape
+    m = mask.reshape(N, 9, h, 2, w, 2).permute(0, 1, 2, 4, 3, 5).softmax(1)  # [N,9,h,w,2,2]
+    nb = F.unfold(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3).reshape(N, C, 9, h, w)
+    out = torch.einsum("nkhwij,nckhw->nchiwj", m, nb)
+    return out.reshape(N, C, 2 * h, 2 * w)
+
+
+@torch.no_grad()
+def predict_field(net: TraceModel, window, device="cpu", future_s: float = 0.0, meta: dict | None = None):
+    """The trajectory field of a FrameWindow in the world frame, in one forward pass.
+
+    With ``future_s`` > 0 the curves also cover ``future_s`` seconds past the last frame (the network's
+    forecast: ``time_span`` ends there). Returns a TrajectoryField: control_points [T,h,w,K,3] (metres,
+    world; stride ``config.stride``), confidence [T,h,w] in [0, 1] (the probability that the curve is
+    within 2 cm of the truth on average; 0 where the cell has no depth), motion [T,h,w], visibility
+    [T,h,w,T].
+    """
+    c = net.config
+    T = len(window.times)
+    win, observed = hidden_frames(window, future_s)
+    was = net.training
+    net.eval()
+    out = net(window_tensors(win, observed).to(device))
+    net.train(was)
+    norm = out["norm"]
+    cp = norm.to_world(out["points"][..., None, :] + out["offsets"])[0].double().cpu().numpy()
+    valid = out["valid"][0].cpu().numpy()
+    conf = torch.sigmoid(out["confidence_logit"][0]).cpu().numpy() * valid
+    motion = torch.sigmoid(out["motion_logit"][0]).cpu().numpy()
+    vis = torch.sigmoid(out["visibility_logit"][0, ..., :T]).cpu().numpy()
+    times = np.asarray(win.times, np.float64)
+    H, W = np.asarray(window.depth).shape[1:]
+    return TrajectoryField(cp.astype(np.float32), conf.astype(np.float32), times[:T], stride=c.stride,
+                           pixel_offset=c.stride // 2, image_size=(H, W), time_span=(float(times[0]), float(times[-1])),
+                           meta={"backend": "model", "preset": c.name, **(meta or {})}, motion=motion, visibility=vis)

@@ -1,7 +1,12 @@
-"""Score several checkpoints and baselines on the same episodes (model card / ablation numbers).
+"""Score the network and the baselines on the same episodes, side by side (model card numbers).
 
-    python -m traceany_ros.train.compare --data /work/data/heldout --limit 40 \\
-        --methods static flow --checkpoints checkpoints/tiny.pt runs/tiny-pure/best.pt --output cmp.json
+    python -m traceany_ros.train.compare --data /work/data/heldout_families --methods static flow-rigid \
+        --checkpoints checkpoints/tiny.pt --output cmp.json
+
+Results come per method over all episodes and split by camera: ``fixed`` (a still camera) and ``moving``
+(orbits, hand shake, dollies, cranes; the episode's ``meta.scene.camera.mode``). Each backend predicts with
+its own sliding windows (``default_window`` / ``default_overlap``: 12 / 4 frames for the network, else 24 / 8)
+unless ``--window`` / ``--overlap`` are given.
 
 ``--picture EPISODE --picture-out PNG`` draws ground truth and every method's tracks of that
 episode's moving queries side by side instead.
@@ -20,8 +25,13 @@ from pathlib import Path
 KEYS = ("epe", "epe_static", "epe_dynamic", "delta_1cm", "delta_2cm", "delta_5cm", "static_jitter")
 
 
-def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, window: int = 24, overlap: int = 8,
-            device: str = "cpu") -> dict:
+def camera_kind(ep) -> str:
+    mode = (ep.meta.get("scene", {}).get("camera", {}) if isinstance(ep.meta, dict) else {}).get("mode", "fixed")
+    return "fixed" if mode == "fixed" else "moving"
+
+
+def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, window: int | None = None,
+            overlap: int | None = None, device: str = "cpu") -> dict:
     from tqdm import tqdm
 
     from traceany_ros.backends import make_backend
@@ -32,42 +42,57 @@ def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, win
     files = list_episodes(data)[:limit]
     backends = {m: make_backend(m) for m in methods}
     for ck in checkpoints:
-        # PATH@TRACKER: the model with another prior tracker; PATH@TRACKER@METHOD (or PATH@@METHOD) also
-        # with another optical flow for it
-        path, _, rest = str(ck).partition("@")
-        tracker, _, flow_method = rest.partition("@")
-        backends[str(ck)] = make_backend("model", checkpoint=path, device=device, prior_tracker=tracker or None,
-                                         prior_flow_method=flow_method or None)
-    per = {k: [] for k in backends}
+        backends[str(ck)] = make_backend("model", checkpoint=str(ck), device=device)
+    per = {k: {"all": [], "fixed": [], "moving": []} for k in backends}
     seconds = {k: 0.0 for k in backends}
     for f in tqdm(files, desc="compare", unit="ep"):
         ep = load_episode(f)
+        cam = camera_kind(ep)
         for name, b in backends.items():
+            w = window or getattr(b, "default_window", 24)
+            o = overlap if overlap is not None else getattr(b, "default_overlap", 8)
             t0 = time.perf_counter()
-            tracks, conf = predict_episode(ep, b, window=window, overlap=overlap)
+            tracks, conf = predict_episode(ep, b, window=w, overlap=min(o, w - 1))
             seconds[name] += time.perf_counter() - t0
-            per[name].append(evaluate_predictions(ep, tracks, conf))
-    out = {"data": str(data), "episodes": len(files), "results": {}}
+            m = evaluate_predictions(ep, tracks, conf)
+            per[name]["all"].append(m)
+            per[name][cam].append(m)
+    out = {"data": str(data), "episodes": len(files), "results": {}, "by_camera": {"fixed": {}, "moving": {}}}
     for name in backends:
-        agg = aggregate(per[name])
+        agg = aggregate(per[name]["all"])
         out["results"][name] = {**{k: agg[k] for k in KEYS if k in agg},
                                 "seconds_per_episode": seconds[name] / max(len(files), 1)}
+        for cam in ("fixed", "moving"):
+            if per[name][cam]:
+                a = aggregate(per[name][cam])
+                out["by_camera"][cam][name] = {**{k: a[k] for k in KEYS if k in a}, "episodes": len(per[name][cam]),
+                                               "seconds_per_episode": float("nan")}
     return out
 
 
 def format_markdown(result: dict) -> str:
     head = "| method | epe cm | epe_static cm | epe_dynamic cm | d1cm | d2cm | d5cm | static_jitter cm | s/episode |"
-    lines = [head, "|" + "---|" * 9]
-    for name, r in result["results"].items():
-        cm = lambda k: f"{100 * r[k]:.2f}" if k in r else "-"  # noqa: E731
-        fr = lambda k: f"{r[k]:.3f}" if k in r else "-"  # noqa: E731
-        lines.append(f"| {name} | {cm('epe')} | {cm('epe_static')} | {cm('epe_dynamic')} | {fr('delta_1cm')} | "
-                     f"{fr('delta_2cm')} | {fr('delta_5cm')} | {cm('static_jitter')} | {r['seconds_per_episode']:.2f} |")
-    return "\n".join(lines)
+
+    def table(rows: dict) -> list[str]:
+        lines = [head, "|" + "---|" * 9]
+        for name, r in rows.items():
+            cm = lambda k: f"{100 * r[k]:.2f}" if k in r else "-"  # noqa: E731
+            fr = lambda k: f"{r[k]:.3f}" if k in r else "-"  # noqa: E731
+            lines.append(f"| {name} | {cm('epe')} | {cm('epe_static')} | {cm('epe_dynamic')} | {fr('delta_1cm')} | "
+                         f"{fr('delta_2cm')} | {fr('delta_5cm')} | {cm('static_jitter')} | "
+                         f"{r['seconds_per_episode']:.2f} |")
+        return lines
+
+    out = [f"All {result['episodes']} episodes of {result['data']}:", ""] + table(result["results"])
+    for cam, rows in result.get("by_camera", {}).items():
+        if rows:
+            n = next(iter(rows.values()))["episodes"]
+            out += ["", f"{cam.capitalize()} camera ({n} episodes):", ""] + table(rows)
+    return "\n".join(out)
 
 
 def tracks_picture(episode_path: str, methods=(), checkpoints=(), out: str = "tracks.png", max_tracks: int = 80,
-                   window: int = 24, overlap: int = 8, device: str = "cpu") -> str:
+                   window: int | None = None, overlap: int | None = None, device: str = "cpu") -> str:
     """Ground truth and each method's tracks of the moving queries of one episode, side by side.
 
     Each panel shows the query frames' camera view (frame 0) with every track coloured by time
@@ -92,7 +117,9 @@ def tracks_picture(episode_path: str, methods=(), checkpoints=(), out: str = "tr
     for ck in checkpoints:
         backends[f"model {Path(ck).name}"] = make_backend("model", checkpoint=str(ck), device=device)
     for name, b in backends.items():
-        tracks, _ = predict_episode(ep, b, window=window, overlap=overlap)
+        w = window or getattr(b, "default_window", 24)
+        o = overlap if overlap is not None else getattr(b, "default_overlap", 8)
+        tracks, _ = predict_episode(ep, b, window=w, overlap=min(o, w - 1))
         err = float(np.linalg.norm(tracks[ep.dynamic] - ep.tracks_world[ep.dynamic], axis=-1).mean())
         panels.append(label(draw_curves(ep.rgb[0], tracks[sel], ep.intrinsics, ep.cam_to_world[0], scale=2),
                             f"{name}: moving-point error {100 * err:.1f} cm"))
@@ -108,14 +135,12 @@ def tracks_picture(episode_path: str, methods=(), checkpoints=(), out: str = "tr
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
-    p.add_argument("--methods", nargs="*", default=["static", "flow"])
+    p.add_argument("--methods", nargs="*", default=["static", "flow-rigid"])
     p.add_argument("--checkpoints", nargs="*", default=[],
-                   help="model checkpoints to score; PATH@TRACKER scores PATH with its flow prior tracked by "
-                        "the tracker preset TRACKER (e.g. checkpoints/tiny.pt@offline), "
-                        "PATH@TRACKER@METHOD or PATH@@METHOD also with that optical flow (e.g. dis_fine)")
+                   help="network checkpoints to score (e.g. checkpoints/tiny.pt)")
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--window", type=int, default=24)
-    p.add_argument("--overlap", type=int, default=8)
+    p.add_argument("--window", type=int, default=None, help="frames per window (default: each backend's)")
+    p.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default: each backend's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", help="write the JSON result here")

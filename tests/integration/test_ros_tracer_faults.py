@@ -32,7 +32,8 @@ class Harness:
 
     def __init__(self, ctx, **params):
         defaults = dict(window=3, step=1, backend="static", field_stride=4, diagnostics_period_s=0.1,
-                        problem_hold_s=0.6, stale_timeout_s=0.6, autostart=False, cloud_min_confidence=0.5)
+                        problem_hold_s=0.6, stale_timeout_s=0.6, autostart=False, cloud_min_confidence=0.5,
+                        pose_source="static")
         defaults.update(params)
         self.tracer = TracerNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in defaults.items()])
         self.src = rclpy.create_node("fake_camera", context=ctx)
@@ -154,6 +155,67 @@ def test_wrong_encoding(harness, capfd):
     assert st.level == ERROR and "yuv422" in st.message and "expected one of rgb8" in st.message
     assert "[encoding]" in capfd.readouterr().err
     recovers(h)
+
+
+@pytest.mark.parametrize("encoding", ["mono8", "8UC1"])
+def test_mono8_colour_is_used_as_grey_with_a_warning(harness, capfd, encoding):
+    h = harness().start()
+    grey = EP.rgb[:, :, :, 1]
+    for i in range(4):
+        img = convert.rgb_to_image(EP.rgb[i], h.t + 0.1, "cam")
+        img.encoding, img.step, img.data = encoding, 64, grey[i].tobytes()
+        h.t += 0.1
+        h.pub_i.publish(convert.intrinsics_to_camera_info(EP.intrinsics, 48, 64, h.t, "cam"))
+        h.spin(0.01)
+        h.pub_c.publish(img)
+        h.pub_d.publish(convert.depth_to_image(EP.depth[i], h.t, "cam"))
+        h.spin(0.05)
+    assert h.wait_fields(2), "mono8 colour must still give fields (used as grey)"
+    st = h.status()
+    assert st.level == WARN and st.message.startswith("mono_colour:") and "used as grey" in st.message
+    assert int(values(st)["mono_frames"]) == 4
+    assert "[mono_colour]" in capfd.readouterr().err
+    recovers(h)
+
+
+def test_no_transform_falls_back_to_the_static_pose_or_skips(harness, capfd):
+    h = harness(pose_source="tf", camera_position=[0.0, 0.0, 2.0]).start()
+    h.good(4)
+    assert h.wait_fields(2), "tf_fallback_static: frames go on with camera_position / camera_orientation"
+    st = h.status()
+    assert st.level == WARN and "no transform world <- cam" in st.message and "is on no /tf" in st.message
+    assert "camera_position" in st.message
+    # the static backend's points moved by camera_position: z = depth + 2
+    assert float(np.median(h.fields[-1].control_points[..., 2])) > 2.0
+    assert "[no_transform]" in capfd.readouterr().err
+
+
+def test_no_transform_without_the_fallback_skips_frames(harness):
+    h = harness(pose_source="tf", tf_fallback_static=False, stale_timeout_s=30.0, problem_hold_s=30.0).start()
+    h.good(4)
+    assert not h.wait_fields(1, timeout=1.0), "without the fallback, frames without a transform are skipped"
+    st = h.status()
+    assert st.level == WARN and "frame skipped" in st.message and int(values(st)["no_transform"]) == 4
+
+
+def test_configure_time_parameters_are_rejected_while_configured(harness):
+    h = harness().start()
+    res = h.tracer.set_parameters([Parameter("window", value=4)])[0]
+    assert not res.successful and "read by configure" in res.reason and "active" in res.reason
+    assert h.tracer.get_parameter("window").value == 3
+    # a dynamic one applies at once
+    assert h.tracer.set_parameters([Parameter("publish_stride", value=2)])[0].successful
+    h.good(4)
+    assert h.wait_fields(2) and h.fields[-1].stride == 8
+    # unconfigured, a configure-time parameter is taken and used by the next configure
+    h.tracer.trigger_deactivate()
+    h.tracer.trigger_cleanup()
+    assert h.tracer.set_parameters([Parameter("window", value=4)])[0].successful
+    h.start()
+    h.spin(1.0)  # the new publishers match the probe
+    n = len(h.fields)
+    h.good(6)
+    assert h.wait_fields(n + 1) and h.fields[-1].num_frames == 4
 
 
 def test_colour_depth_size_mismatch(harness, capfd):

@@ -59,9 +59,10 @@ def test_errors_say_what_is_missing():
     assert e.value.kind == "not_connected"
     with pytest.raises(TransformError, match="after the newest") as e:
         b.lookup("world", "camera_link", 6.5)
-    assert e.value.kind == "extrapolation"
-    with pytest.raises(TransformError, match="before the oldest"):
+    assert e.value.kind == "extrapolation" and e.value.future
+    with pytest.raises(TransformError, match="before the oldest") as e:
         b.lookup("world", "camera_link", 4.0)
+    assert not e.value.future
 
 
 def test_tolerance_uses_the_end_sample_and_history_is_bounded():

@@ -7,10 +7,18 @@ Under ``camera_namespace`` (default ``/camera/camera``, as realsense-ros)::
     color/camera_info                  sensor_msgs/CameraInfo
     pose                               geometry_msgs/PoseStamped, world_frame <- camera optical (when known)
 
-and, when ``tf2_msgs`` is importable (a full ROS install), ``/tf_static``
-(transient local; the camera pose when it is fixed) and ``/tf`` (when it
-moves). Without tf2_msgs the pose topic carries the same information (the
-tracer's ``pose_topic``).
+and one TF tree, as realsense-ros and robot_state_publisher publish it::
+
+    world_frame -> base_frame (camera_link) -> frame_id (camera_color_optical_frame)
+
+``base_frame <- frame_id`` is the fixed REP-103 optical rotation (x forward ->
+z forward) and goes out once on ``/tf_static`` (transient local, every static
+transform in one message, as tf2's static broadcaster keeps them).
+``world_frame <- base_frame`` goes out on ``/tf_static`` too for a camera that
+does not move, and on ``/tf`` with every frame's stamp for one that does; no
+child frame is ever on both. An empty ``base_frame`` publishes
+``world_frame <- frame_id`` directly. tf2_msgs has no PyPI wheel: ``make install``
+generates it (scripts/ros/build_tf2_msgs.sh); a full ROS install has it.
 
 :class:`CameraNode` is the part the camera nodes share (parameters from their
 config dataclasses plus :class:`CameraTopicsConfig`, validated when set), and
@@ -47,6 +55,8 @@ class CameraTopicsConfig:
     camera_namespace: str = dc_field(default="/camera/camera", metadata={"help": "prefix of the camera topics"})
     frame_id: str = dc_field(default="camera_color_optical_frame", metadata={"help": "optical frame of the images"})
     world_frame: str = dc_field(default="world", metadata={"help": "parent frame of the camera pose"})
+    base_frame: str = dc_field(default="camera_link", metadata={
+        "help": "camera body frame between world_frame and frame_id (REP 103, x forward); empty = none"})
     depth_encoding: str = dc_field(default="16UC1", metadata={"choices": ("16UC1", "32FC1"),
                                                               "help": "depth image encoding"})
     publish_pose: bool = dc_field(default=True, metadata={"help": "publish the camera pose (PoseStamped, TF)"})
@@ -57,13 +67,25 @@ class CameraTopicsConfig:
         validate_fields(self)
         if not self.camera_namespace.startswith("/"):
             raise ValueError(f"camera_namespace must be absolute (start with /), got {self.camera_namespace!r}")
+        frames = [f for f in (self.world_frame, self.base_frame, self.frame_id) if f]
+        if len(set(frames)) != len(frames) or not self.world_frame or not self.frame_id:
+            raise ValueError(f"world_frame, base_frame and frame_id must be different non-empty names (base_frame "
+                             f"may be empty), got {self.world_frame!r}, {self.base_frame!r}, {self.frame_id!r}")
+
+
+# base (REP 103: x forward, y left, z up) <- optical (x right, y down, z forward)
+BASE_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 
 
 class CameraPublisher:
-    """Publishes :class:`~traceany_ros.sources.Frame` objects on a node as a RealSense would."""
+    """Publishes :class:`~traceany_ros.sources.Frame` objects on a node as a RealSense would.
 
-    def __init__(self, node, cfg: CameraTopicsConfig):
-        self.node, self.cfg = node, cfg
+    ``moving``: the camera moves during the clip (``world_frame <- base_frame`` on ``/tf`` at every
+    frame); otherwise its pose is latched on ``/tf_static`` (again only if it changes).
+    """
+
+    def __init__(self, node, cfg: CameraTopicsConfig, moving: bool = False):
+        self.node, self.cfg, self.moving = node, cfg, bool(moving)
         ns = cfg.camera_namespace.rstrip("/")
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if cfg.reliable else qos_profile_sensor_data
         self.color = node.create_publisher(Image, f"{ns}/color/image_raw", qos)
@@ -76,7 +98,8 @@ class CameraPublisher:
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
             self.tf_static = node.create_publisher(TFMessage, "/tf_static", latched)
             self.tf = node.create_publisher(TFMessage, "/tf", 10)
-        self._static_sent = None
+        self._static_sent = None   # world <- optical last latched on /tf_static (fixed camera)
+        self._optical_sent = False  # base <- optical latched (moving camera)
         self.published = 0
 
     @property
@@ -99,39 +122,63 @@ class CameraPublisher:
         self.depth.publish(convert.depth_to_image(frame.depth, stamp, cfg.frame_id, encoding=cfg.depth_encoding))
         self.published += 1
 
+    def transforms(self, cam_to_world: np.ndarray, stamp: float) -> tuple[list, list]:
+        """(static, dynamic) TransformStamped lists of the camera tree for one frame's pose."""
+        cfg = self.cfg
+        hdr = Header(stamp=convert.sec_to_stamp(stamp), frame_id=cfg.world_frame)
+        if cfg.base_frame:
+            optical = TransformStamped(header=Header(stamp=hdr.stamp, frame_id=cfg.base_frame),
+                                       child_frame_id=cfg.frame_id,
+                                       transform=convert.matrix_to_transform(BASE_FROM_OPTICAL))
+            body = TransformStamped(header=hdr, child_frame_id=cfg.base_frame, transform=convert.matrix_to_transform(
+                cam_to_world @ np.linalg.inv(BASE_FROM_OPTICAL)))
+            return ([optical], [body]) if self.moving else ([optical, body], [])
+        body = TransformStamped(header=hdr, child_frame_id=cfg.frame_id,
+                                transform=convert.matrix_to_transform(cam_to_world))
+        return ([], [body]) if self.moving else ([body], [])
+
     def publish_pose(self, cam_to_world: np.ndarray, stamp: float) -> None:
         cfg = self.cfg
         header = Header(stamp=convert.sec_to_stamp(stamp), frame_id=cfg.world_frame)
         self.pose.publish(PoseStamped(header=header, pose=convert.matrix_to_pose(cam_to_world)))
         if self.tf_static is None:
             return
-        tf = TransformStamped(header=header, child_frame_id=cfg.frame_id,
-                              transform=convert.matrix_to_transform(cam_to_world))
-        if self._static_sent is None:
-            self.tf_static.publish(TFMessage(transforms=[tf]))
+        static, dynamic = self.transforms(cam_to_world, stamp)
+        if self.moving:
+            if static and not self._optical_sent:
+                self.tf_static.publish(TFMessage(transforms=static))
+                self._optical_sent = True
+            self.tf.publish(TFMessage(transforms=dynamic))
+        elif self._static_sent is None or not np.allclose(self._static_sent, cam_to_world, atol=1e-6):
+            self.tf_static.publish(TFMessage(transforms=static))
             self._static_sent = cam_to_world
-        elif not np.allclose(self._static_sent, cam_to_world, atol=1e-6):
-            self.tf.publish(TFMessage(transforms=[tf]))
 
 
 class CameraNode(Node):
     """Base of the camera nodes: declares ``configs`` and :class:`CameraTopicsConfig` as parameters.
 
-    Parameter updates are accepted only when every config dataclass accepts
-    them. ``self.topics`` is the topic layout; a subclass reads its own configs
-    with ``config_from_node``, makes its :class:`CameraPublisher` (``self.cam``),
-    keeps a ``cfg`` with ``exit_when_done``, sets ``done`` when its clip has
-    played and overrides :meth:`shutdown` to stop background work.
+    Fields marked ``dynamic`` in their dataclass can be set at run time: an update
+    is accepted only when every config dataclass accepts it, and is then applied
+    (:meth:`apply_parameters`). Every other parameter is read-only (set at start-up;
+    ROS rejects a later set). ``self.topics`` is the topic layout; a subclass reads
+    its own configs with ``config_from_node``, makes its :class:`CameraPublisher`
+    (``self.cam``), keeps a ``cfg`` with ``exit_when_done``, sets ``done`` when its
+    clip has played, overrides :meth:`apply_parameters` to take its dynamic fields
+    and :meth:`shutdown` to stop background work.
     """
 
     def __init__(self, node_name: str, configs: tuple, **kwargs):
         super().__init__(node_name, **kwargs)
         classes = (*configs, CameraTopicsConfig)
         for cls in classes:
-            declare_config(self, cls)
+            declare_config(self, cls, read_only=True)
         self.add_on_set_parameters_callback(lambda params: validate_updates(self, classes, params))
+        self.add_post_set_parameters_callback(lambda params: self.apply_parameters([p.name for p in params]))
         self.topics = config_from_node(self, CameraTopicsConfig)
         self.done = False
+
+    def apply_parameters(self, names: list[str]) -> None:
+        """Take accepted run-time changes of dynamic parameters ``names`` (none by default)."""
 
     def shutdown(self) -> None:
         """Stop background work before the node is destroyed (nothing to stop by default)."""

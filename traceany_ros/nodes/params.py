@@ -29,15 +29,21 @@ def _ptype(value) -> int:
     return _TYPES[type(value)]
 
 
-def descriptor(f: dataclasses.Field, default) -> ParameterDescriptor:
-    """ParameterDescriptor of one dataclass field (type, description, range)."""
+def descriptor(f: dataclasses.Field, default, read_only: bool = False) -> ParameterDescriptor:
+    """ParameterDescriptor of one dataclass field (type, description, range).
+
+    ``read_only``: a field without ``dynamic`` metadata becomes a read-only parameter (set at
+    start-up only; ROS rejects a later set) instead of one that applies at the next configure.
+    """
     md = f.metadata
     text = md.get("help", "")
     if md.get("choices"):
         text += f" (one of: {', '.join(map(str, md['choices']))})"
-    if md.get("configure_only", True) and not md.get("dynamic", False):
-        text += " [applies at the next configure]"
-    d = ParameterDescriptor(name=f.name, type=_ptype(default), description=text.strip())
+    fixed = md.get("configure_only", True) and not md.get("dynamic", False)
+    if fixed:
+        text += " [read-only: set at start-up]" if read_only else " [applies at the next configure]"
+    d = ParameterDescriptor(name=f.name, type=_ptype(default), description=text.strip(),
+                            read_only=bool(read_only and fixed))
     lo_hi = md.get("range")
     if lo_hi is not None:
         if isinstance(default, bool):
@@ -52,14 +58,17 @@ def descriptor(f: dataclasses.Field, default) -> ParameterDescriptor:
     return d
 
 
-def declare_config(node, cls, defaults=None) -> None:
-    """Declare every field of dataclass ``cls`` as a parameter of ``node`` (default: the dataclass default)."""
+def declare_config(node, cls, defaults=None, read_only: bool = False) -> None:
+    """Declare every field of dataclass ``cls`` as a parameter of ``node`` (default: the dataclass default).
+
+    ``read_only``: fields not marked ``dynamic`` are read-only parameters (see :func:`descriptor`).
+    """
     base = defaults if defaults is not None else cls()
     for f in dataclasses.fields(cls):
         value = getattr(base, f.name)
         if isinstance(value, tuple):
             value = list(value)
-        node.declare_parameter(f.name, value, descriptor(f, value))
+        node.declare_parameter(f.name, value, descriptor(f, value, read_only))
 
 
 def _coerce(f: dataclasses.Field, template, value):

@@ -38,7 +38,7 @@ class RealSenseNodeConfig:
         "help": "camera optical frame position in world_frame (x, y, z)"})
     camera_orientation: tuple = dc_field(default=(0.0, 0.0, 0.0, 1.0), metadata={
         "help": "camera optical frame orientation in world_frame (quaternion x, y, z, w)"})
-    reconnect_s: float = dc_field(default=2.0, metadata={"range": (0.1, 600.0),
+    reconnect_s: float = dc_field(default=2.0, metadata={"range": (0.1, 600.0), "dynamic": True,
                                                          "help": "retry period when the camera is gone"})
     exit_when_done: bool = dc_field(default=False, metadata={"help": "exit when a recording has played"})
     wait_for_subscribers: int = dc_field(default=0, metadata={
@@ -72,6 +72,10 @@ class RealSenseNode(CameraNode):
         self._thread = threading.Thread(target=self._run, name="realsense-reader", daemon=True)
         self._thread.start()
         self.create_timer(1.0, self._publish_diagnostics)
+
+    def apply_parameters(self, names: list[str]) -> None:
+        """Run-time change of ``reconnect_s`` (the only dynamic parameter): the next retry waits that long."""
+        self.cfg = config_from_node(self, RealSenseNodeConfig)
 
     def _stamp(self, device_t: float) -> float:
         if self.cfg.stamp_source == "device":

@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field as dc_field
 
+import numpy as np
+
 from traceany_ros.config_utils import validate_fields
 from traceany_ros.nodes.camera import CameraNode, CameraPublisher, run_camera_node
 from traceany_ros.nodes.params import config_from_node
@@ -38,7 +40,8 @@ class SimCameraConfig:
     frames: int = dc_field(default=24, metadata={"range": (2, 100000), "help": "clip length (sim/synthetic)"})
     rate_hz: float = dc_field(default=0.0, metadata={"range": (0.0, 1000.0),
                                                      "help": "publish rate; 0 = the clip's own frame rate"})
-    loop: bool = dc_field(default=True, metadata={"help": "start the clip again after its last frame"})
+    loop: bool = dc_field(default=True, metadata={"dynamic": True,
+                                                  "help": "start the clip again after its last frame"})
     time_origin: float = dc_field(default=0.0, metadata={"range": (0.0, 1e10),
                                                          "help": "stamp of frame 0 (s); 0 = wall clock at start"})
     wait_for_subscribers: int = dc_field(default=0, metadata={
@@ -91,16 +94,23 @@ class SimCameraNode(CameraNode):
 
             save_episode(self.cfg.save_episode, ep)
         self.rate = self.cfg.rate_hz or self.source.fps
-        self.cam = CameraPublisher(self, self.topics)
+        poses = np.asarray(ep.cam_to_world, np.float64)
+        moving = bool(len(poses) > 1 and not np.allclose(poses, poses[:1], atol=1e-9))
+        self.cam = CameraPublisher(self, self.topics, moving=moving)
         self.get_logger().info(f"{self.cfg.source}: {ep.num_frames} frames {ep.image_size[1]}x{ep.image_size[0]} "
                                f"(ready in {time.monotonic() - t0:.1f} s), publishing at {self.rate:.1f} Hz on "
-                               f"{self.cam.color_topic}")
+                               f"{self.cam.color_topic}; camera {'moving (/tf)' if moving else 'fixed (/tf_static)'}")
         self.skipped = 0
         self._k = -1
         self._start_wall = None
         self._origin = None
         self._wait_since = time.monotonic()
         self._timer = self.create_timer(min(0.5 / self.rate, 0.05), self._tick)
+
+    def apply_parameters(self, names: list[str]) -> None:
+        """Run-time change of ``loop`` (the only dynamic parameter): the clip stops or goes on looping."""
+        self.cfg = config_from_node(self, SimCameraConfig)
+        self.source.loop = self.cfg.loop
 
     def _tick(self):
         if self.done:

@@ -29,9 +29,10 @@ from scipy.spatial.transform import Rotation, Slerp
 class TransformError(LookupError):
     """No transform between two frames at a stamp; ``kind`` says why, the text what to check."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, future: bool = False):
         super().__init__(message)
         self.kind = kind
+        self.future = future  # extrapolation past the newest transform: it may still arrive
 
 
 class _Edge:
@@ -65,7 +66,8 @@ class _Edge:
         if stamp < t[0] - tolerance_s or stamp > t[-1] + tolerance_s:
             side = "before the oldest" if stamp < t[0] else "after the newest"
             raise TransformError("extrapolation", f"{self.parent} <- {child} at {stamp:.6f} s is {side} transform "
-                                                  f"({t[0]:.6f} .. {t[-1]:.6f} s, {len(t)} kept)")
+                                                  f"({t[0]:.6f} .. {t[-1]:.6f} s, {len(t)} kept)",
+                                 future=stamp > t[-1])
         if stamp <= t[0]:
             return self.poses[0]
         if stamp >= t[-1]:
@@ -165,7 +167,8 @@ class TfBuffer:
                 for c in chain_t:                      # common <- target
                     root_t = self._edges[c].at(stamp, self.tolerance_s, c) @ root_t
             except TransformError as e:
-                raise TransformError(e.kind, f"no transform {target} <- {source} at {stamp:.6f} s: {e}") from None
+                raise TransformError(e.kind, f"no transform {target} <- {source} at {stamp:.6f} s: {e}",
+                                     e.future) from None
         return np.linalg.inv(root_t) @ root_s
 
 

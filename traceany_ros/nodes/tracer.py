@@ -5,11 +5,20 @@ Subscribes (SensorDataQoS; realsense-ros default topics)::
     /camera/camera/color/image_raw                     sensor_msgs/Image (rgb8, bgr8, ...)
     /camera/camera/aligned_depth_to_color/image_raw    sensor_msgs/Image (16UC1 mm or 32FC1 m)
     /camera/camera/color/camera_info                   sensor_msgs/CameraInfo
-    <pose_topic> (optional)                            geometry_msgs/PoseStamped, world <- camera optical
+    /tf, /tf_static (pose_source tf, the default)      tf2_msgs/TFMessage: world_frame <- image frame_id
+    <pose_topic> (pose_source topic)                   geometry_msgs/PoseStamped, world <- camera optical
+
+Camera pose: with ``pose_source`` tf the pose of each frame is the transform
+``world_frame <- <colour image frame_id>`` at the image's stamp, from a small
+TF buffer (:mod:`traceany_ros.nodes.tf_buffer`; tf2_ros has no PyPI wheel).
+When TF has no such chain at all, ``camera_position`` / ``camera_orientation``
+are used (``tf_fallback_static``, WARN ``no_transform``) or the frame is
+skipped; a stamp outside the known transforms skips the frame (WARN).
 
 Publishes::
 
     ~/trajectory_field   traceany_ros/TrajectoryField   (decode with traceany_ros.nodes.field_from_msg)
+    ~/trajectory_field_latest  traceany_ros/TrajectoryField  the newest frame's curves only (T = 1)
     ~/markers            visualization_msgs/MarkerArray  trajectories coloured by time, forecasts dashed
     ~/fused_points       sensor_msgs/PointCloud2         all frames' curves at the latest time
     /diagnostics         diagnostic_msgs/DiagnosticArray rate, latency, drops, backend, device, problems
@@ -25,6 +34,13 @@ subscribes and starts the worker, deactivate stops both, cleanup releases
 everything. With ``autostart`` (default) the node configures and activates
 itself. Parameters are :class:`TracerConfig` and
 :class:`~traceany_ros.stream.StreamConfig` fields, validated when set.
+Those marked dynamic (publishing, markers, cloud) apply at once; the others are
+read by configure, so the node rejects them while it is configured (deactivate
+and clean up, set, configure again) and takes them while unconfigured.
+
+A ``mono8`` colour stream is used as grey (R = G = B) with a WARN ``mono_colour``
+in ``/diagnostics``: the flow works on grey, the learned matcher and the network
+were trained on colour.
 """
 from __future__ import annotations
 
@@ -38,9 +54,11 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from tf2_msgs.msg import TFMessage  # no PyPI wheel: `make install` generates it (scripts/ros/build_tf2_msgs.sh)
 from visualization_msgs.msg import MarkerArray
 
 from traceany_ros.config_utils import validate_fields
@@ -48,6 +66,7 @@ from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
 from traceany_ros.nodes import convert
 from traceany_ros.nodes.params import config_from_node, declare_config, validate_updates
 from traceany_ros.nodes.sync import ApproxTimeSync
+from traceany_ros.nodes.tf_buffer import TfBuffer, TransformError, add_tf_message
 from traceany_ros.stream import FrameRejected, SlidingWindowPredictor, StreamConfig
 
 OK, WARN, ERROR, STALE = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE
@@ -62,9 +81,23 @@ class TracerConfig:
     depth_topic: str = dc_field(default="/camera/camera/aligned_depth_to_color/image_raw",
                                 metadata={"help": "depth image topic, aligned to colour"})
     info_topic: str = dc_field(default="/camera/camera/color/camera_info", metadata={"help": "colour camera_info"})
+    pose_source: str = dc_field(default="tf", metadata={
+        "choices": ("tf", "topic", "static"),
+        "help": "camera pose of each frame: tf (world_frame <- the image's frame_id at its stamp, from /tf and "
+                "/tf_static), topic (pose_topic) or static (camera_position / camera_orientation)"})
     pose_topic: str = dc_field(default="", metadata={
-        "help": "geometry_msgs/PoseStamped of the camera optical frame in world_frame; empty = static pose "
-                "from camera_position / camera_orientation"})
+        "help": "geometry_msgs/PoseStamped of the camera optical frame in world_frame (pose_source topic)"})
+    tf_fallback_static: bool = dc_field(default=True, metadata={
+        "help": "pose_source tf: when TF has no chain world_frame <- image frame at all, use camera_position / "
+                "camera_orientation (WARN no_transform) instead of skipping the frame"})
+    tf_tolerance_s: float = dc_field(default=0.05, metadata={
+        "range": (0.0, 1.0), "help": "pose_source tf: a stamp this close past the known transforms uses the "
+                                     "nearest one (beyond it the frame is skipped)"})
+    tf_cache_s: float = dc_field(default=10.0, metadata={"range": (0.1, 600.0),
+                                                         "help": "pose_source tf: seconds of /tf history kept"})
+    tf_wait_s: float = dc_field(default=0.5, metadata={
+        "range": (0.0, 10.0), "help": "pose_source tf: hold a frame newer than the newest /tf this long for its "
+                                      "transform (frames keep their order), then skip it"})
     world_frame: str = dc_field(default="world", metadata={"help": "frame of the published control points"})
     camera_position: tuple = dc_field(default=(0.0, 0.0, 0.0), metadata={
         "help": "static camera optical frame position in world_frame (x, y, z metres)"})
@@ -83,8 +116,11 @@ class TracerConfig:
                                                          "help": "most curves drawn in ~/markers"})
     forecast_s: float = dc_field(default=0.5, metadata={"range": (0.0, 10.0), "dynamic": True,
                                                         "help": "forecast drawn after each curve (s)"})
-    cloud_min_confidence: float = dc_field(default=0.5, metadata={"range": (0.0, 1e6), "dynamic": True,
-                                                                  "help": "confidence threshold of ~/fused_points"})
+    cloud_min_confidence: float = dc_field(default=0.5, metadata={"range": (0.0, 1.0), "dynamic": True,
+                                                                  "help": "confidence threshold of ~/fused_points "
+                                                                          "(confidence in [0, 1])"})
+    publish_latest: bool = dc_field(default=True, metadata={
+        "dynamic": True, "help": "publish ~/trajectory_field_latest (the newest frame's curves only)"})
     diagnostics_period_s: float = dc_field(default=1.0, metadata={"range": (0.05, 60.0),
                                                                   "help": "period of /diagnostics"})
     stale_timeout_s: float = dc_field(default=2.0, metadata={"range": (0.1, 600.0),
@@ -98,13 +134,25 @@ class TracerConfig:
     def __post_init__(self):
         validate_fields(self)
         self.static_pose()  # raises on a malformed camera_position / camera_orientation
-        for name in ("color_topic", "depth_topic", "info_topic"):
+        for name in ("color_topic", "depth_topic", "info_topic", "world_frame"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must not be empty")
+        if self.pose_source == "topic" and not self.pose_topic:
+            raise ValueError("pose_source topic needs pose_topic (a geometry_msgs/PoseStamped topic)")
 
     def static_pose(self) -> np.ndarray:
         """[4, 4] world <- camera optical from camera_position / camera_orientation."""
         return convert.static_camera_pose(self.camera_position, self.camera_orientation)
+
+
+def _configure_only() -> frozenset:
+    import dataclasses
+
+    return frozenset(f.name for cls in (TracerConfig, StreamConfig) for f in dataclasses.fields(cls)
+                     if not f.metadata.get("dynamic", False))
+
+
+_CONFIGURE_ONLY = _configure_only()  # parameters read by configure (rejected while configured)
 
 
 class TracerNode(LifecycleNode):
@@ -134,6 +182,10 @@ class TracerNode(LifecycleNode):
         self._K = None
         self._info_size = None
         self._poses: collections.deque = collections.deque(maxlen=200)
+        self._tf: TfBuffer | None = None
+        self._tf_pending: collections.deque = collections.deque()  # (wall deadline, colour, depth) awaiting /tf
+        self._tf_unjoined: tuple | None = None  # TF frames known when a chain was still missing after tf_wait_s
+        self._backend_label = ""
         self._last_frame_wall: float | None = None
         self._activated_wall: float | None = None
         self._field_latency_ms: collections.deque = collections.deque(maxlen=200)
@@ -143,6 +195,13 @@ class TracerNode(LifecycleNode):
 
     def _on_set_parameters(self, params):
         res = validate_updates(self, (TracerConfig, StreamConfig), params)
+        if res.successful and self._state != "unconfigured":
+            fixed = sorted(p.name for p in params if p.name in _CONFIGURE_ONLY)
+            if fixed:
+                res = SetParametersResult(successful=False, reason=(
+                    f"{', '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} read by configure and the tracer is "
+                    f"{self._state}: deactivate and clean it up (lifecycle transitions), set, configure again; "
+                    f"or restart the node with the new value"))
         if not res.successful:
             self.get_logger().error(f"rejected parameter update: {res.reason}")
         return res
@@ -188,15 +247,23 @@ class TracerNode(LifecycleNode):
             self._problems.pop("backend", None)
             self._problems.pop("config", None)
         self.cfg, self.stream_cfg, self.predictor = cfg, scfg, predictor
+        try:
+            self._backend_label = convert.backend_label(predictor.backend)
+        except OSError as e:  # the checkpoint file went away after loading: name it without its hash
+            self._backend_label = f"{scfg.backend}:{scfg.checkpoint or scfg.preset}"
+            self.problem("backend", WARN, f"cannot hash the checkpoint for the backend name: {e}")
+        if cfg.pose_source == "tf":
+            self._tf = TfBuffer(cache_s=cfg.tf_cache_s, tolerance_s=cfg.tf_tolerance_s)
         self._sync = ApproxTimeSync(2, cfg.sync_slop_s, cfg.sync_queue, restart_after=scfg.max_gap_s)
         reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
         self._field_pub = self.create_lifecycle_publisher(TrajectoryFieldMsg, "~/trajectory_field", reliable)
+        self._latest_pub = self.create_lifecycle_publisher(TrajectoryFieldMsg, "~/trajectory_field_latest", reliable)
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, "~/markers", reliable)
         self._cloud_pub = self.create_lifecycle_publisher(PointCloud2, "~/fused_points", reliable)
         self._publishers_made = True
         self._timer = self.create_timer(cfg.diagnostics_period_s, self._tick)
         self._state = "inactive"
-        self.get_logger().info(f"configured: backend={scfg.backend} device={predictor.stats()['device']} "
+        self.get_logger().info(f"configured: backend={self._backend_label} device={predictor.stats()['device']} "
                                f"window={scfg.window} step={scfg.step} field_stride={scfg.field_stride}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -207,13 +274,21 @@ class TracerNode(LifecycleNode):
             self.create_subscription(Image, cfg.depth_topic, lambda m: self._on_image(1, m), qos_profile_sensor_data),
             self.create_subscription(CameraInfo, cfg.info_topic, self._on_info, qos_profile_sensor_data),
         ]
-        if cfg.pose_topic:
+        if cfg.pose_source == "topic":
             self._subs.append(self.create_subscription(PoseStamped, cfg.pose_topic, self._on_pose, 10))
+        elif cfg.pose_source == "tf":
+            static_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self._subs += [self.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), 100),
+                           self.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True),
+                                                    static_qos)]
         self.predictor.start()
         self._activated_wall = time.monotonic()
         self._state = "active"
-        self.get_logger().info(f"active: colour {cfg.color_topic}, depth {cfg.depth_topic}, info {cfg.info_topic}"
-                               + (f", pose {cfg.pose_topic}" if cfg.pose_topic else ", static camera pose"))
+        pose = {"topic": f"pose {cfg.pose_topic}", "static": "static camera pose",
+                "tf": f"pose from TF ({cfg.world_frame} <- image frame)"}[cfg.pose_source]
+        self.get_logger().info(f"active: colour {cfg.color_topic}, depth {cfg.depth_topic}, info {cfg.info_topic}, "
+                               f"{pose}")
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
@@ -224,6 +299,7 @@ class TracerNode(LifecycleNode):
             self.predictor.stop()
         if self._sync is not None:
             self._sync.clear()
+        self._tf_pending.clear()
         self._state = "inactive"
         return super().on_deactivate(state)
 
@@ -249,7 +325,7 @@ class TracerNode(LifecycleNode):
         if self._timer is not None:
             self.destroy_timer(self._timer)
         if self._publishers_made:
-            for p in (self._field_pub, self._marker_pub, self._cloud_pub):
+            for p in (self._field_pub, self._latest_pub, self._marker_pub, self._cloud_pub):
                 self.destroy_lifecycle_publisher(p)
             self._publishers_made = False
         problems = self._problems
@@ -278,9 +354,62 @@ class TracerNode(LifecycleNode):
                                              f"world_frame is {self.cfg.world_frame!r}; set world_frame to match")
         self._poses.append((convert.stamp_to_sec(msg.header.stamp), T))
 
-    def _pose_at(self, stamp: float) -> np.ndarray | None:
-        if not self.cfg.pose_topic:
+    def _on_tf(self, msg, static: bool):
+        tf = self._tf
+        if tf is None:
+            return
+        try:
+            add_tf_message(tf, msg, static)
+        except ValueError as e:
+            self.problem("tf", WARN, f"bad transform on {'/tf_static' if static else '/tf'}: {e}")
+        if tf.conflicts:
+            self.problem("tf_conflict", WARN, f"frame(s) {sorted(tf.conflicts)} arrive on both /tf and /tf_static; "
+                                              f"publish a moving frame on /tf only and a fixed one on /tf_static only")
+        self._flush_pending()
+
+    def _flush_pending(self):
+        """Retry the frames held for their transform, oldest first; skip those past tf_wait_s."""
+        while self._tf_pending:
+            deadline, color, depth = self._tf_pending[0]
+            expired = time.monotonic() > deadline
+            if self._handle_pair(color, depth, queued=True, can_wait=not expired) == "wait":
+                return
+            self._tf_pending.popleft()
+
+    def _pose_from_tf(self, frame_id: str, stamp: float, can_wait: bool = False):
+        cfg = self.cfg
+        if not frame_id:
+            self.problem("no_transform", ERROR, f"colour image on {cfg.color_topic} has an empty header.frame_id: "
+                                                f"the camera pose cannot be looked up; set the driver's frame id")
+            return None
+        try:
+            T = self._tf.lookup(cfg.world_frame, frame_id, stamp)
+        except TransformError as e:
+            if can_wait and cfg.tf_wait_s > 0:
+                if e.future:
+                    return "wait"      # the frame's /tf is on its way
+                frames = tuple(self._tf.frames())
+                if e.kind != "extrapolation" and frames != self._tf_unjoined:
+                    return "wait"      # e.g. /tf_static came first, the moving camera's /tf comes next
+            elif e.kind != "extrapolation":
+                self._tf_unjoined = tuple(self._tf.frames())  # no chain after waiting: the next frames need not wait
+            self._counts["no_transform"] += 1
+            if e.kind != "extrapolation" and cfg.tf_fallback_static:
+                self.problem("no_transform", WARN, f"{e}; using camera_position / camera_orientation "
+                                                   f"(tf_fallback_static)")
+                return cfg.static_pose()
+            self.problem("no_transform", WARN, f"{e}; frame skipped")
+            return None
+        with self._lock:
+            self._problems.pop("no_transform", None)
+        return T
+
+    def _pose_at(self, stamp: float, frame_id: str = "", can_wait: bool = False):
+        """[4, 4] world <- optical of a frame, None (skip it) or "wait" (its /tf has not arrived yet)."""
+        if self.cfg.pose_source == "static":
             return self.cfg.static_pose()
+        if self.cfg.pose_source == "tf":
+            return self._pose_from_tf(frame_id, stamp, can_wait)
         if not self._poses:
             self.problem("pose", WARN, f"no camera pose received on {self.cfg.pose_topic} yet; frames are skipped")
             return None
@@ -309,7 +438,16 @@ class TracerNode(LifecycleNode):
             return
         self._handle_pair(*pair)
 
-    def _handle_pair(self, color: Image, depth: Image):
+    def _handle_pair(self, color: Image, depth: Image, queued: bool = False, can_wait: bool = True):
+        """Decode and push one synchronised pair; returns "wait" when it is held for its transform."""
+        if not queued and self._tf_pending:  # behind frames that wait for /tf: keep the order
+            self._tf_pending.append((time.monotonic() + self.cfg.tf_wait_s, color, depth))
+            while len(self._tf_pending) > 2 * self.cfg.sync_queue:
+                self._tf_pending.popleft()
+                self.problem("no_transform", WARN, f"more than {2 * self.cfg.sync_queue} frames wait for /tf; "
+                                                   f"the oldest is skipped")
+            self._flush_pending()
+            return None
         stamp = convert.stamp_to_sec(color.header.stamp)
         self._last_frame_wall = time.monotonic()
         with self._lock:
@@ -323,6 +461,12 @@ class TracerNode(LifecycleNode):
         except convert.ConversionError as e:
             self.problem("encoding", ERROR, f"{self.cfg.color_topic}: {e}")
             return
+        if color.encoding.lower() in ("mono8", "8uc1"):
+            self._counts["mono_frames"] += 1
+            self.problem("mono_colour", WARN, f"{self.cfg.color_topic} is {color.encoding}: used as grey (R = G = B); "
+                                              f"the learned matcher and the network were trained on colour, so "
+                                              f"fields are less accurate. Stream colour (realsense-ros: "
+                                              f"rgb_camera.color_format:=RGB8)")
         try:
             d = convert.image_to_depth(depth, self.cfg.depth_scale)
         except convert.ConversionError as e:
@@ -333,7 +477,11 @@ class TracerNode(LifecycleNode):
                                                f"is {rgb.shape[1]}x{rgb.shape[0]}: info_topic must belong to "
                                                f"color_topic")
             return
-        T = self._pose_at(stamp)
+        T = self._pose_at(stamp, color.header.frame_id, can_wait)
+        if isinstance(T, str):
+            if not queued:
+                self._tf_pending.append((time.monotonic() + self.cfg.tf_wait_s, color, depth))
+            return "wait"
         if T is None:
             return
         self._camera_frame = color.header.frame_id
@@ -357,10 +505,14 @@ class TracerNode(LifecycleNode):
         stride = int(self._param("publish_stride"))
         if stride > 1:
             pub_field = field.subsample(stride)
-        backend = field.meta.get("backend", self.stream_cfg.backend)
+        backend = self._backend_label or str(field.meta.get("backend", self.stream_cfg.backend))
         msg = convert.field_to_msg(pub_field, stamp=stamp, frame_id=self.cfg.world_frame,
-                                   camera_frame_id=self._camera_frame, backend=str(backend))
+                                   camera_frame_id=self._camera_frame, backend=backend)
         self._field_pub.publish(msg)
+        if self._param("publish_latest"):
+            self._latest_pub.publish(convert.field_to_msg(pub_field.select_frames([-1]), stamp=stamp,
+                                                          frame_id=self.cfg.world_frame,
+                                                          camera_frame_id=self._camera_frame, backend=backend))
         now_ros = self.get_clock().now().nanoseconds * 1e-9
         with self._lock:
             self._published += 1
@@ -370,13 +522,15 @@ class TracerNode(LifecycleNode):
                 field, stamp, max_curves=int(self._param("marker_curves")),
                 forecast_s=float(self._param("forecast_s"))))
         if self._param("publish_cloud") and self._cloud_pub.get_subscription_count() > 0:
-            pts, conf, _ = field.fuse(stamp, float(self._param("cloud_min_confidence")))
+            unit = field._replace(confidence=convert.unit_confidence(field.confidence))
+            pts, conf, _ = unit.fuse(stamp, float(self._param("cloud_min_confidence")))
             self._cloud_pub.publish(convert.make_point_cloud(pts, stamp, self.cfg.world_frame, confidence=conf))
 
     def _on_stream_error(self, exc: Exception):
         self.problem("backend_runtime", ERROR, f"backend failed on a window: {type(exc).__name__}: {exc}")
 
     def _tick(self):
+        self._flush_pending()
         if self._state == "active":
             ref = self._last_frame_wall or self._activated_wall
             if ref is not None and time.monotonic() - ref > self.cfg.stale_timeout_s:
@@ -403,6 +557,12 @@ class TracerNode(LifecycleNode):
             level, msg = lvl, f"{key}: {text}"
         st.level, st.message = level, msg
         values = {"state": self._state, "fields_published": published}
+        if self.cfg is not None:
+            values["pose_source"] = self.cfg.pose_source
+        if self._backend_label:
+            values["backend_label"] = self._backend_label
+        if self._tf is not None:
+            values["tf_frames"] = " ".join(self._tf.frames())
         if self.predictor is not None:
             s = self.predictor.stats()
             values.update({k: s[k] for k in ("fields_hz", "kept_hz", "latency_p50_ms", "latency_p95_ms",

@@ -13,7 +13,7 @@ from traceany_ros.msg import TrajectoryField as TrajectoryFieldMsg
 def make_field(seed: int) -> TrajectoryField:
     rng = np.random.default_rng(seed)
     cp = rng.normal(size=(5, 6, 7, 10, 3)).astype(np.float32)
-    conf = rng.random((5, 6, 7)).astype(np.float32) + 1.0
+    conf = rng.random((5, 6, 7)).astype(np.float32)  # [0, 1], the message's scale
     times = 1_750_000_000.0 + np.cumsum(rng.uniform(0.03, 0.07, size=5))
     return TrajectoryField(cp, conf, times, stride=4, pixel_offset=2, image_size=(24, 28), frame_id="odom",
                            time_span=(times[0], times[-1] + 0.1), meta={"backend": "test:seed%d" % seed})

@@ -38,8 +38,9 @@ class InterceptConfig:
     reach_x / reach_y: where the gripper may go (world).
     max_horizon_s: furthest forecast considered.
     top_band / pool_radius / min_track_confidence: which curves vote in the forecast (see object_forecast).
-    forecast_s: seconds of forecast asked of a backend that has its own (``supports_forecast``);
-        past them, and for every other backend, the curves continue along their end tangents.
+    forecast_s: seconds of forecast asked of a backend that has its own (``supports_forecast``): the
+        horizon the intercept needs (it meets the object 1-2 s ahead); past them, and for every other
+        backend, the curves continue along their end tangents.
     """
 
     speed: float = 0.6
@@ -58,7 +59,7 @@ class InterceptConfig:
     pool_radius: float = 0.04
     min_track_confidence: float = 0.75
     segment: SegmentConfig = SegmentConfig(min_displacement=0.02, displacement_weight=1.0)
-    forecast_s: float = 0.3
+    forecast_s: float = 2.0
 
 
 def travel_time(a: np.ndarray, b: np.ndarray, config: InterceptConfig) -> float:
@@ -86,14 +87,11 @@ def plan_intercept_from_track(position, velocity, t_now: float, ee_start, config
     track = track or (lambda tau: p + v * tau)
     ee = np.asarray(ee_start, np.float64)
     heading_now = float(np.arctan2(v[1], v[0])) if np.linalg.norm(v[:2]) > 1e-6 else 0.0
-    for tau in np.arange(0.0, config.max_horizon_s, config.dt):
-        c = np.asarray(track(tau), np.float64)
-        # closing axis (sin yaw, -cos yaw) across the path where the object will meet it: the two
-        # fingers, a little apart, form a fork narrower than the object, which cradles it instead of
-        # letting it slide off one finger
-        ahead = np.asarray(track(tau + config.dt), np.float64) - c
-        heading = float(np.arctan2(ahead[1], ahead[0])) if np.linalg.norm(ahead[:2]) > 1e-6 else heading_now
-        q = top_down_quaternion(heading)
+    taus = np.arange(0.0, config.max_horizon_s + config.dt, config.dt)
+    many = getattr(track, "many", None)  # a forecast that evaluates all times at once
+    path = np.asarray(many(taus) if many is not None else np.stack([track(x) for x in taus]), np.float64)
+    for i, tau in enumerate(taus[:-1]):
+        c = path[i]
         if not (config.reach_x[0] <= c[0] <= config.reach_x[1] and config.reach_y[0] <= c[1] <= config.reach_y[1]):
             continue
         block = np.array([c[0], c[1], config.block_height])
@@ -101,6 +99,12 @@ def plan_intercept_from_track(position, velocity, t_now: float, ee_start, config
         t_ready = (elapsed_s + config.compute_margin_s + config.actuation_delay_s
                    + travel_time(ee, hover, config) + travel_time(hover, block, config))
         if t_ready + config.margin_s <= tau:
+            # closing axis (sin yaw, -cos yaw) across the path where the object will meet it: the two
+            # fingers, a little apart, form a fork narrower than the object, which cradles it instead of
+            # letting it slide off one finger
+            ahead = path[i + 1] - c
+            heading = float(np.arctan2(ahead[1], ahead[0])) if np.linalg.norm(ahead[:2]) > 1e-6 else heading_now
+            q = top_down_quaternion(heading)
             wps = [Waypoint("pre-block", hover, q, config.block_opening, config.speed),
                    Waypoint("block", block, q, config.block_opening, config.speed)]
             return Plan(success=True, message="ok", waypoints=wps, grasp=wps[1],
@@ -151,9 +155,15 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
     if len(cp) < 3:  # fall back on the last frame's object pixels
         cp = fld.control_points[last, seg.pixels[:, 0], seg.pixels[:, 1]]
 
-    def track(tau: float) -> np.ndarray:
-        x = evaluate(cp, np.atleast_1d(fld.normalized_time(t_end + tau)))[:, 0]
+    def many(taus) -> np.ndarray:
+        """[M,3] forecast centre at each of taus [M] (s after now)."""
+        x = evaluate(cp, fld.normalized_time(t_end + np.asarray(taus, np.float64)))  # [N, M, 3]
         return np.median(x, axis=0)
+
+    def track(tau: float) -> np.ndarray:
+        return many([tau])[0]
+
+    track.many = many
 
     centre = track(0.0)
     vel = (track(0.5) - centre) / 0.5
@@ -197,6 +207,6 @@ def plan_intercept(window, backend, ee_start, config: InterceptConfig = Intercep
     forecast_s = float(fld.time_span[1] - fld.times[-1])
     plan.info.update(field=fld, backend=getattr(backend, "name", ""), forecast_s=forecast_s,
                      method="field-forecast" if forecast_s > 0 else "field-end-tangent",
-                     forecast=np.stack([track(t) for t in np.arange(0, 2.0, 0.1)]))
+                     forecast=track.many(np.arange(0, 2.0, 0.1)))
     plan.planning_time_s = time.perf_counter() - t0
     return plan

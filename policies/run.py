@@ -13,10 +13,18 @@ import time
 
 import numpy as np
 
-PLANNERS = ("trajfield", "flow", "flow-rigid", "static", "oracle")
+PLANNERS = ("trajfield", "flow", "flow-rigid", "static", "oracle", "oracle-field")
 # planning is timed (the intercept's box moves on meanwhile): the planners' flow-rigid (tracker preset
 # "planners") leaves out the segment ICP and the carried track ends, and runs DIS at half resolution
 PLANNER_BACKEND_OPTIONS = {"flow-rigid": {"preset": "planners"}}
+
+
+def _warm_imports() -> None:
+    """What the planners import on their first plan (segmentation graphs, k-d trees, rotations, ICP)."""
+    import open3d  # noqa: F401
+    import scipy.sparse.csgraph  # noqa: F401
+    import scipy.spatial  # noqa: F401
+    from scipy.spatial.transform import Rotation  # noqa: F401
 
 
 class FieldPlanner:
@@ -37,6 +45,7 @@ class FieldPlanner:
         import traceany_ros.policies.intercept  # noqa: F401
         import traceany_ros.policies.rearrange  # noqa: F401
 
+        _warm_imports()
         rng = np.random.default_rng(0)
         h, w = 192, 256
         rgb = rng.integers(0, 255, (2, h, w, 3), dtype=np.uint8)
@@ -62,6 +71,24 @@ class FieldPlanner:
             frames = task.observations or task.observe()
             return plan_intercept(frame_window(frames), self.backend, task.ee_pose[0])
         raise ValueError(f"task {getattr(task, 'name', task)!r} has neither a goal image nor observe()")
+
+
+class OracleFieldPlanner(FieldPlanner):
+    """The field planners on a perfect field (:class:`traceany_ros.policies.oracle.OracleFieldBackend`):
+    what they make of a field that is exactly right, the mark a learned backend aims at."""
+
+    def __init__(self, grasp_config=None):
+        super().__init__(None, "oracle-field", warm_up=False, grasp_config=grasp_config)
+        import traceany_ros.policies.articulated  # noqa: F401
+        import traceany_ros.policies.rearrange  # noqa: F401
+
+        _warm_imports()
+
+    def __call__(self, task):
+        from traceany_ros.policies.oracle import OracleFieldBackend
+
+        self.backend = OracleFieldBackend(task)
+        return super().__call__(task)
 
 
 class OraclePlanner:
@@ -103,6 +130,8 @@ def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", 
     gcfg = GraspConfig(motion_source=grasp_motion)
     if name == "oracle":
         return OraclePlanner()
+    if name == "oracle-field":
+        return OracleFieldPlanner(grasp_config=gcfg)
     if name in ("flow", "flow-rigid", "static"):
         return FieldPlanner(make_backend(name, **PLANNER_BACKEND_OPTIONS.get(name, {})), name, grasp_config=gcfg)
     if name == "trajfield":

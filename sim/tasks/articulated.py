@@ -34,6 +34,7 @@ class ArticulatedTaskConfig:
     handle_height: float = 0.04
     handle_inset: float = 0.022
     opening_deg: tuple[float, float] = (40.0, 75.0)
+    panel_yaw_deg: float = 35.0
     joint_friction: float = 0.25
     panel_mass: float = 0.3
     angle_tol_deg: float = 7.0
@@ -65,7 +66,9 @@ class ArticulatedGoalTask(Task):
         cl = env.client
         self.hinge = np.array([r.uniform(*c.hinge_x), r.uniform(*c.hinge_y)])
         self.length = float(r.uniform(*c.panel_length))
-        self.yaw0 = float(r.uniform(-np.pi, np.pi))
+        # closed, the panel runs across the camera's view (within panel_yaw_deg of the y axis, either way)
+        self.yaw0 = float((np.pi / 2 if r.uniform() < 0.5 else -np.pi / 2)
+                          + np.deg2rad(r.uniform(-c.panel_yaw_deg, c.panel_yaw_deg)))
         side = 1.0 if r.uniform() < 0.5 else -1.0
         self.goal_angle = side * np.deg2rad(r.uniform(*c.opening_deg))
         ph, pt, L = c.panel_height, c.panel_thickness, self.length
@@ -159,6 +162,11 @@ class ArticulatedGoalTask(Task):
         pos = float(np.linalg.norm(self.handle_pose()[:2, 3] - self.handle_pose(self.goal_angle)[:2, 3]))
         return {"success": ok, "grasp_success": self.grasp_success(), "place_success": ok,
                 "pos_error_cm": 100 * pos, "rot_error_deg": self.angle_error_deg()}
+
+    def part_motion(self, body: int, link: int) -> np.ndarray:
+        if body == self.door and link >= 0:
+            return self.handle_pose(self.goal_angle) @ np.linalg.inv(self.handle_pose(self.start_angle))
+        return np.eye(4)
 
     def oracle_info(self) -> dict:
         """Ground truth for the oracle: the handle's pose now and at the goal [4,4], its half size, the

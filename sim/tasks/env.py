@@ -48,6 +48,7 @@ class Observation:
     cam_to_world: np.ndarray
     time: float
     body: np.ndarray | None = field(default=None, repr=False)  # segmentation: ground truth, tasks/oracle only
+    link: np.ndarray | None = field(default=None, repr=False)  # link index of each pixel's body (-1 = base)
 
 
 def frame_window(observations: list[Observation]):
@@ -150,10 +151,10 @@ class TableEnv:
             self.step()
 
     def render(self, with_seg: bool = True) -> Observation:
-        rgb, depth, body, _ = cam.render(self.client, self.cam_to_world, self.config.camera)
+        rgb, depth, body, link = cam.render(self.client, self.cam_to_world, self.config.camera)
         return Observation(rgb=rgb, depth=depth, intrinsics=self.intrinsics.copy(),
                            cam_to_world=self.cam_to_world.copy(), time=self.time,
-                           body=body if with_seg else None)
+                           body=body if with_seg else None, link=link if with_seg else None)
 
     # ------------------------------------------------------------------ execution
     def execute(self, plan, on_waypoint=None) -> dict:
@@ -204,6 +205,19 @@ class Task:
     def render(self) -> Observation:
         """Current RGB-D view (OpenCV optical, 256x192 by default)."""
         return self.env.render()
+
+    def segmentation(self) -> tuple[np.ndarray, np.ndarray]:
+        """(body [H,W], link [H,W]) ids of the current view (ground truth: the oracle-field only)."""
+        obs = self.env.render()
+        return obs.body, obs.link
+
+    def goal_segmentation(self) -> tuple[np.ndarray, np.ndarray]:
+        """(body, link) ids of the goal image (goal tasks; ground truth: the oracle-field only)."""
+        return self.goal_observation.body, self.goal_observation.link
+
+    def part_motion(self, body: int, link: int) -> np.ndarray:
+        """[4,4] true world motion start -> goal of a body's link (goal tasks; identity = stays)."""
+        return np.eye(4)
 
     @property
     def ee_pose(self):

@@ -112,12 +112,30 @@ class InterceptTask(Task):
         c, env = self.config, self.env
         steps = int(round(1.0 / (c.clip_rate * env.config.time_step)))
         obs = [env.render()]
+        self._centres = [(env.time, self._centre())]
         for _ in range(c.clip_frames - 1):
             for _ in range(steps):
                 env.step()
             obs.append(env.render())
+            self._centres.append((env.time, self._centre()))
         self.observations = obs
         return obs
+
+    def _centre(self) -> np.ndarray:
+        return np.array(self.env.client.getBasePositionAndOrientation(self.target)[0])
+
+    def future_path(self, tau: float) -> np.ndarray:
+        """Where the undisturbed box's centre is ``tau`` s after now (ground truth: straight on)."""
+        return self._centre() + self.velocity * tau
+
+    def centre_at(self, t: float) -> np.ndarray:
+        """The box's true centre at simulation time ``t`` (s): recorded over the clip, its undisturbed
+        path after now (ground truth: the oracle-field only)."""
+        ts = np.array([c[0] for c in self._centres])
+        if t <= ts[-1] + 1e-9:
+            cs = np.stack([c[1] for c in self._centres])
+            return np.array([np.interp(t, ts, cs[:, k]) for k in range(3)])
+        return self.future_path(t - self.env.time)
 
     # ------------------------------------------------------------------ acting
     def execute(self, plan, record: bool = False) -> dict:
@@ -226,7 +244,7 @@ class CurvedInterceptTask(InterceptTask):
         self.direction = np.array([np.cos(self._heading), np.sin(self._heading), 0.0])
         self.velocity = self.speed_value * self.direction
 
-    def path(self, tau: float) -> np.ndarray:
+    def future_path(self, tau: float) -> np.ndarray:
         """Where the undisturbed box's centre is ``tau`` s after now (the driven arc; ground truth)."""
         p = np.array(self.env.client.getBasePositionAndOrientation(self.target)[0])
         h0, w, v = self._heading, self.turn_rate, self.speed_value
@@ -235,5 +253,5 @@ class CurvedInterceptTask(InterceptTask):
 
     def oracle_info(self) -> dict:
         info = super().oracle_info()
-        info["track"] = self.path
+        info["track"] = self.future_path
         return info

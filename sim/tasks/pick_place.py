@@ -171,6 +171,9 @@ class GoalImageTask(Task):
                 "pos_error_cm": 100 * pos, "rot_error_deg": yaw}
 
     # ------------------------------------------------------------------ ground truth (oracle only)
+    def part_motion(self, body: int, link: int) -> np.ndarray:
+        return self.goal_pose @ np.linalg.inv(self.start_pose) if body == self.target else np.eye(4)
+
     def oracle_info(self) -> dict:
         """Ground truth for the oracle: start/goal poses [4,4], half extents [3], body id."""
         return {"start_pose": self.start_pose.copy(), "goal_pose": self.goal_pose.copy(),
@@ -378,6 +381,12 @@ class RearrangeGoalTask(GoalImageTask):
         return {"success": ok, "grasp_success": self.grasp_success(), "place_success": ok,
                 "pos_error_cm": 100 * max(e[0] for e in errs), "rot_error_deg": max(e[1] for e in errs),
                 "num_objects": len(self.targets)}
+
+    def part_motion(self, body: int, link: int) -> np.ndarray:
+        if body in self.targets:
+            i = self.targets.index(body)
+            return self.goal_poses[i] @ np.linalg.inv(self.start_poses[i])
+        return np.eye(4)
 
     def oracle_info(self) -> dict:
         """Ground truth for the oracle: per moved box its start / goal pose [4,4] and half extents [3]."""

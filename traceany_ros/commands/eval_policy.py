@@ -14,12 +14,19 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval-policy", help="closed-loop success rate of a planner on a simulated task")
-    p.add_argument("--task", required=True, help="pick-place-goal | stack-goal | intercept")
+    from traceany_ros.sim.tasks import TASK_HELP, TASK_NAMES
+
+    tasks = "; ".join(f"{k}: {v}" for k, v in TASK_HELP.items())
+    p = sub.add_parser("eval-policy", help="closed-loop success rate of a planner on a simulated task",
+                       description="Closed-loop success rate of a planner on a seeded simulated task. Tasks: "
+                                   + tasks + ".")
+    p.add_argument("--task", required=True, choices=list(TASK_NAMES), help=tasks)
     p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--planner", default="flow", choices=["trajfield", "flow", "flow-rigid", "static", "oracle"],
-                   help="trajfield = model backend (needs a checkpoint), flow = optical-flow backend, "
-                        "static = no-motion backend (baseline), oracle = ground truth")
+    p.add_argument("--planner", default="flow-rigid",
+                   choices=["trajfield", "flow", "flow-rigid", "static", "oracle", "oracle-field"],
+                   help="trajfield = the network backend (the shipped checkpoint, or --checkpoint), flow / flow-rigid = "
+                        "optical-flow backends, static = no-motion backend (baseline), oracle = ground-truth "
+                        "plans, oracle-field = the field planners on a ground-truth field (their upper bound)")
     p.add_argument("--grasp-motion", default="field", choices=["field", "registration"],
                    help="goal-image tasks: object motion from the field's own tracks (field: confidence-weighted "
                         "Kabsch, refined by registration inside a trust region at most), or from goal "

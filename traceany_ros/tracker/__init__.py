@@ -1,4 +1,4 @@
-"""The classical tracker behind the ``flow`` and ``flow-rigid`` backends (and the ``tiny`` model's flow prior);
+"""The classical tracker behind the ``flow`` and ``flow-rigid`` backends;
 the method: ``docs/method.md``, section 6.
 
     flow.py            optical flow chained over a window, lifted to 3D with depth, fitted with the B-spline;

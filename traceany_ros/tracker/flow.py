@@ -12,7 +12,7 @@ prior). The samples are fitted with the project's one B-spline
 
 Options (``FlowConfig``): RGB-D flow (:func:`rgbd_flow`, DIS also on log-depth images) and learned
 matches (:func:`learned_flow`: DIS started from the coarse matches of :mod:`traceany_ros.tracker.matcher`);
-``TRACKERS`` names the tracker of each use: the backends offline, the tracer, the planners, the model's prior.
+``TRACKERS`` names the tracker of each use: the backends offline, the tracer, the planners.
 
 Confidence of a field pixel: valid depth at its own frame times the fraction
 of frames its track stayed alive.
@@ -39,8 +39,7 @@ _RIGID = {"depth_jump_abs": 0.04, "rigid": True}
 _STITCH = {"stitch": STITCH_DISTANCE, "stitch_parts": True}
 _OFFLINE = {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0, "learned_matches": True, "icp": True, **_STITCH,
             **ENDS, "method": "dis_fine"}
-# The named trackers, one per use: FlowConfig overrides (stride and K come from the caller; a model's prior takes
-# its optical flow method from the model's config, ``ModelConfig.flow_method``).
+# The named trackers, one per use: FlowConfig overrides (stride and K come from the caller).
 TRACKERS = {
     # the ``flow`` backend: chained DIS, a lost point holds its last position
     "plain": {},
@@ -54,14 +53,6 @@ TRACKERS = {
     "stream": {**_OFFLINE, "depth_flow": False, "icp": False, **ENDS_OFF, "method": "dis_medium"},
     # the planners' ``flow-rigid`` (``policies/run.py``): the offline tracker without segment ICP or carried ends
     "planners": {**_OFFLINE, "icp": False, **ENDS_OFF, "method": "dis_medium"},
-    # the ``tiny`` model's flow prior as shipped: the offline tracker with stitching, joining and the neighbours'
-    # motion past the ends (not extend_track_ends), the depth images' flow by "dis_fine_novr_s4"
-    "prior": {**_RIGID, "depth_flow": True, "depth_flow_margin": 1.0, "learned_matches": True, "icp": True, **_STITCH,
-              "join_next": JOIN_NEXT, "neighbour_reach": NEIGHBOUR_REACH, "depth_flow_method": "dis_fine_novr_s4"},
-    # a lighter prior for latency: grey flow from the matcher, stitching and joining
-    "prior-fast": {**_RIGID, "learned_matches": True, **_STITCH, "join_next": JOIN_NEXT},
-    # the prior the ``tiny`` and ``base`` presets train on: grey flow from the matcher, rigid parts
-    "prior-train": {**_RIGID, "learned_matches": True},
 }
 
 
@@ -147,24 +138,6 @@ class FlowConfig:
             raise ValueError("learned_matches refines the matcher's matches with DIS; use a dis_* method, not farneback")
 
 
-def config_digest(config: FlowConfig) -> str:
-    """First 8 hex digits of a SHA-1 over every option a FlowConfig tracks with: its own fields and the
-    RigidConfig / IcpConfig it resolves to (their defaults included), so stored fields computed with other
-    options (or older defaults) are never mistaken for this config's."""
-    import hashlib
-
-    parts = [repr(config)]
-    if config.rigid:
-        from traceany_ros.tracker.rigid import RigidConfig
-
-        parts.append(repr(RigidConfig(**dict(config.rigid_options))))
-    if config.icp:
-        from traceany_ros.tracker.icp import IcpConfig
-
-        parts.append(repr(IcpConfig(**dict(config.icp_options))))
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:8]
-
-
 def _gray(rgb: np.ndarray) -> np.ndarray:
     import cv2
 
@@ -185,7 +158,7 @@ def _dis(method: str):
 
     "dis_fine": the medium preset down to full resolution, where the presets stop at half (~4x the time);
     "dis_fine_novr": the same without the variational refinement (DIS's smoothing of the patch flow at
-    every scale; ~2/3 of dis_fine's time; the ``prior`` preset uses it on the grey images);
+    every scale; ~2/3 of dis_fine's time);
     "dis_fine_novr_s4": that with patches every 4 pixels instead of 3 (~1/3 of dis_fine's time; for the
     smooth depth images, where it costs nothing on val).
     """

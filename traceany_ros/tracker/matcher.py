@@ -19,7 +19,7 @@ transposed: :func:`match_pair` runs once per pair and returns both directions.
 
 Trained on the simulator's dense ground truth (``traceany train-matcher``,
 :mod:`traceany_ros.tracker.train_matcher`); the shipped weights are ``checkpoints/matcher.pt``.
-Checkpoints use the project's one format (:mod:`traceany_ros.model.checkpoint`) with
+Checkpoints use the project's one format (:mod:`traceany_ros.checkpoint_file`) with
 ``kind = "matcher"``.
 """
 from __future__ import annotations

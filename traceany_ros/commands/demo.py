@@ -33,8 +33,8 @@ def register(sub) -> None:
     p.add_argument("--task", default="pick-place-goal", help="task of the simulator (see traceany eval-policy)")
     p.add_argument("--seed", type=int, default=1, help="task seed")
     p.add_argument("--backend", default="flow-rigid", choices=("auto", "model", "flow", "flow-rigid"),
-                   help="predictor of tracer and planner (default flow-rigid: close to the shipped model on "
-                        "moving points and cheaper per window, see MODEL.md); auto = the shipped model when present")
+                   help="predictor of tracer and planner (default flow-rigid: the classical tracker; model: the "
+                        "shipped network, see MODEL.md); auto = the shipped model when present")
     p.add_argument("--rate", type=float, default=15.0, help="camera rate in Hz of simulated time")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of the still scene streamed before planning")
     p.add_argument("--realtime", type=float, default=1.0,

@@ -1,13 +1,17 @@
 #!/bin/bash
 # Every number of MODEL.md's card, measured again: the shipped checkpoint's size, parameters and training
-# record, and its validation (the training loop's validate() on the validation seeds, episodes generated
-# on demand into data/pool_wide_val). Usage (from the repository root, after `make install`):
+# record; the held-out splits generated from their seeds (families never trained on, and a generator
+# configuration unlike training); static, flow-rigid and the network scored side by side on them, split by
+# fixed and moving cameras; the predict time. Usage (repository root, after `make install`):
 #
-#   scripts/model_card.sh [OUT_DIR]        # default: runs/model_card/ (ignored by git)
+#   scripts/model_card.sh [DATA_DIR] [OUT_DIR] [EPISODES]    # defaults: data/, runs/model_card/, 20
 #
-# Writes OUT_DIR/checkpoint.json and OUT_DIR/validation.json; a few minutes on 2 idle cores.
+# Writes OUT_DIR/checkpoint.json, validation.json (the training loop's validate() on the validation seeds),
+# heldout_families.json/.md, heldout_shifted.json/.md and bench_predict.json.
 set -euo pipefail
-OUT=${1:-runs/model_card}
+DATA=${1:-data}
+OUT=${2:-runs/model_card}
+N=${3:-20}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -19,18 +23,25 @@ from pathlib import Path
 from traceany_ros.model import default_checkpoint, load_checkpoint
 from traceany_ros.train.loop import TrainConfig, validate
 
-out = Path(sys.argv[1])
 path = default_checkpoint()
 model, meta = load_checkpoint(path)
 train = meta.get("train", {})
-card = {"checkpoint": str(path), "mb": round(os.path.getsize(path) / 1e6, 2),
-        "parameters": sum(p.numel() for p in model.parameters()), "kind": meta.get("kind"),
-        "config": meta["config"], "step": train.get("step"), "hours": train.get("hours"),
-        "data": meta.get("data"), "train_config": train.get("config"), "recorded_validation": train.get("val"),
-        "git_commit": meta.get("git_commit")}
-(out / "checkpoint.json").write_text(json.dumps(card, indent=1, default=str) + "\n")
-print(json.dumps({k: card[k] for k in ("mb", "parameters", "step", "hours", "recorded_validation")}, default=str))
-val = validate(model, TrainConfig(out=str(out)), "cpu")
-(out / "validation.json").write_text(json.dumps(val, indent=1) + "\n")
+out = {"checkpoint": str(path), "mb": round(os.path.getsize(path) / 1e6, 2),
+       "parameters": sum(p.numel() for p in model.parameters()), "config": meta["config"],
+       "step": train.get("step"), "hours": train.get("hours"), "data": meta.get("data"),
+       "recorded_validation": train.get("val"), "git_commit": meta.get("git_commit")}
+Path(sys.argv[1], "checkpoint.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+print(json.dumps({k: out[k] for k in ("mb", "parameters", "step", "hours")}))
+val = validate(model, TrainConfig(out=sys.argv[1]), "cpu")
+Path(sys.argv[1], "validation.json").write_text(json.dumps(val, indent=1) + "\n")
 print(json.dumps(val))
 PYEOF
+
+"$PY" -m traceany_ros.cli generate --out "$DATA/heldout_families" --n "$N" --seed 800000 --families heldout --workers 2
+"$PY" -m traceany_ros.cli generate --out "$DATA/heldout_shifted" --n "$N" --seed 810000 --families all --style shifted \
+    --workers 2
+for split in heldout_families heldout_shifted; do
+    "$PY" -m traceany_ros.train.compare --data "$DATA/$split" --methods static flow-rigid \
+        --checkpoints checkpoints/tiny.pt --output "$OUT/$split.json" | tee "$OUT/$split.md"
+done
+"$PY" -m traceany_ros.cli bench predict --methods model,flow-rigid,static --json --output "$OUT/bench_predict.json"

@@ -150,8 +150,13 @@ def _shifted_texture(i: int, size: int = 128) -> np.ndarray:
         q = x * n * 2 / np.sqrt(3)
         r = y * n - x * n / np.sqrt(3)
         m = ((np.floor(q) + np.floor(r)) % 3 == 0).astype(float)
+    return _two_colours(m, c0, c1, rng, 4)
+
+
+def _two_colours(m: np.ndarray, c0, c1, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """A pattern m [size,size] in [0, 1] painted from colour c0 to c1, with Gaussian noise -> uint8 image."""
     img = c0[None, None] * (1 - m[..., None]) + c1[None, None] * m[..., None]
-    img += rng.normal(0, 4, img.shape)
+    img += rng.normal(0, noise, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -175,9 +180,7 @@ def _procedural_texture(i: int, size: int = 128) -> np.ndarray:
     else:
         small = rng.uniform(0, 1, (16, 16))
         m = np.kron(small, np.ones((size // 16, size // 16)))
-    img = c0[None, None] * (1 - m[..., None]) + c1[None, None] * m[..., None]
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return _two_colours(m, c0, c1, rng, 6)
 
 
 def _write_png_atomic(path: Path, img: np.ndarray) -> None:
@@ -637,7 +640,7 @@ class TabletopScene:
         if self.style == "wide":
             fov = float(rng.uniform(40, 75))
             mode = str(rng.choice(["fixed", "orbit", "fast", "handheld", "dolly"], p=[0.25, 0.2, 0.15, 0.25, 0.15]))
-            dist = float(rng.uniform(0.5, 1.3))
+            dist = float(rng.uniform(0.45, 1.1))
             el = float(np.deg2rad(rng.uniform(20, 70)))
         else:
             fov = float(rng.uniform(50, 70))

@@ -131,7 +131,7 @@ class TraceModel(nn.Module):
     """
 
     NUM_GEOM = 7      # valid-in-view, depth residual (abs, rel), colour difference (3), estimate's depth
-    NUM_GLOBAL = 4    # soft match offset (3), its peak probability
+    NUM_GLOBAL = 4    # soft match offset from the estimate (3), its peak probability
     NUM_TIME = 4 + 12  # s_j, s_j - s_i, seconds apart, observed; sin/cos of s_j - s_i
 
     def __init__(self, config: ModelConfig):
@@ -139,17 +139,24 @@ class TraceModel(nn.Module):
         self.config = c = config
         self.encoder = FrameEncoder(c)
         n_corr = c.levels * (2 * c.radius + 1) ** 2
-        self.pair_in = nn.Sequential(nn.Linear(self.NUM_GEOM + n_corr + self.NUM_GLOBAL + 3 + self.NUM_TIME, c.dim),
+        n_cand = 4 * c.levels  # per level: the soft-argmax move lifted to 3D (3) and its peak probability
+        self.pair_in = nn.Sequential(nn.Linear(self.NUM_GEOM + n_corr + n_cand + self.NUM_GLOBAL + 3 + self.NUM_TIME,
+                                               c.dim),
                                      nn.GELU(), nn.Linear(c.dim, c.dim))
         self.time_blocks = nn.ModuleList([TimeBlock(c.dim, c.heads) for _ in range(c.layers)])
         self.space_blocks = nn.ModuleList([SpaceBlock(c.dim) for _ in range(c.layers)])
         self.norm = nn.LayerNorm(c.dim)
-        self.pair_head = nn.Linear(c.dim, 4)   # position update (3), visibility logit
+        # per pass: weights of the candidate moves (stay, each level's lifted soft-argmax, the global match),
+        # a small residual move (3) and the visibility logit
+        self.pair_head = nn.Linear(c.dim, c.levels + 2 + 3 + 1)
+        self.corr_temp = nn.Parameter(torch.full((c.levels,), math.log(20.0)))  # over cosine similarities
         self.cell_head = nn.Linear(c.dim, 2)   # motion logit, confidence logit
         self.up_mask = nn.Sequential(nn.Conv2d(c.dim, c.dim, 3, padding=1), nn.GELU(), nn.Conv2d(c.dim, 9, 1))
-        self.match_temp = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.match_temp = nn.Parameter(torch.tensor(math.log(20.0)))
         nn.init.zeros_(self.pair_head.weight)
         nn.init.zeros_(self.pair_head.bias)
+        with torch.no_grad():
+            self.pair_head.bias[0] = 4.0  # start by staying: the static hypothesis
         nn.init.zeros_(self.cell_head.weight)
         with torch.no_grad():
             self.cell_head.bias[0] = -2.0
@@ -176,7 +183,8 @@ class TraceModel(nn.Module):
             positions [B,I,h,w,T,3]   the per-frame estimates the curves are fitted to
             visibility_logit [B,I,h,w,T], motion_logit [B,I,h,w], confidence_logit [B,I,h,w]
             norm (Normalised), query_frames [I]; with return_all: iterates, a list of coarse positions
-            [B,I,h/2,w/2,T,3], and coarse_points [B,I,h/2,w/2,3]
+            [B,I,h/2,w/2,T,3], proposals, the candidate positions of each pass (each level's lifted
+            soft-argmax, the global match) [B,I,h/2,w/2,T,levels+1,3], and coarse_points [B,I,h/2,w/2,3]
         """
         c = self.config
         B, T, _, H, W = w.rgb.shape
@@ -193,7 +201,8 @@ class TraceModel(nn.Module):
         pts, valid = unproject_cells(depth_u, w.K, norm.cam_to_norm, qs)  # [B,T,h,w,3]
         valid = valid & w.observed[:, :, None, None]
         feat, ctx = self._encode(w, norm)  # [B,T,C,2h,2w] at 1/stride
-        fq = F.avg_pool2d(feat[:, qf].flatten(0, 1), 2).reshape(B, I, c.feat_dim, hw) / math.sqrt(c.feat_dim)
+        feat = F.normalize(feat, dim=2)  # correlations are cosine similarities (sharp softmaxes from the start)
+        fq = F.normalize(F.avg_pool2d(feat[:, qf].flatten(0, 1), 2), dim=1).reshape(B, I, c.feat_dim, hw)
         # correlation of the query cells with every frame on each pyramid level (level 0 = 1/stride):
         # correlating with average-pooled features equals average-pooling the correlation (RAFT's
         # pyramid) at a fraction of the work. Level l: [B*N*T, 1, h_l, w_l], pairs in (b, n, t) order
@@ -230,10 +239,13 @@ class TraceModel(nn.Module):
         ctxq = ctxc.reshape(B, I, c.dim, hw).transpose(2, 3).reshape(B * N, 1, c.dim)
 
         x = own.expand(B, N, T, 3)  # the static hypothesis
-        state, iterates = None, []
+        state, iterates, proposals = None, [], []
+        L = c.levels
         for _ in range(c.iterations):
-            geom, local = self._lookup(x, w, depth_u, norm, rgbf, qcol, pyramid, N)
-            inp = torch.cat([torch.cat([geom, local, glob, x - own], -1) * obs_pair, tfeat], -1)
+            geom, local, cand, peak = self._lookup(x, w, depth_u, norm, rgbf, qcol, pyramid, N)
+            gmove = match - x
+            feats = [geom, local, cand.flatten(-2), peak, gmove, glob[..., 3:], x - own]
+            inp = torch.cat([torch.cat(feats, -1) * obs_pair, tfeat], -1)
             tok = self.pair_in(inp).reshape(B * N, T, c.dim) + ctxq
             tok = tok if state is None else tok + state
             for tb, sb in zip(self.time_blocks, self.space_blocks):
@@ -242,12 +254,20 @@ class TraceModel(nn.Module):
                 m = sb(m)
                 tok = m.reshape(B, I, T, c.dim, h, wd).permute(0, 1, 4, 5, 2, 3).reshape(B * N, T, c.dim)
             state = tok
-            out = self.pair_head(self.norm(tok)).reshape(B, N, T, 4)
-            x = x + out[..., :3] * not_own
+            out = self.pair_head(self.norm(tok)).reshape(B, N, T, -1)
+            # candidate moves [B,N,T,L+2,3]: stay, each level's lifted soft-argmax, the global match; the hidden
+            # frames (no image) can only stay or take the residual
+            moves = torch.cat([torch.zeros_like(gmove)[..., None, :], cand, gmove[..., None, :]], -2)
+            wts = out[..., : L + 2].softmax(-1) * obs_pair + F.one_hot(torch.zeros((), dtype=torch.long), L + 2) * (1 - obs_pair)
+            step = (wts[..., None] * moves).sum(-2) + 0.1 * out[..., L + 2: L + 5]
+            if return_all:
+                proposals.append(x[..., None, :] + moves[..., 1:, :])
+            x = x + step * not_own
             iterates.append(x)
+        vis_logit = out[..., L + 5]
         cell = self.cell_head(self.norm(tok).mean(1)).reshape(B, N, 2)
         # convex upsampling of everything per query cell to the output grid
-        coarse = torch.cat([(x - own).reshape(B, N, 3 * T), out[..., 3], cell], -1)  # [B,N,4T+2]
+        coarse = torch.cat([(x - own).reshape(B, N, 3 * T), vis_logit, cell], -1)  # [B,N,4T+2]
         coarse = coarse.reshape(B * I, h, wd, -1).permute(0, 3, 1, 2)
         mask = self.up_mask(ctx[:, qf].flatten(0, 1))  # [B*I, 9, 2h, 2w]
         fine = convex_upsample(coarse, mask)  # [B*I, 4T+2, 2h, 2w]
@@ -262,6 +282,7 @@ class TraceModel(nn.Module):
         res["offsets"] = self.curves(dx, res["motion_logit"], norm.s, qf)
         if return_all:
             res["iterates"] = [it.reshape(B, I, h, wd, T, 3) for it in iterates]
+            res["proposals"] = [p.reshape(B, I, h, wd, T, L + 1, 3) for p in proposals]
             res["coarse_points"] = own.reshape(B, I, h, wd, 3)
         return res
 
@@ -281,15 +302,16 @@ class TraceModel(nn.Module):
         return cp - at_own[..., None, :]
 
     def _lookup(self, x, w, depth_u, norm, rgbf, qcol, pyramid, N):
-        """Pair features at the current estimates x [B,N,T,3]: geometry [B,N,T,NUM_GEOM] and the local
-        correlation on every level [B,N,T,levels * (2r+1)^2]."""
+        """Pair features at the current estimates x [B,N,T,3]: geometry [B,N,T,NUM_GEOM], the local correlation
+        on every level [B,N,T,levels * (2r+1)^2], and per level the soft-argmax of that correlation lifted to 3D
+        with the frame's depth there, as a move from x [B,N,T,levels,3], with its peak probability
+        [B,N,T,levels]."""
         c = self.config
         B, T, H, W = depth_u.shape
         uv, z = project(x.transpose(1, 2), w.K, norm.cam_to_norm)  # [B,T,N,2], [B,T,N]
         inview = (z > 1e-3) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < H - 0.5)
-        grid = torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1).reshape(B * T, -1, 1, 2)
-        d = F.grid_sample(depth_u.reshape(B * T, 1, H, W), grid, mode="nearest", align_corners=False).reshape(B, T, -1)
-        col = F.grid_sample(rgbf.reshape(B * T, 3, H, W), grid, mode="bilinear", align_corners=False)
+        d = self._sample_depth(depth_u, uv)
+        col = F.grid_sample(rgbf.reshape(B * T, 3, H, W), self._grid(uv, H, W), mode="bilinear", align_corners=False)
         col = col.reshape(B, T, 3, -1).permute(0, 3, 1, 2)  # [B,N,T,3]
         ok = inview & (d > 0)
         res = torch.where(ok, d - z, torch.zeros_like(z))
@@ -305,15 +327,42 @@ class TraceModel(nn.Module):
         oy, ox = torch.meshgrid(dd, dd, indexing="ij")
         offs = torch.stack([ox.reshape(-1), oy.reshape(-1)], -1)  # [(2r+1)^2, 2]
         cen = torch.stack([cu, cv], -1).transpose(1, 2).reshape(B * N * T, 1, 2)
-        out = []
+        out, targets, peaks = [], [], []
         for lvl, corr in enumerate(pyramid):
             hl, wl = corr.shape[-2:]
             # grid_sample coordinates: centre and window offsets normalised apart, one add per level
             size = torch.tensor([wl, hl], device=x.device, dtype=x.dtype)
             g = ((cen + 0.5) / 2 ** lvl) * (2 / size) - 1 + offs[None] * (2 / size)
             v = F.grid_sample(corr, g[:, None], mode="bilinear", padding_mode="zeros", align_corners=False)
-            out.append(v.reshape(B, N, T, -1))
-        return geom, torch.cat(out, -1)
+            v = v.reshape(B, N, T, -1)
+            out.append(v)
+            prob = (v * self.corr_temp[lvl].exp()).softmax(-1)
+            move = prob @ offs * (c.stride * 2 ** lvl)  # [B,N,T,2] pixels
+            targets.append(uv.transpose(1, 2) + move)
+            peaks.append(prob.amax(-1))
+        # lift every level's target pixel with the depth there (the estimate's own depth where there is none)
+        tuv = torch.stack(targets, -2).transpose(1, 2).reshape(B, T, N * c.levels, 2)  # [B,T,N*L,2]
+        td = self._sample_depth(depth_u, tuv)
+        tz = torch.where(td > 0, td, z.repeat_interleave(c.levels, -1))
+        fx, fy = w.K[:, 0, 0, None, None], w.K[:, 1, 1, None, None]
+        cx, cy = w.K[:, 0, 2, None, None], w.K[:, 1, 2, None, None]
+        pc = torch.stack([(tuv[..., 0] - cx) / fx * tz, (tuv[..., 1] - cy) / fy * tz, tz], -1)  # camera, [B,T,M,3]
+        R, t = norm.cam_to_norm[:, :, :3, :3], norm.cam_to_norm[:, :, :3, 3]
+        pn = torch.einsum("btij,btmj->btmi", R, pc) + t[:, :, None]
+        cand = pn.reshape(B, T, N, c.levels, 3).transpose(1, 2) - x[..., None, :]  # [B,N,T,L,3]
+        cand = cand * okf.transpose(1, 2)[..., None, None]
+        return geom, torch.cat(out, -1), cand, torch.stack(peaks, -1)
+
+    @staticmethod
+    def _grid(uv: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        B, T = uv.shape[:2]
+        return torch.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1).reshape(B * T, -1, 1, 2)
+
+    def _sample_depth(self, depth_u: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+        """Nearest depth (units, 0 = none) of each frame at pixels uv [B,T,M,2] -> [B,T,M]."""
+        B, T, H, W = depth_u.shape
+        d = F.grid_sample(depth_u.reshape(B * T, 1, H, W), self._grid(uv, H, W), mode="nearest", align_corners=False)
+        return d.reshape(B, T, -1)
 
 
 def convex_upsample(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

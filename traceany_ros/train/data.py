@@ -36,6 +36,7 @@ class DataConfig:
     max_stride: int = 3
     query_frames: int = 2            # query frames per window (targets: all frames)
     modes: tuple[float, float, float] = (0.6, 0.2, 0.2)  # clip, forecast, goal
+    moving_windows: float = 0.75     # share of windows drawn among those where some body moves > 2 cm
     colour_jitter: float = 0.15
 
 
@@ -110,10 +111,21 @@ def grid_truth(labels, depth, K, c2w, poses, query_frames, stride: int):
     return (tracks.reshape(I, h, w, T, 3), ok.reshape(I, h, w), vis.reshape(I, h, w, T), dyn.reshape(I, h, w))
 
 
+def window_moves(ep, frames) -> bool:
+    """Whether some body of the episode moves more than 2 cm (its origin) over ``frames``."""
+    t = ep.extras["gt_link_poses"][:, frames, :3, 3]
+    return bool((np.linalg.norm(t - t[:, :1], axis=-1).max() > 0.02))
+
+
 def make_sample(ep, rng: np.random.Generator, cfg: DataConfig, stride: int) -> dict:
     """One training window of an episode with its dense ground truth (numpy arrays)."""
     fps = float(ep.meta.get("fps", 15.0)) if isinstance(ep.meta, dict) else 15.0
     frames, observed, mode = choose_window(ep.num_frames, fps, rng, cfg)
+    if rng.uniform() < cfg.moving_windows:  # a few more draws for a window in which something moves
+        for _ in range(8):
+            if window_moves(ep, frames):
+                break
+            frames, observed, mode = choose_window(ep.num_frames, fps, rng, cfg)
     obs_idx = np.flatnonzero(observed)
     nq = min(cfg.query_frames, len(obs_idx))
     q = rng.choice(obs_idx, nq, replace=False)
@@ -135,7 +147,7 @@ def make_sample(ep, rng: np.random.Generator, cfg: DataConfig, stride: int) -> d
             "K": ep.intrinsics.astype(np.float32), "c2w": c2w.astype(np.float32),
             "times": ep.timestamps[frames].astype(np.float64), "observed": observed, "query_frames": q,
             "gt": fine[0], "gt_valid": fine[1], "gt_vis": fine[2], "gt_dyn": fine[3],
-            "gt_coarse": coarse[0], "gt_coarse_valid": coarse[1], "mode": mode}
+            "gt_coarse": coarse[0], "gt_coarse_valid": coarse[1], "gt_coarse_vis": coarse[2], "mode": mode}
 
 
 class WindowStream(torch.utils.data.IterableDataset):
@@ -165,6 +177,7 @@ def to_tensors(sample: dict, device) -> tuple[WindowTensors, dict]:
 
     w = WindowTensors(rgb=t(sample["rgb"]).permute(0, 1, 4, 2, 3), depth=t(sample["depth"]), K=t(sample["K"]),
                       cam_to_world=t(sample["c2w"]), times=t(sample["times"]), observed=t(sample["observed"]))
-    gt = {k: t(sample[k]) for k in ("gt", "gt_valid", "gt_vis", "gt_dyn", "gt_coarse", "gt_coarse_valid")}
+    gt = {k: t(sample[k]) for k in ("gt", "gt_valid", "gt_vis", "gt_dyn", "gt_coarse", "gt_coarse_valid",
+                                    "gt_coarse_vis")}
     gt["query_frames"] = torch.as_tensor(sample["query_frames"], dtype=torch.long, device=device)
     return w, gt

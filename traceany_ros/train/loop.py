@@ -70,11 +70,26 @@ def _plot(log: list[dict], path: Path) -> None:
 
 
 @torch.no_grad()
-def validate(net: TraceModel, cfg: TrainConfig, device) -> dict:
-    """Mean EPE on fixed validation windows (8 consecutive frames of each val seed, 4 query frames)."""
-    net.eval()
-    dcfg = replace(cfg.data, pool=cfg.data.pool + "_val", modes=(1.0, 0.0, 0.0), colour_jitter=0.0,
+def validation_data(cfg: TrainConfig):
+    """The DataConfig of the fixed validation windows."""
+    return replace(cfg.data, pool=cfg.data.pool + "_val", modes=(1.0, 0.0, 0.0), colour_jitter=0.0, moving_windows=1.0,
                    min_frames=8, max_frames=8, max_stride=1)
+
+
+def validation_key(cfg: TrainConfig) -> str:
+    """What the validation numbers depend on; ``best`` only compares runs of the same key."""
+    import hashlib
+
+    d = asdict(validation_data(cfg))
+    d.pop("pool")
+    return hashlib.sha1(json.dumps([d, list(cfg.val_seeds), asdict(cfg.loss)], sort_keys=True).encode()).hexdigest()[:12]
+
+
+def validate(net: TraceModel, cfg: TrainConfig, device) -> dict:
+    """Mean losses and EPEs on fixed validation windows: 8 consecutive frames of each val seed, drawn where
+    something moves, with the training query-frame count."""
+    net.eval()
+    dcfg = validation_data(cfg)
     rows = []
     for seed in cfg.val_seeds:
         ep = load_or_make_episode(seed, dcfg.pool, dcfg.families, dcfg.style)
@@ -83,7 +98,7 @@ def validate(net: TraceModel, cfg: TrainConfig, device) -> dict:
         net.train()  # the soft gate, as trained; the hard gate is checked by the evaluation command
         out = losses(net, w, gt, cfg.loss)
         net.eval()
-        rows.append({k: float(v) for k, v in out.items()})
+        rows.append({k: float(v.detach()) for k, v in out.items()})
     net.train()
 
     def mean(k):
@@ -120,7 +135,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         ck = torch.load(last, map_location="cpu", weights_only=True)
         net.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
-        step, best, hours = ck["step"], ck.get("best", best), ck.get("hours", 0.0)
+        step, hours = ck["step"], ck.get("hours", 0.0)
+        if ck.get("best_key") == validation_key(cfg):  # else the validation changed: the next one is the best
+            best = ck.get("best", best)
         if (out / "log.json").is_file():
             log = json.loads((out / "log.json").read_text())["log"]
     model = net
@@ -140,7 +157,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         from traceany_ros.model.checkpoint import save_model
 
         h = hours + (time.time() - t_start) / 3600
-        state = {"step": step, "best": best, "hours": h}
+        state = {"step": step, "best": best, "best_key": validation_key(cfg), "hours": h}
         save_model(last, net, train={**state, "config": asdict(cfg)},
                         extra={"optimizer": opt.state_dict(), **state})
         if kind_best:

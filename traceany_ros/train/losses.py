@@ -18,6 +18,8 @@ from traceany_ros.model.inputs import WindowTensors
 class LossWeights:
     curve: float = 1.0
     iterates: float = 0.5
+    proposals: float = 0.3           # each pass's candidate positions where the point is seen, pairs that moved
+                                     # more than 1 cm and the others counted equally (trains the features)
     motion: float = 0.2
     visibility: float = 0.05
     confidence: float = 0.05
@@ -67,6 +69,15 @@ def losses(net, w: WindowTensors, gt: dict, lw: LossWeights) -> dict:
         ek = torch.linalg.norm(it - gtc, dim=-1).mean(-1)
         it_loss = it_loss + lw.gamma ** (n - 1 - k) * balanced_mean(charbonnier(ek), vc, dync)
     out["iterates"] = it_loss
+    # the candidates themselves: each level's lifted soft-argmax and the global match must land on the point
+    # where it is seen, whatever weight the update gives them, so the features learn to correlate
+    seen = vc[..., None] & gt["gt_coarse_vis"] & w.observed[:, None, None, None, :]
+    away = torch.linalg.norm(gtc - res["coarse_points"][..., None, :], dim=-1) * norm.scale[:, None, None, None, None] > 0.01
+    prop = res["proposals"][0].sum() * 0.0
+    for k, p in enumerate(res["proposals"]):
+        ep = charbonnier(torch.linalg.norm(p - gtc[..., None, :], dim=-1)).mean(-1)  # [B,I,h,w,T]
+        prop = prop + lw.gamma ** (n - 1 - k) * balanced_mean(ep, seen, away)
+    out["proposals"] = prop
     ml = res["motion_logit"]
     pos = dyn.float()
     npos = pos[valid].sum().clamp_min(1.0)

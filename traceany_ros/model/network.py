@@ -3,14 +3,17 @@
     window (rgb, depth, intrinsics, camera poses, times)            -- :func:`window_tensors`
       -> normalised camera-0 frame (metres / median depth)          -- :func:`normalise`
       -> per-frame CNN features at 1/stride                         -- :class:`FrameEncoder`
-      -> all-pairs correlation of every query cell with every frame, pooled into a pyramid
+      -> cosine correlation of every query cell with every frame, pooled into a pyramid, and the global
+         soft match of the cell in each frame (its expected 3D point there)
       -> per (query cell, frame) pair: the cell's 3D point as currently estimated at that frame's time,
          reprojected into the frame with its pose; depth and colour agreement there, the local
-         correlation around it on every level, the global soft match of the cell in that frame
-      -> time attention per query cell + a spatial mix over neighbouring cells, ``iterations``
+         correlation window around it on every level, and candidate moves (each level's soft-argmax
+         lifted to 3D with the frame's depth there, the global match)
+      -> time attention per query cell + a spatial mix over neighbouring cells; the estimate moves by a
+         learned convex combination of {stay, the candidates} plus a small residual, ``iterations``
          times with the same weights (each pass looks the correlation up again around its estimate)
-      -> per pair: the 3D position at that frame's time and a visibility logit;
-         per cell: motion and confidence logits
+      -> convex upsampling to the output grid: per pair the 3D position at that frame's time and a
+         visibility logit; per cell motion and confidence logits
       -> control points: a fixed least-squares B-spline fit of the positions, gated by the motion
          probability and anchored at the cell's own point (``docs/method.md``)
 

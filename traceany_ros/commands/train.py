@@ -40,5 +40,7 @@ def run(args) -> int:
                       threads=args.threads, workers=args.workers, val_every=args.val_every,
                       max_minutes=args.max_minutes, data=data)
     res = train(cfg, progress=not args.no_progress)
-    print(f"done: step {res['step']}, best validation loss {res['best_val_total']:.4f}; weights {args.out}/best.pt")
+    if res["rank"] == 0:  # under torchrun, the first process speaks for the run
+        print(f"done: step {res['step']}, best validation loss {res['best_val_total']:.4f}; "
+              f"weights {args.out}/best.pt")
     return 0

@@ -205,4 +205,4 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     bar.close()
     if rank == 0:
         save()
-    return {"step": step, "best_val_total": best, "out": str(out)}
+    return {"step": step, "best_val_total": best, "out": str(out), "rank": rank}

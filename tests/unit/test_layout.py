@@ -115,6 +115,15 @@ def test_the_tracker_imports_nothing_above_it(graph):
         assert above == [], f"{mod} imports {above}"
 
 
+def test_the_network_path_runs_down_to_geometry_and_the_field(graph):
+    """The model (and its training) reach neither the classical tracker nor the backends above them."""
+    for mod in ("traceany_ros.model", "traceany_ros.train.loop"):
+        up = sorted(d for d in reachable(graph, mod)
+                    if d.startswith((TRACKER, "traceany_ros.backends", "traceany_ros.stream", "traceany_ros.nodes")))
+        assert up == [], f"{mod} imports {up}"
+    assert {"traceany_ros.geometry", "traceany_ros.field"} <= reachable(graph, "traceany_ros.model")
+
+
 def test_geometry_imports_no_project_module(graph):
     assert graph["traceany_ros.geometry"] == set()
 

@@ -38,9 +38,11 @@ class InterceptConfig:
     reach_x / reach_y: where the gripper may go (world).
     max_horizon_s: furthest forecast considered.
     top_band / pool_radius / min_track_confidence: which curves vote in the forecast (see object_forecast).
-    forecast_s: seconds of forecast asked of a backend that has its own (``supports_forecast``): the
-        horizon the intercept needs (it meets the object 1-2 s ahead); past them, and for every other
-        backend, the curves continue along their end tangents.
+    forecast_s: seconds of forecast asked of a backend that has its own (``supports_forecast``; the
+        network's learned forecast covers 0.3 s).
+    extrapolation: past the field's span, "arc" (the centre goes on at the turn rate and speed its
+        curve has over the last ``turn_window_s`` of the span, at most ``max_turn_rate`` rad/s) or
+        "tangent" (straight on along the end tangents, ``TrajectoryField.positions`` past the span).
     """
 
     speed: float = 0.6
@@ -59,7 +61,10 @@ class InterceptConfig:
     pool_radius: float = 0.04
     min_track_confidence: float = 0.75
     segment: SegmentConfig = SegmentConfig(min_displacement=0.02, displacement_weight=1.0)
-    forecast_s: float = 2.0
+    forecast_s: float = 0.3
+    extrapolation: str = "arc"
+    turn_window_s: float = 0.5
+    max_turn_rate: float = 1.5
 
 
 def travel_time(a: np.ndarray, b: np.ndarray, config: InterceptConfig) -> float:
@@ -155,10 +160,43 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
     if len(cp) < 3:  # fall back on the last frame's object pixels
         cp = fld.control_points[last, seg.pixels[:, 0], seg.pixels[:, 1]]
 
-    def many(taus) -> np.ndarray:
-        """[M,3] forecast centre at each of taus [M] (s after now)."""
+    def on_field(taus) -> np.ndarray:
+        """[M,3] the field's own centre at each of taus [M] (s after now; past the span: end tangents)."""
         x = evaluate(cp, fld.normalized_time(t_end + np.asarray(taus, np.float64)))  # [N, M, 3]
         return np.median(x, axis=0)
+
+    many = on_field
+    span_end = max(float(fld.time_span[1]), t_end)
+    if config.extrapolation == "arc":
+        # past the field's span the centre goes on at the turn rate and speed of its curve's last stretch
+        ts = np.linspace(max(t0, t_end - config.turn_window_s), span_end, 12)
+        c = on_field(ts - t_end)
+        v = np.diff(c[:, :2], axis=0) / np.diff(ts)[:, None]
+        speed = float(np.median(np.linalg.norm(v, axis=1)))
+        if speed > 0.02:
+            tm = 0.5 * (ts[1:] + ts[:-1])
+            th = np.unwrap(np.arctan2(v[:, 1], v[:, 0]))
+            omega = float(np.clip(np.polyfit(tm, th, 1)[0], -config.max_turn_rate, config.max_turn_rate))
+            h_end = float(th[-1] + omega * (span_end - tm[-1]))
+            p_end = on_field([span_end - t_end])[0]
+
+            def many(taus) -> np.ndarray:
+                taus = np.asarray(taus, np.float64)
+                out = on_field(taus)
+                dt = t_end + taus - span_end
+                past = dt > 0
+                if past.any():
+                    d = dt[past]
+                    if abs(omega) < 1e-3:
+                        step = speed * d[:, None] * [np.cos(h_end), np.sin(h_end)]
+                    else:
+                        h = h_end + omega * d
+                        step = (speed / omega) * np.stack([np.sin(h) - np.sin(h_end), np.cos(h_end) - np.cos(h)], 1)
+                    out[past, :2] = p_end[:2] + step
+                    out[past, 2] = p_end[2]
+                return out
+
+            seg_turn = {"turn_rate": omega, "speed": speed}
 
     def track(tau: float) -> np.ndarray:
         return many([tau])[0]
@@ -167,7 +205,8 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
 
     centre = track(0.0)
     vel = (track(0.5) - centre) / 0.5
-    seg.info = {"pooled_curves": int(len(cp))}
+    seg.info = {"pooled_curves": int(len(cp)), "extrapolation": config.extrapolation,
+                **(locals().get("seg_turn") or {})}
     return centre, vel, track, seg
 
 
@@ -206,7 +245,8 @@ def plan_intercept(window, backend, ee_start, config: InterceptConfig = Intercep
     plan.num_object_points = len(seg)
     forecast_s = float(fld.time_span[1] - fld.times[-1])
     plan.info.update(field=fld, backend=getattr(backend, "name", ""), forecast_s=forecast_s,
-                     method="field-forecast" if forecast_s > 0 else "field-end-tangent",
+                     method=("field-forecast" if forecast_s > 0 else "field")
+                     + ("+arc" if "turn_rate" in seg.info else "+tangent"),
                      forecast=track.many(np.arange(0, 2.0, 0.1)))
     plan.planning_time_s = time.perf_counter() - t0
     return plan

@@ -112,3 +112,46 @@ def test_forecast_is_asked_of_backends_that_have_one():
     b = _Backend(False)
     fld = predict_with_forecast(b, w, 0.5)
     assert b.calls == [{}] and np.isclose(fld.time_span[1], 0.2)   # positions past it: end tangents
+
+
+def _arc_field(omega=0.6, speed=0.15, frames=8, rate=10.0, h=12, w=16, K=10):
+    """Table grid with a 4x4-pixel box top face moving at ``speed`` on a circle (turn rate ``omega``)."""
+    from traceany_ros.field import fit_trajectory
+
+    times = np.arange(frames) / rate
+    s = times / times[-1]
+    xs, ys = np.meshgrid(np.linspace(0.35, 0.75, w), np.linspace(-0.3, 0.3, h))
+    table = np.stack([xs, ys, np.zeros_like(xs)], -1)
+    pts = np.repeat(np.repeat(table[None, :, :, None], frames, 0), frames, 3)
+
+    def centre(t):
+        h0 = np.pi / 2
+        return np.array([0.5 + speed / omega * (np.sin(h0 + omega * t) - np.sin(h0)),
+                         -0.2 + speed / omega * (np.cos(h0) - np.cos(h0 + omega * t)), 0.04])
+
+    offsets = np.stack(np.meshgrid(np.linspace(-0.015, 0.015, 4), np.linspace(-0.015, 0.015, 4)), -1).reshape(-1, 2)
+    for f in range(frames):
+        c = centre(times[f])
+        j0 = int(np.argmin(np.abs(xs[0] - c[0])))
+        i0 = int(np.argmin(np.abs(ys[:, 0] - c[1])))
+        for k, (dx, dy) in enumerate(offsets):
+            i, j = i0 - 2 + k // 4, j0 - 2 + k % 4
+            pts[f, i, j] = np.stack([centre(t) for t in times]) + [dx, dy, 0.0]
+    cp = fit_trajectory(s, pts, K)
+    return TrajectoryField(cp.astype(np.float32), np.ones((frames, h, w), np.float32), times), centre
+
+
+def test_forecast_past_the_span_follows_the_curve_of_the_field():
+    from dataclasses import replace
+
+    from traceany_ros.policies.intercept import InterceptConfig, object_forecast
+
+    fld, centre = _arc_field()
+    t_end = fld.times[-1]
+    _, _, track, seg = object_forecast(fld, InterceptConfig())
+    true = centre(t_end + 1.2)
+    assert abs(seg.info["turn_rate"] - 0.6) < 0.15, seg.info
+    arc = np.linalg.norm(track(1.2)[:2] - true[:2])
+    _, _, straight, _ = object_forecast(fld, replace(InterceptConfig(), extrapolation="tangent"))
+    tangent = np.linalg.norm(straight(1.2)[:2] - true[:2])
+    assert arc < 0.015 and tangent > 0.05, (arc, tangent)   # a constant velocity is off by more than a box

@@ -1,4 +1,5 @@
-"""End to end: `traceany demo` streams the simulated camera to the tracer and planner processes and grasps."""
+"""End to end: `traceany demo` streams the simulated camera to the tracer and planner processes and grasps
+(flow-rigid, the default: seed 1 is a move its tracks follow to the goal image, where the plan comes from)."""
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 def test_demo_runs_end_to_end_and_writes_pictures(tmp_path):
     out = tmp_path / "demo"
     env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50))
-    proc = subprocess.run([sys.executable, "-m", "traceany_ros.cli", "demo", "--out", str(out), "--backend", "flow",
+    proc = subprocess.run([sys.executable, "-m", "traceany_ros.cli", "demo", "--out", str(out), "--backend", "flow-rigid",
                            "--seed", "1"], capture_output=True, text=True, timeout=400, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

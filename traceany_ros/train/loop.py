@@ -53,7 +53,11 @@ def _plot(log: list[dict], path: Path) -> None:
     va = [r for r in log if r["kind"] == "val"]
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     if tr:
-        ax[0].plot([r["step"] for r in tr], [r["total"] for r in tr], lw=0.8)
+        steps, total = np.array([r["step"] for r in tr]), np.array([r["total"] for r in tr])
+        ax[0].plot(steps, total, lw=0.5, alpha=0.4, label="every log row")
+        k = min(10, len(total))
+        ax[0].plot(steps[k - 1:], np.convolve(total, np.ones(k) / k, "valid"), lw=1.5, label=f"mean of {k}")
+        ax[0].legend()
         ax[0].set_yscale("log")
         ax[0].set_title("training loss")
         ax[0].set_xlabel("step")

@@ -1,4 +1,4 @@
-"""Camera geometry: the floor every other module stands on (numpy only).
+"""Camera geometry: the floor every other module stands on (numpy; the network's batched versions in torch).
 
 One convention throughout: OpenCV camera frame (x right, y down, z forward), pixel (row r, column c)
 with its centre at (u, v) = (c, r), poses ``cam_to_world`` [4,4] (world <- camera), metres.
@@ -8,6 +8,9 @@ with its centre at (u, v) = (c, r), poses ``cam_to_world`` [4,4] (world <- camer
     project(points [...,3], K, cam_to_world [4,4])                -> (rows, cols, z)
     check_window(window)                                          -> (T, H, W), or ValueError naming the bad field
     grid_points_world(window, stride, offset)                     -> a strided pixel grid's world points [T,h,w,3]
+    cell_grid(H, W, stride)                                       -> (h, w, offset) of a cell grid
+    unproject_cells(depth [B,T,H,W], K [B,3,3], poses [B,T,4,4], s) -> torch points [B,T,h,w,3], valid
+    project_batch(points [B,T,N,3], K [B,3,3], poses [B,T,4,4])   -> torch pixels (u, v) [B,T,N,2], depth z
 
 A "window" is anything with the fields of :class:`traceany_ros.episode.FrameWindow` (rgb [T,H,W,3],
 depth [T,H,W], intrinsics [3,3], cam_to_world [T,4,4], times [T]).
@@ -111,3 +114,45 @@ def grid_points_world(window, stride: int = 1, offset: int = 0) -> tuple[np.ndar
         out.append(unproject(d, k, window.cam_to_world[f]))
         valid.append(ok)
     return np.stack(out), np.stack(valid)
+
+
+def cell_grid(H: int, W: int, stride: int) -> tuple[int, int, int]:
+    """(h, w, offset): the output grid of an H x W image; cell (a, b) looks at pixel
+    (offset + stride a, offset + stride b)."""
+    return -(-H // stride), -(-W // stride), stride // 2
+
+
+def unproject_cells(depth, K, cam_to_norm, stride: int):
+    """depth [B,T,H,W], K [B,3,3], cam_to_norm [B,T,4,4] -> points [B,T,h,w,3] (normalised frame, depth
+    divided by the caller's scale beforehand) and valid [B,T,h,w] at the cells' pixels (torch tensors)."""
+    import torch
+
+    B, T, H, W = depth.shape
+    h, w, off = cell_grid(H, W, stride)
+    rows = (off + stride * torch.arange(h, device=depth.device)).clamp(max=H - 1)
+    cols = (off + stride * torch.arange(w, device=depth.device)).clamp(max=W - 1)
+    z = depth[:, :, rows][:, :, :, cols]  # [B,T,h,w]
+    valid = z > 0
+    fx, fy, cx, cy = (K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2])
+    x = (cols.float()[None, :] - cx[:, None]) / fx[:, None]  # [B,w]
+    y = (rows.float()[None, :] - cy[:, None]) / fy[:, None]  # [B,h]
+    zc = torch.where(valid, z, torch.ones_like(z))
+    pc = torch.stack([x[:, None, None, :] * zc, y[:, None, :, None] * zc, zc], -1)  # [B,T,h,w,3]
+    R, t = cam_to_norm[:, :, :3, :3], cam_to_norm[:, :, :3, 3]
+    pn = torch.einsum("btij,bthwj->bthwi", R, pc) + t[:, :, None, None]
+    return pn, valid
+
+
+def project_batch(points, K, cam_to_norm):
+    """Points [B,T,N,3] (in the frame the poses cam_to_norm [B,T,4,4] map each camera into), seen from each
+    frame's camera -> pixel (u = col, v = row) [B,T,N,2] and
+    camera depth z [B,T,N] (units); torch tensors, batched over windows and frames."""
+    import torch
+
+    R, t = cam_to_norm[:, :, :3, :3], cam_to_norm[:, :, :3, 3]
+    pc = torch.einsum("btji,btnj->btni", R, points - t[:, :, None])  # R^T (x - t)
+    z = pc[..., 2]
+    zs = torch.where(z.abs() < 1e-4, torch.full_like(z, 1e-4), z)
+    u = K[:, None, None, 0, 0] * pc[..., 0] / zs + K[:, None, None, 0, 2]
+    v = K[:, None, None, 1, 1] * pc[..., 1] / zs + K[:, None, None, 1, 2]
+    return torch.stack([u, v], -1), z

@@ -98,43 +98,6 @@ def normalise(w: WindowTensors) -> Normalised:
                       s=s.float(), span=span.float())
 
 
-def cell_grid(H: int, W: int, stride: int) -> tuple[int, int, int]:
-    """(h, w, offset): the output grid of an H x W image; cell (a, b) looks at pixel
-    (offset + stride a, offset + stride b)."""
-    return -(-H // stride), -(-W // stride), stride // 2
-
-
-def unproject_cells(depth: torch.Tensor, K: torch.Tensor, cam_to_norm: torch.Tensor, stride: int):
-    """depth [B,T,H,W], K [B,3,3], cam_to_norm [B,T,4,4] -> points [B,T,h,w,3] (normalised frame, depth
-    divided by the caller's scale beforehand) and valid [B,T,h,w] at the cells' pixels."""
-    B, T, H, W = depth.shape
-    h, w, off = cell_grid(H, W, stride)
-    rows = (off + stride * torch.arange(h, device=depth.device)).clamp(max=H - 1)
-    cols = (off + stride * torch.arange(w, device=depth.device)).clamp(max=W - 1)
-    z = depth[:, :, rows][:, :, :, cols]  # [B,T,h,w]
-    valid = z > 0
-    fx, fy, cx, cy = (K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2])
-    x = (cols.float()[None, :] - cx[:, None]) / fx[:, None]  # [B,w]
-    y = (rows.float()[None, :] - cy[:, None]) / fy[:, None]  # [B,h]
-    zc = torch.where(valid, z, torch.ones_like(z))
-    pc = torch.stack([x[:, None, None, :] * zc, y[:, None, :, None] * zc, zc], -1)  # [B,T,h,w,3]
-    R, t = cam_to_norm[:, :, :3, :3], cam_to_norm[:, :, :3, 3]
-    pn = torch.einsum("btij,bthwj->bthwi", R, pc) + t[:, :, None, None]
-    return pn, valid
-
-
-def project(points: torch.Tensor, K: torch.Tensor, cam_to_norm: torch.Tensor):
-    """Normalised points [B,T,N,3] seen from frame T's camera -> pixel (u = col, v = row) [B,T,N,2] and
-    camera depth z [B,T,N] (units)."""
-    R, t = cam_to_norm[:, :, :3, :3], cam_to_norm[:, :, :3, 3]
-    pc = torch.einsum("btji,btnj->btni", R, points - t[:, :, None])  # R^T (x - t)
-    z = pc[..., 2]
-    zs = torch.where(z.abs() < 1e-4, torch.full_like(z, 1e-4), z)
-    u = K[:, None, None, 0, 0] * pc[..., 0] / zs + K[:, None, None, 0, 2]
-    v = K[:, None, None, 1, 1] * pc[..., 1] / zs + K[:, None, None, 1, 2]
-    return torch.stack([u, v], -1), z
-
-
 def hidden_frames(window, future_s: float):
     """The window with hidden frames appended up to ``future_s`` past its last frame (at its median frame
     interval; images zero, camera at its last pose) -> (window, observed [T'])."""

@@ -33,8 +33,8 @@ from torch import nn
 
 from traceany_ros.field import TrajectoryField, bspline_basis
 from traceany_ros.model.config import ModelConfig
-from traceany_ros.model.inputs import (Normalised, WindowTensors, cell_grid, hidden_frames, normalise, project,
-                                       unproject_cells, window_tensors)
+from traceany_ros.geometry import cell_grid, project_batch, unproject_cells
+from traceany_ros.model.inputs import Normalised, WindowTensors, hidden_frames, normalise, window_tensors
 
 RGB_MEAN, RGB_STD = 0.45, 0.25
 
@@ -311,7 +311,7 @@ class TraceModel(nn.Module):
         [B,N,T,levels]."""
         c = self.config
         B, T, H, W = depth_u.shape
-        uv, z = project(x.transpose(1, 2), w.K, norm.cam_to_norm)  # [B,T,N,2], [B,T,N]
+        uv, z = project_batch(x.transpose(1, 2), w.K, norm.cam_to_norm)  # [B,T,N,2], [B,T,N]
         inview = (z > 1e-3) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < H - 0.5)
         d = self._sample_depth(depth_u, uv)
         col = F.grid_sample(rgbf.reshape(B * T, 3, H, W), self._grid(uv, H, W), mode="bilinear", align_corners=False)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from traceany_ros.model.inputs import WindowTensors, cell_grid
+from traceany_ros.geometry import cell_grid
+from traceany_ros.model.inputs import WindowTensors
 
 
 @dataclass(frozen=True)

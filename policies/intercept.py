@@ -165,7 +165,7 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
         x = evaluate(cp, fld.normalized_time(t_end + np.asarray(taus, np.float64)))  # [N, M, 3]
         return np.median(x, axis=0)
 
-    many = on_field
+    many, seg_turn = on_field, {}
     span_end = max(float(fld.time_span[1]), t_end)
     if config.extrapolation == "arc":
         # past the field's span the centre goes on at the turn rate and speed of its curve's last stretch
@@ -206,7 +206,7 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
     centre = track(0.0)
     vel = (track(0.5) - centre) / 0.5
     seg.info = {"pooled_curves": int(len(cp)), "extrapolation": config.extrapolation,
-                **(locals().get("seg_turn") or {})}
+                **seg_turn}
     return centre, vel, track, seg
 
 

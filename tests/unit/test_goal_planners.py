@@ -1,10 +1,9 @@
 """Goal planners on synthetic fields: the door's screw path, the move order, the refinement's trust region,
 the forecast contract, and plans that need the field's tracks."""
 import numpy as np
-import pytest
 
 from traceany_ros.field import TrajectoryField
-from traceany_ros.policies.articulated import ArticulatedConfig, plan_articulated_from_motion, screw_path
+from traceany_ros.policies.articulated import plan_articulated_from_motion, screw_path
 from traceany_ros.policies.grasp import GraspConfig, refine_motion
 from traceany_ros.policies.intercept import predict_with_forecast
 from traceany_ros.policies.rearrange import order_moves

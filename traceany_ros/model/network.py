@@ -187,7 +187,8 @@ class TraceModel(nn.Module):
             visibility_logit [B,I,h,w,T], motion_logit [B,I,h,w], confidence_logit [B,I,h,w]
             norm (Normalised), query_frames [I]; with return_all: iterates, a list of coarse positions
             [B,I,h/2,w/2,T,3], proposals, the candidate positions of each pass (each level's lifted
-            soft-argmax, the global match) [B,I,h/2,w/2,T,levels+1,3], and coarse_points [B,I,h/2,w/2,3]
+            soft-argmax, the global match) [B,I,h/2,w/2,T,levels+1,3], coarse_points [B,I,h/2,w/2,3] and
+            correlation, [(level-0 and level-1 correlations [B,N,T,h_l,w_l], softmax temperature)]
         """
         c = self.config
         B, T, _, H, W = w.rgb.shape
@@ -287,6 +288,9 @@ class TraceModel(nn.Module):
             res["iterates"] = [it.reshape(B, I, h, wd, T, 3) for it in iterates]
             res["proposals"] = [p.reshape(B, I, h, wd, T, L + 1, 3) for p in proposals]
             res["coarse_points"] = own.reshape(B, I, h, wd, 3)
+            # the first two correlation levels [B,N,T,h_l,w_l] with the temperatures their softmaxes use
+            res["correlation"] = [(pyramid[lvl].reshape(B, N, T, *pyramid[lvl].shape[-2:]), temp.exp())
+                                  for lvl, temp in ((0, self.corr_temp[0]), (1, self.match_temp))]
         return res
 
     def curves(self, dx: torch.Tensor, motion_logit: torch.Tensor, s: torch.Tensor, qf: torch.Tensor) -> torch.Tensor:

@@ -110,7 +110,8 @@ def validate(net: TraceModel, cfg: TrainConfig, device) -> dict:
         return float(np.mean(v)) if v else float("nan")
 
     return {"total": mean("total"), "epe_static_cm": 100 * mean("epe_static_m"),
-            "epe_dynamic_cm": 100 * mean("epe_dynamic_m"), "static_dynamic_cm": 100 * mean("static_dynamic_m")}
+            "epe_dynamic_cm": 100 * mean("epe_dynamic_m"), "static_dynamic_cm": 100 * mean("static_dynamic_m"),
+            "match_acc_moving": mean("match_acc_moving")}
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:

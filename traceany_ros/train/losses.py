@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from traceany_ros.field import bspline_basis
+from traceany_ros.geometry import project_batch
 from traceany_ros.model.inputs import WindowTensors
 
 
@@ -20,6 +21,7 @@ class LossWeights:
     iterates: float = 0.5
     proposals: float = 0.3           # each pass's candidate positions where the point is seen, pairs that moved
                                      # more than 1 cm and the others counted equally (trains the features)
+    correspondence: float = 0.05     # cross-entropy of the correlations at the truth's cell (levels 0 and 1)
     motion: float = 0.2
     visibility: float = 0.05
     confidence: float = 0.05
@@ -78,6 +80,7 @@ def losses(net, w: WindowTensors, gt: dict, lw: LossWeights) -> dict:
         ep = charbonnier(torch.linalg.norm(p - gtc[..., None, :], dim=-1)).mean(-1)  # [B,I,h,w,T]
         prop = prop + lw.gamma ** (n - 1 - k) * balanced_mean(ep, seen, away)
     out["proposals"] = prop
+    out["correspondence"], acc = correspondence(res, w, gtc, seen, away, net_stride(net))
     ml = res["motion_logit"]
     pos = dyn.float()
     npos = pos[valid].sum().clamp_min(1.0)
@@ -100,4 +103,49 @@ def losses(net, w: WindowTensors, gt: dict, lw: LossWeights) -> dict:
         out["epe_dynamic_m"] = em[dm].mean() if dm.any() else torch.tensor(float("nan"))
         stat = torch.linalg.norm(gtn - res["points"][..., None, :], dim=-1) * scale
         out["static_dynamic_m"] = stat[dm].mean() if dm.any() else torch.tensor(float("nan"))
+        out["match_acc_moving"] = acc
     return out
+
+
+def net_stride(net) -> int:
+    return (net.module if hasattr(net, "module") else net).config.stride
+
+
+def correspondence(res: dict, w: WindowTensors, gtc: torch.Tensor, seen: torch.Tensor, away: torch.Tensor,
+                   stride: int):
+    """Cross-entropy of each query cell's correlation with a frame at the cell where the truth is seen
+    there (bilinear soft target over the 4 nearest cells; levels 0 and 1, moving and still pairs counted
+    equally; docs/method.md), and, without gradient, the share of moving pairs whose level-1 correlation
+    peaks within one cell of the truth."""
+    B, I, h, wd, T, _ = gtc.shape
+    N = I * h * wd
+    uv, _ = project_batch(gtc.reshape(B, N, T, 3).transpose(1, 2), w.K, res["norm"].cam_to_norm)
+    c0 = (uv.transpose(1, 2) - (stride - 1) / 2) / stride  # level-0 cell coordinates [B,N,T,2]
+    total, acc = gtc.sum() * 0.0, torch.tensor(float("nan"))
+    for lvl, (corr, temp) in enumerate(res["correlation"]):
+        hl, wl = corr.shape[-2:]
+        logp = (corr.reshape(B, N, T, hl * wl) * temp).log_softmax(-1)
+        cl = (c0 + 0.5) / 2 ** lvl - 0.5
+        base = cl.floor()
+        frac = cl - base
+        ce, mass = torch.zeros_like(logp[..., 0]), torch.zeros_like(logp[..., 0])
+        for dx in (0, 1):
+            for dy in (0, 1):
+                cx, cy = base[..., 0] + dx, base[..., 1] + dy
+                wgt = (frac[..., 0] if dx else 1 - frac[..., 0]) * (frac[..., 1] if dy else 1 - frac[..., 1])
+                inside = (cx >= 0) & (cx < wl) & (cy >= 0) & (cy < hl)
+                idx = (cy.clamp(0, hl - 1) * wl + cx.clamp(0, wl - 1)).long()
+                wgt = wgt * inside
+                ce = ce - wgt * logp.gather(-1, idx[..., None])[..., 0]
+                mass = mass + wgt
+        ok = seen & (mass.reshape(B, I, h, wd, T) > 0.5)
+        ce = (ce / mass.clamp_min(1e-6)).reshape(B, I, h, wd, T)
+        total = total + balanced_mean(ce, ok, away)
+        if lvl == 1:
+            with torch.no_grad():
+                peak = logp.argmax(-1)
+                err = torch.stack([peak % wl, peak // wl], -1).float() - cl
+                hit = (err.abs().amax(-1) <= 1.0).reshape(B, I, h, wd, T)
+                m = ok & away
+                acc = hit[m].float().mean() if m.any() else acc
+    return total, acc

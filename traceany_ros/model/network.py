@@ -187,7 +187,8 @@ class TraceModel(nn.Module):
             visibility_logit [B,I,h,w,T], motion_logit [B,I,h,w], confidence_logit [B,I,h,w]
             norm (Normalised), query_frames [I]; with return_all: iterates, a list of coarse positions
             [B,I,h/2,w/2,T,3], proposals, the candidate positions of each pass (each level's lifted
-            soft-argmax, the global match) [B,I,h/2,w/2,T,levels+1,3], coarse_points [B,I,h/2,w/2,3] and
+            soft-argmax, the global match) [B,I,h/2,w/2,T,levels+1,3], weights, the update's weights of {stay,
+            the candidates} in each pass [B,I,h/2,w/2,T,levels+2], coarse_points [B,I,h/2,w/2,3] and
             correlation, [(level-0 and level-1 correlations [B,N,T,h_l,w_l], softmax temperature)]
         """
         c = self.config
@@ -243,7 +244,7 @@ class TraceModel(nn.Module):
         ctxq = ctxc.reshape(B, I, c.dim, hw).transpose(2, 3).reshape(B * N, 1, c.dim)
 
         x = own.expand(B, N, T, 3)  # the static hypothesis
-        state, iterates, proposals = None, [], []
+        state, iterates, proposals, weights = None, [], [], []
         L = c.levels
         for _ in range(c.iterations):
             geom, local, cand, peak = self._lookup(x, w, depth_u, norm, rgbf, qcol, pyramid, N)
@@ -266,6 +267,7 @@ class TraceModel(nn.Module):
             step = (wts[..., None] * moves).sum(-2) + 0.1 * out[..., L + 2: L + 5]
             if return_all:
                 proposals.append(x[..., None, :] + moves[..., 1:, :])
+                weights.append(wts)
             x = x + step * not_own
             iterates.append(x)
         vis_logit = out[..., L + 5]
@@ -287,6 +289,7 @@ class TraceModel(nn.Module):
         if return_all:
             res["iterates"] = [it.reshape(B, I, h, wd, T, 3) for it in iterates]
             res["proposals"] = [p.reshape(B, I, h, wd, T, L + 1, 3) for p in proposals]
+            res["weights"] = [m.reshape(B, I, h, wd, T, L + 2) for m in weights]
             res["coarse_points"] = own.reshape(B, I, h, wd, 3)
             # the first two correlation levels [B,N,T,h_l,w_l] with the temperatures their softmaxes use
             res["correlation"] = [(pyramid[lvl].reshape(B, N, T, *pyramid[lvl].shape[-2:]), temp.exp())

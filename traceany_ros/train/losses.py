@@ -22,6 +22,7 @@ class LossWeights:
     proposals: float = 0.3           # each pass's candidate positions where the point is seen, pairs that moved
                                      # more than 1 cm and the others counted equally (trains the features)
     correspondence: float = 0.05     # cross-entropy of the correlations at the truth's cell (levels 0 and 1)
+    selection: float = 0.1           # cross-entropy of each pass's update weights at the move nearest the truth
     motion: float = 0.2
     visibility: float = 0.05
     confidence: float = 0.05
@@ -80,6 +81,18 @@ def losses(net, w: WindowTensors, gt: dict, lw: LossWeights) -> dict:
         ep = charbonnier(torch.linalg.norm(p - gtc[..., None, :], dim=-1)).mean(-1)  # [B,I,h,w,T]
         prop = prop + lw.gamma ** (n - 1 - k) * balanced_mean(ep, seen, away)
     out["proposals"] = prop
+    # the update's weights: the move (stay or a candidate) that lands nearest the truth is the target
+    sel = prop * 0.0
+    prev = res["coarse_points"][..., None, :].expand_as(gtc)
+    pick = seen & (torch.arange(gtc.shape[-2], device=gtc.device) != gt["query_frames"][:, None]
+                   ).reshape(1, -1, 1, 1, gtc.shape[-2])
+    for k, (p, wts) in enumerate(zip(res["proposals"], res["weights"])):
+        options = torch.cat([prev[..., None, :], p], -2)  # [B,I,h,w,T,L+2,3]
+        target = torch.linalg.norm(options - gtc[..., None, :], dim=-1).argmin(-1)
+        ce = -torch.log(wts.clamp_min(1e-6)).gather(-1, target[..., None])[..., 0]
+        sel = sel + lw.gamma ** (n - 1 - k) * balanced_mean(ce, pick, away)
+        prev = res["iterates"][k]
+    out["selection"] = sel
     out["correspondence"], acc = correspondence(res, w, gtc, seen, away, net_stride(net))
     ml = res["motion_logit"]
     pos = dyn.float()

@@ -31,7 +31,7 @@ from conftest import REPO, spin_until
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(1800)]  # the colcon build: ~1 min idle, much longer on a loaded machine
 
 PKG = "traceany_ros"
-EXECUTABLES = ("tracer_node", "sim_camera_node", "realsense_node", "planner_node")
+EXECUTABLES = ("tracer_node", "sim_camera_node", "realsense_node", "planner_node", "task_sim_node")
 LAUNCH_FILES = ("sim.launch.py", "tracer.launch.py", "playback.launch.py")
 
 

@@ -11,7 +11,7 @@
       - name: tracer               # node name (and process label)
         executable: tracer_node    # ROS executable (launch_ros, install/lib/traceany_ros/)
         module: traceany_ros.nodes.tracer   # python -m entry point (traceany up)
-        if: "$(camera)"            # optional condition
+        if: "$(camera)"            # optional condition (``unless:`` the opposite)
         param_files: [tracer.yaml] # relative to config/
         parameters: {backend: "$(backend)", window: "$(window)"}
 
@@ -170,6 +170,8 @@ def resolve(graph: Graph, overrides: dict | None = None) -> tuple[list[NodeSpec]
     nodes = []
     for n in graph.nodes:
         if "if" in n and not _truthy(_subst(n["if"], args)):
+            continue
+        if "unless" in n and _truthy(_subst(n["unless"], args)):
             continue
         params = {k: v for k, v in _subst(n.get("parameters") or {}, args).items() if v is not None and v != "__unset__"}
         files = [str(Path(args["config"]) / f) for f in n.get("param_files") or []]

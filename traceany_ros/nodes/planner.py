@@ -104,6 +104,7 @@ def plan_to_msg(plan, stamp: float, frame_id: str) -> GraspPlan:
     msg.header = Header(stamp=convert.sec_to_stamp(stamp), frame_id=frame_id)
     msg.success = bool(plan.success)
     msg.message = str(plan.message)
+    msg.method = str(plan.info.get("method", ""))
     msg.object_motion = convert.matrix_to_pose(np.asarray(plan.object_motion, np.float64))
     msg.fit_rmse = float(plan.fit_rmse) if np.isfinite(plan.fit_rmse) else 0.0
     msg.num_object_points = int(plan.num_object_points)
@@ -127,7 +128,8 @@ def plan_from_msg(msg: GraspPlan):
     return Plan(success=bool(msg.success), message=msg.message, waypoints=wps,
                 object_motion=convert.pose_to_matrix(msg.object_motion), fit_rmse=float(msg.fit_rmse),
                 num_object_points=int(msg.num_object_points),
-                grasp=next((w for w in wps if w.label == "grasp"), None))
+                grasp=next((w for w in wps if w.label == "grasp"), None),
+                info={"method": msg.method} if msg.method else {})
 
 
 class _StageBackend:

@@ -46,3 +46,42 @@ def test_record_then_play_trajectory_fields(ros_procs, tmp_path):
     assert ros_procs.wait(cap, timeout=60) == 0, ros_procs.dump()
     back = np.load(out)
     np.testing.assert_array_equal(back["0/control_points"], want.control_points)
+
+
+def test_record_keeps_the_camera_tf_tree_and_play_latches_tf_static(ros_procs, tmp_path, rclpy_context):
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from tf2_msgs.msg import TFMessage
+
+    from conftest import spin_until
+
+    bag = tmp_path / "bag"
+    cam = ros_procs.python("camera", ["-m", "traceany_ros.nodes.sim_camera", "--ros-args", "-p", "source:=synthetic",
+                                      "-p", "frames:=4", "-p", "width:=64", "-p", "height:=48"])
+    # the default topics: the camera's fixed pose went out on /tf_static before the recorder started
+    rec = ros_procs.python("record", ["-m", "traceany_ros.cli", "record", str(bag), "--duration", "4",
+                                      "--discovery-timeout", "30", "--settle", "2"])
+    assert ros_procs.wait(rec, timeout=90) == 0, ros_procs.dump()
+    cam.terminate()
+    assert ros_procs.wait(cam, timeout=20) is not None
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts.get("/tf_static", 0) >= 1 and counts.get("/camera/camera/color/image_raw", 0) >= 1, counts
+
+    # played back, /tf_static is latched (transient local, as tf2 listeners subscribe: a volatile publisher
+    # would never reach them); the listener comes after the first message went out
+    ros_procs.python("player", ["-m", "traceany_ros.cli", "play", str(bag), "--loop"])
+    node = Node("late_tf_listener", context=rclpy_context)
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(node)
+    got = []
+    spin_until(ex, lambda: False, timeout=3.0)
+    node.create_subscription(TFMessage, "/tf_static", got.append,
+                             QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    assert spin_until(ex, lambda: bool(got), timeout=30), ros_procs.dump()
+    children = {t.child_frame_id for m in got for t in m.transforms}
+    assert {"camera_link", "camera_color_optical_frame"} <= children, children
+    node.destroy_node()

@@ -22,8 +22,11 @@ DEFAULT_TOPICS = (
     "/camera/camera/aligned_depth_to_color/image_raw",
     "/camera/camera/color/camera_info",
     "/camera/camera/pose",
+    "/tf",
+    "/tf_static",
     "/traceany_tracer/trajectory_field",
 )
+LATCHED_TOPICS = ("/tf_static",)  # transient local, as tf2's static broadcaster publishes them
 
 
 def register(sub) -> None:
@@ -81,7 +84,7 @@ def _sensor_like(topic: str) -> bool:
 
 def run_record(args) -> int:
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     out = Path(args.output)
@@ -120,9 +123,12 @@ def run_record(args) -> int:
     subs = []
     for topic, type_name in found.items():
         conn = writer.add_connection(topic, type_name, typestore=ts)
-        best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
-                          for i in node.get_publishers_info_by_topic(topic))
-        qos = qos_profile_sensor_data if best_effort else QoSProfile(depth=50)
+        infos = node.get_publishers_info_by_topic(topic)
+        best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos)
+        latched = topic in LATCHED_TOPICS or any(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                                                 for i in infos)
+        qos = (qos_profile_sensor_data if best_effort else
+               QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL) if latched else QoSProfile(depth=50))
 
         def on_msg(data, conn=conn, topic=topic):
             with lock:
@@ -154,7 +160,7 @@ def run_record(args) -> int:
 
 def run_play(args) -> int:
     import rclpy
-    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
     from rosbags.rosbag2 import Reader
 
     if args.rate <= 0:
@@ -171,7 +177,9 @@ def run_play(args) -> int:
     conns = [c for c in reader.connections if args.topics is None or c.topic in args.topics]
     pubs = {}
     for c in conns:
-        qos = qos_profile_sensor_data if _sensor_like(c.topic) else QoSProfile(depth=50)
+        qos = (qos_profile_sensor_data if _sensor_like(c.topic) else
+               QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL) if c.topic in LATCHED_TOPICS
+               else QoSProfile(depth=50))
         pubs[c.id] = node.create_publisher(message_class(c.msgtype), c.topic, qos)
     stop = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *_: stop.set())

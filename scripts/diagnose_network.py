@@ -30,7 +30,7 @@ def main() -> None:
     net, _ = load_checkpoint(a.checkpoint)
     cfg = TrainConfig(out="")
     dcfg = validation_data(cfg)
-    rows = {"stay": [], "iterate": [], "cand": [], "weights": [], "beats": [], "gate_moving": [], "gate_still": []}
+    rows = {"stay": [], "iterate": [], "picked": [], "cand": [], "weights": [], "beats": [], "gate_moving": [], "gate_still": []}
     names = [f"level {i}" for i in range(net.config.levels)] + ["global"]
     for seed in cfg.val_seeds[: a.windows]:
         ep = load_or_make_episode(seed, dcfg.pool, dcfg.families, dcfg.style)
@@ -53,16 +53,27 @@ def main() -> None:
         rows["cand"].append(c)  # [M, passes, L+1]
         rows["beats"].append(c[:, 0] < stay[:, None])
         rows["weights"].append(torch.stack([wt[m] for wt in res["weights"]], 1))  # [M, passes, L+2]
+        # the option each pass's weights rank first, taken alone (stay = the previous estimate)
+        prev, picked = own.expand_as(gtc), []
+        for p, wt, it in zip(res["proposals"], res["weights"], res["iterates"]):
+            options = torch.cat([prev[..., None, :], p], -2)
+            best = options.gather(-2, wt.argmax(-1)[..., None, None].expand(*wt.shape[:-1], 1, 3))[..., 0, :]
+            picked.append(torch.linalg.norm(best - gtc, dim=-1)[m] * sc)
+            prev = it
+        rows["picked"].append(torch.stack(picked, -1))
         gate = torch.sigmoid(res["motion_logit"])
         v = gt["gt_valid"]
         rows["gate_moving"].append(gate[v & gt["gt_dyn"]])
         rows["gate_still"].append(gate[v & ~gt["gt_dyn"]])
     cat = {k: torch.cat(v) for k, v in rows.items() if v}
-    print(f"moving pairs: {len(cat['stay'])}; median error (cm) of staying: {cat['stay'].median():.2f}")
+    print(f"moving pairs: {len(cat['stay'])}; median error (cm) of staying: {cat['stay'].median():.2f} "
+          f"(mean {cat['stay'].mean():.2f})")
     for p in range(cat["cand"].shape[1]):
         cands = ", ".join(f"{n} {cat['cand'][:, p, j].median():.2f}" for j, n in enumerate(names))
         wts = ", ".join(f"{n} {cat['weights'][:, p, j].mean():.2f}" for j, n in enumerate(["stay"] + names))
-        print(f"pass {p}: candidates {cands}; estimate {cat['iterate'][:, p].median():.2f}; mean weights {wts}")
+        print(f"pass {p}: candidates {cands}; estimate {cat['iterate'][:, p].median():.2f} (mean "
+              f"{cat['iterate'][:, p].mean():.2f}); the top-weighted option alone {cat['picked'][:, p].median():.2f} "
+              f"(mean {cat['picked'][:, p].mean():.2f}); mean weights {wts}")
     print("share of moving pairs where the first pass's candidate beats staying: "
           + ", ".join(f"{n} {cat['beats'][:, j].float().mean():.2f}" for j, n in enumerate(names)))
     print(f"motion gate: moving cells {cat['gate_moving'].mean():.2f} (share > 0.5: "

@@ -54,15 +54,9 @@ def sec_to_stamp(t: float) -> Time:
 # ----------------------------------------------------------------------------- field
 
 def unit_confidence(confidence: np.ndarray) -> np.ndarray:
-    """Confidence on the message's one scale, [0, 1] (0 = no estimate, 1 = certain).
-
-    Flow and static backends give [0, 1] already (returned unchanged, clipped). The
-    network gives 1 + exp(raw) where its cell has depth and 0 where not: any value
-    above 1 marks that convention, and c maps to 1 - 1/c = sigmoid(raw) (0 stays 0).
-    """
+    """Confidence on the message's one scale, [0, 1] (0 = no estimate, 1 = certain): every backend gives
+    that scale; NaN reads as 0 and values outside are clipped."""
     c = np.nan_to_num(np.asarray(confidence, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    if c.size and float(c.max()) > 1.0:
-        c = np.where(c > 0, 1.0 - 1.0 / np.maximum(c, 1.0), 0.0).astype(np.float32)
     return np.clip(c, 0.0, 1.0)
 
 

@@ -7,10 +7,12 @@ What happens (every arrow is a DDS topic or service between OS processes):
    camera_info on the realsense-ros topics at ``--rate`` Hz of simulated time.
 2. ``tracer_node`` (its own process) turns the stream into trajectory fields on
    ``/traceany_tracer/trajectory_field``; this process subscribes like any user.
-3. The goal-conditioned planner puts the goal image after the current view,
-   predicts the field, fits the object's rigid motion and returns end-effector
-   waypoints, which this process executes with the simulated Panda while it
-   keeps streaming, so the tracer sees the object being carried.
+3. This process sends the goal image to the planner's ``/planner/plan_goal``
+   action; the planner puts it after the live clip, predicts the field, fits
+   the object's rigid motion from the field's tracks and returns end-effector
+   waypoints (feedback: predicting, planning), which this process executes with
+   the simulated Panda while it keeps streaming, so the tracer sees the object
+   being carried.
 4. Pictures and a summary land in ``--out``.
 """
 from __future__ import annotations
@@ -118,7 +120,9 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     from traceany_ros.nodes.planner import plan_from_msg
     from traceany_ros.sim.tasks import make_task
     from traceany_ros.sources import Frame
-    from traceany_ros.srv import PlanPickPlace
+    from rclpy.action import ActionClient
+
+    from traceany_ros.action import PlanGoal
 
     _log(f"task {args.task} seed {args.seed}, backend {backend}")
     task = make_task(args.task, seed=args.seed)
@@ -138,7 +142,7 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     fields = []
     node.create_subscription(TrajectoryFieldMsg, f"/{TRACER_NAME}/trajectory_field",
                              lambda m: fields.append(field_from_msg(m)), 10)
-    client = node.create_client(PlanPickPlace, "/planner/plan_pick_place")
+    client = ActionClient(node, PlanGoal, "/planner/plan_goal")
     frames: dict[float, np.ndarray] = {}
     sent = {"n": 0, "t0": None}
 
@@ -164,7 +168,7 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
         _log("waiting for the tracer and the planner ...")
         deadline = time.monotonic() + args.timeout
         while (cam.color.get_subscription_count() < 2 or cam.depth.get_subscription_count() < 2
-               or not client.service_is_ready()):
+               or not client.server_is_ready()):
             graph.check()
             rclpy.spin_once(node, timeout_sec=0.1)
             if time.monotonic() > deadline:
@@ -173,12 +177,11 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
         _log(f"streaming the still scene for {args.warmup:.1f} s")
         env.wait(args.warmup)
 
-        _log("calling /planner/plan_pick_place with the goal image (it becomes the clip's last frame)")
-        request = PlanPickPlace.Request(goal_rgb=rgb_to_image(goal.rgb, 0.0, topics.frame_id),
-                                        goal_depth=depth_to_image(goal.depth, 0.0, topics.frame_id))
+        _log("sending the goal image to /planner/plan_goal (it becomes the clip's last frame)")
+        request = PlanGoal.Goal(goal_rgb=rgb_to_image(goal.rgb, 0.0, topics.frame_id),
+                                goal_depth=depth_to_image(goal.depth, 0.0, topics.frame_id), task=task.kind)
         t_call = time.monotonic()
-        msg = _call(node, client, request, graph, args.timeout)
-        plan = plan_from_msg(msg.plan)
+        plan = plan_from_msg(_plan_goal(node, client, request, graph, args.timeout))
         plan.planning_time_s = time.monotonic() - t_call
         view = task.render()
         if not plan.success:
@@ -204,22 +207,30 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     return {"task": args.task, "seed": args.seed, "backend": backend, "success": bool(metrics["success"]),
             "grasp_success": bool(metrics["grasp_success"]), "pos_error_cm": float(metrics["pos_error_cm"]),
             "rot_error_deg": float(metrics["rot_error_deg"]), "plan_found": bool(plan.success),
-            "plan_message": plan.message, "planning_time_s": round(float(plan.planning_time_s), 3),
+            "plan_message": plan.message, "plan_method": plan.info.get("method", ""), "planning_time_s": round(float(plan.planning_time_s), 3),
             "frames_published": sent["n"], "fields_received": len(fields), "pictures": pictures}
 
 
-def _call(node, client, request, graph: _Graph, timeout: float):
-    """Call a service and spin until the answer (or a clear error)."""
+def _plan_goal(node, client, goal, graph: _Graph, timeout: float):
+    """Send a PlanGoal goal, log its feedback, and spin until its GraspPlan (or a clear error)."""
     import rclpy
 
-    future = client.call_async(request)
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        rclpy.spin_once(node, timeout_sec=0.1)
-        graph.check()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{client.srv_name} did not answer within {timeout:.0f} s")
-    return future.result()
+    def wait(future, what: str):
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            rclpy.spin_once(node, timeout_sec=0.1)
+            graph.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"/planner/plan_goal: {what} within {timeout:.0f} s")
+        return future.result()
+
+    def feedback(fb):
+        _log(f"planner: {fb.feedback.stage} ({fb.feedback.clip_frames} live frames, {fb.feedback.elapsed_s:.1f} s)")
+
+    handle = wait(client.send_goal_async(goal, feedback_callback=feedback), "no answer to the goal")
+    if not handle.accepted:
+        raise RuntimeError("/planner/plan_goal rejected the goal; see planner.log")
+    return wait(handle.get_result_async(), "no result").result.plan
 
 
 def _pictures(out: Path, plan, view, goal, final, fields, frames, success: bool) -> list[str]:

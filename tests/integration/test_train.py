@@ -8,7 +8,7 @@ import torch
 
 from traceany_ros.model import ModelConfig, TraceModel
 from traceany_ros.train.data import DataConfig, choose_window, grid_truth, load_or_make_episode, make_sample, to_tensors
-from traceany_ros.train.losses import LossWeights, balanced_mean, charbonnier, losses
+from traceany_ros.train.losses import LossWeights, balanced_mean, charbonnier, correspondence, losses
 
 SMALL = dict(name="test", channels=(8, 16, 24), feat_dim=24, dim=24, heads=2, layers=1, iterations=2, radius=2,
              levels=2)
@@ -62,6 +62,46 @@ def test_loss_terms():
     valid = torch.ones(4, dtype=torch.bool)
     dyn = torch.tensor([False, False, False, True])
     assert float(balanced_mean(err, valid, dyn)) == pytest.approx(6.0)  # each class counts once
+
+
+def test_correspondence_loss_is_low_where_the_correlation_peaks_at_the_truth():
+    # a 2 x 3 query grid (stride 8: level-0 grid 4 x 6, level 1 = the query grid), K = identity and z = 1,
+    # so a point (x, y, 1) is seen at pixel (x, y); in frame 1 every cell's truth moved one level-0 cell right
+    from types import SimpleNamespace
+
+    h, wd, T, stride = 2, 3, 2, 8
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(wd), indexing="ij")
+    c0 = torch.stack([2 * cols + 0.5, 2 * rows + 0.5], -1).float()  # level-0 coordinates near each query cell
+    truth = torch.stack([c0, c0 + torch.tensor([1.0, 0.0])], -2)  # [h,w,T,2]
+    pix = truth * stride + (stride - 1) / 2
+    gtc = torch.cat([pix, torch.ones_like(pix[..., :1])], -1)[None, None]  # [1,1,h,w,T,3]
+    res = {"norm": SimpleNamespace(cam_to_norm=torch.eye(4).expand(1, T, 4, 4))}
+    w = SimpleNamespace(K=torch.eye(3)[None])
+
+    def splat(c0, lvl, hl, wl):  # correlations [1,N,T,hl,wl]: the bilinear weights of c0 on level lvl
+        cl = ((c0 + 0.5) / 2 ** lvl - 0.5).reshape(-1, T, 2)
+        c = torch.zeros(1, h * wd, T, hl, wl)
+        for n in range(h * wd):
+            for t in range(T):
+                x, y = cl[n, t]
+                for cx in (int(x.floor()), int(x.floor()) + 1):
+                    for cy in (int(y.floor()), int(y.floor()) + 1):
+                        if 0 <= cx < wl and 0 <= cy < hl:
+                            c[0, n, t, cy, cx] = (1 - abs(x - cx)) * (1 - abs(y - cy))
+        return c
+
+    def loss(shift):
+        moved = truth + torch.tensor([shift, 0.0])
+        res["correlation"] = [(splat(moved, 0, 2 * h, 2 * wd), torch.tensor(20.0)),
+                              (splat(moved, 1, h, wd), torch.tensor(20.0))]
+        seen = torch.ones(1, 1, h, wd, T, dtype=torch.bool)
+        away = torch.zeros_like(seen)
+        away[..., 1] = True
+        return correspondence(res, w, gtc, seen, away, stride)
+
+    right, acc = loss(0.0)
+    wrong, acc_wrong = loss(4.0)
+    assert float(right) < 0.2 * float(wrong) and float(acc) == 1.0 and float(acc_wrong) < 1.0
 
 
 def test_untrained_network_scores_as_the_static_baseline(episode):

@@ -11,6 +11,7 @@ RGB-D 256x192 in the OpenCV optical convention.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,25 @@ def frame_window(observations: list[Observation]):
                        intrinsics=np.asarray(observations[0].intrinsics, np.float32),
                        cam_to_world=np.stack([o.cam_to_world for o in observations]).astype(np.float32),
                        times=np.array([o.time for o in observations], np.float64))
+
+
+class RealtimePacer:
+    """Keeps a simulation at ``factor`` times real time (0: as fast as it goes): call it with the
+    simulated time after each published frame; it sleeps while the simulation is ahead of the wall clock."""
+
+    def __init__(self, factor: float):
+        self.factor = float(factor)
+        self._origin: tuple[float, float] | None = None  # (wall, simulated) time of the first call
+
+    def __call__(self, sim_time: float) -> None:
+        if self.factor <= 0:
+            return
+        if self._origin is None:
+            self._origin = (time.monotonic(), sim_time)
+        wall0, sim0 = self._origin
+        lag = (sim_time - sim0) / self.factor - (time.monotonic() - wall0)
+        if lag > 0:
+            time.sleep(lag)
 
 
 class TableEnv:

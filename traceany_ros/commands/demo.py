@@ -119,6 +119,7 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     from traceany_ros.nodes.convert import depth_to_image, field_from_msg, matrix_to_pose, rgb_to_image
     from traceany_ros.nodes.planner import plan_from_msg
     from traceany_ros.sim.tasks import make_task
+    from traceany_ros.sim.tasks.env import RealtimePacer
     from traceany_ros.sources import Frame
     from rclpy.action import ActionClient
 
@@ -144,7 +145,8 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
                              lambda m: fields.append(field_from_msg(m)), 10)
     client = ActionClient(node, PlanGoal, "/planner/plan_goal")
     frames: dict[float, np.ndarray] = {}
-    sent = {"n": 0, "t0": None}
+    sent = {"n": 0}
+    pace = RealtimePacer(args.realtime)
 
     def publish(obs) -> None:
         stamp = node.get_clock().now().nanoseconds * 1e-9
@@ -152,13 +154,7 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
                           stamp=obs.time, index=sent["n"]), stamp)
         frames[round(stamp, 6)] = obs.rgb
         sent["n"] += 1
-        if args.realtime > 0:  # pace: simulated seconds -> wall seconds
-            if sent["t0"] is None:
-                sent["t0"] = (time.monotonic(), env.time)
-            wall0, sim0 = sent["t0"]
-            lag = (env.time - sim0) / args.realtime - (time.monotonic() - wall0)
-            if lag > 0:
-                time.sleep(lag)
+        pace(env.time)  # simulated seconds -> wall seconds
         rclpy.spin_once(node, timeout_sec=0.0)
 
     every = max(1, int(round(1.0 / (args.rate * env.config.time_step))))
@@ -207,7 +203,8 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     return {"task": args.task, "seed": args.seed, "backend": backend, "success": bool(metrics["success"]),
             "grasp_success": bool(metrics["grasp_success"]), "pos_error_cm": float(metrics["pos_error_cm"]),
             "rot_error_deg": float(metrics["rot_error_deg"]), "plan_found": bool(plan.success),
-            "plan_message": plan.message, "plan_method": plan.info.get("method", ""), "planning_time_s": round(float(plan.planning_time_s), 3),
+            "plan_message": plan.message, "plan_method": plan.info.get("method", ""),
+            "planning_time_s": round(float(plan.planning_time_s), 3),
             "frames_published": sent["n"], "fields_received": len(fields), "pictures": pictures}
 
 

@@ -33,9 +33,10 @@ from traceany_ros.config_utils import validate_fields
 from traceany_ros.nodes import convert
 from traceany_ros.nodes.camera import CameraNode, CameraPublisher, run_camera_node
 from traceany_ros.nodes.params import config_from_node
+from traceany_ros.sim.tasks import TASK_NAMES
 from traceany_ros.sources import Frame
 
-GOAL_TASKS = ("pick-place-goal", "stack-goal", "rearrange-goal", "articulated-goal")
+GOAL_TASK_NAMES = tuple(name for name in TASK_NAMES if name.endswith("-goal"))  # the tasks with a goal image
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class TaskSimConfig:
     """The simulated task and what the node does with it (parameters)."""
 
     task: str = dc_field(default="pick-place-goal", metadata={
-        "choices": GOAL_TASKS, "help": "goal task of traceany eval-policy (a goal image, a Panda)"})
+        "choices": GOAL_TASK_NAMES, "help": "goal task of traceany eval-policy (a goal image, a Panda)"})
     seed: int = dc_field(default=0, metadata={"range": (0, 2**31 - 1), "help": "task seed"})
     rate_hz: float = dc_field(default=15.0, metadata={"range": (1.0, 240.0),
                                                       "help": "camera rate in Hz of simulated time"})
@@ -74,6 +75,7 @@ class TaskSimNode(CameraNode):
         self.cfg = cfg = config_from_node(self, TaskSimConfig)
         try:
             from traceany_ros.sim.tasks import make_task
+            from traceany_ros.sim.tasks.env import RealtimePacer
         except ImportError as e:
             raise RuntimeError(f"task_sim needs traceany_ros.sim (PyBullet): {e}") from e
         t0 = time.monotonic()
@@ -86,7 +88,7 @@ class TaskSimNode(CameraNode):
         self.client = ActionClient(self, PlanGoal, cfg.action) if cfg.plan else None
         self.outcome: dict | None = None
         self._every = max(1, int(round(1.0 / (cfg.rate_hz * self.env.config.time_step))))
-        self._pace0 = None
+        self._pace = RealtimePacer(cfg.realtime)
         self._stop = threading.Event()
         self.env.add_step_hook(self._on_step)
         obs = self.task.render()
@@ -107,13 +109,7 @@ class TaskSimNode(CameraNode):
         stamp = self.get_clock().now().nanoseconds * 1e-9
         self.cam.publish(Frame(rgb=obs.rgb, depth=obs.depth, intrinsics=obs.intrinsics,
                                cam_to_world=obs.cam_to_world, stamp=obs.time, index=self.cam.published), stamp)
-        if self.cfg.realtime > 0:
-            if self._pace0 is None:
-                self._pace0 = (time.monotonic(), env.time)
-            wall0, sim0 = self._pace0
-            lag = (env.time - sim0) / self.cfg.realtime - (time.monotonic() - wall0)
-            if lag > 0:
-                time.sleep(lag)
+        self._pace(env.time)
         if self._stop.is_set():
             raise _Stopped
 
@@ -171,7 +167,7 @@ class TaskSimNode(CameraNode):
     def _request_plan(self):
         """Send the goal image; wait (while the scene streams) for the GraspPlan message."""
         cfg, goal = self.cfg, self.task.goal_observation
-        if not self._while_streaming(lambda: self.client.server_is_ready(), cfg.start_timeout_s):
+        if not self._while_streaming(self.client.server_is_ready, cfg.start_timeout_s):
             raise RuntimeError(f"no PlanGoal action server on {cfg.action} after {cfg.start_timeout_s:.0f} s: "
                                f"start the planner node (planner:=true)")
         frame = self.topics.frame_id

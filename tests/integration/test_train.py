@@ -62,6 +62,11 @@ def test_loss_terms():
     valid = torch.ones(4, dtype=torch.bool)
     dyn = torch.tensor([False, False, False, True])
     assert float(balanced_mean(err, valid, dyn)) == pytest.approx(6.0)  # each class counts once
+    # a still cell hidden behind a mover counts as much as all the still cells that stay in view
+    err = torch.tensor([1.0, 1.0, 3.0, 5.0])
+    hidden = torch.tensor([False, False, True, False])
+    assert float(balanced_mean(err, valid, dyn)) == pytest.approx(5.0 / 3.0 + 5.0)
+    assert float(balanced_mean(err, valid, dyn, hidden)) == pytest.approx(0.5 * (1.0 + 3.0) + 5.0)
 
 
 def test_correspondence_loss_is_low_where_the_correlation_peaks_at_the_truth():

@@ -1,7 +1,9 @@
 """Training losses of the trajectory-field network (docs/method.md), on dense ground truth.
 
 Units are the normalised camera-0 frame (``traceany_ros.model.inputs``); the logged EPEs are metres.
-Every geometric term is zero on the truth; static and moving cells count equally (``balanced_mean``).
+Every geometric term is zero on the truth; static and moving cells count equally (``balanced_mean``), and
+among the static ones those hidden at some frame of the window (a mover passes in front of them) count as
+much as those always seen: they are few, and a still point must stay still behind an occluder.
 """
 from __future__ import annotations
 
@@ -28,18 +30,28 @@ class LossWeights:
     confidence: float = 0.05
     gamma: float = 0.8               # weight of earlier refinement passes (RAFT's sequence loss)
     confident_m: float = 0.02        # a curve is "confident" when its mean error is below this
+    hidden_share: float = 0.5        # share of the still class's weight given to cells (pairs) a mover hides
 
 
 def charbonnier(d: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return torch.sqrt(d * d + eps * eps) - eps
 
 
-def balanced_mean(err: torch.Tensor, valid: torch.Tensor, dynamic: torch.Tensor) -> torch.Tensor:
-    """Mean of err over valid static cells plus mean over valid moving cells (each class counts once)."""
+def balanced_mean(err: torch.Tensor, valid: torch.Tensor, dynamic: torch.Tensor,
+                  hidden: torch.Tensor | None = None, hidden_share: float = 0.5) -> torch.Tensor:
+    """Mean of err over valid static cells plus mean over valid moving cells (each class counts once).
+
+    With ``hidden`` (a mask like ``valid``: cells or pairs a mover hides), the static class is itself a
+    weighted mean of its hidden part (``hidden_share``) and its seen part, where both exist."""
     out = err.sum() * 0.0
-    for m in (valid & ~dynamic, valid & dynamic):
-        if m.any():
-            out = out + err[m].mean()
+    still = valid & ~dynamic
+    if hidden is not None and (still & hidden).any() and (still & ~hidden).any():
+        out = out + hidden_share * err[still & hidden].mean() + (1 - hidden_share) * err[still & ~hidden].mean()
+    elif still.any():
+        out = out + err[still].mean()
+    moving = valid & dynamic
+    if moving.any():
+        out = out + err[moving].mean()
     return out
 
 
@@ -59,18 +71,21 @@ def losses(net, w: WindowTensors, gt: dict, lw: LossWeights) -> dict:
     valid, dyn = gt["gt_valid"] & res["valid"], gt["gt_dyn"]
     pred = curve_positions(res)
     err = torch.linalg.norm(pred - gtn, dim=-1)  # [B,I,h,w,T] units
+    obs = w.observed[:, None, None, None, :]
+    hid = (~gt["gt_vis"] & obs).any(-1)  # cells hidden at some observed frame [B,I,h,w]
     out = {}
-    out["curve"] = balanced_mean(charbonnier(err).mean(-1), valid, dyn)
+    out["curve"] = balanced_mean(charbonnier(err).mean(-1), valid, dyn, hid, lw.hidden_share)
     # per-frame estimates before the fit (fine) and each pass on the query grid
     e_pos = torch.linalg.norm(res["positions"] - gtn, dim=-1).mean(-1)
-    it_loss = balanced_mean(charbonnier(e_pos), valid, dyn)
+    it_loss = balanced_mean(charbonnier(e_pos), valid, dyn, hid, lw.hidden_share)
     gtc = norm.to_norm(gt["gt_coarse"].float())
     vc = gt["gt_coarse_valid"]
     dync = torch.linalg.norm(gtc - res["coarse_points"][..., None, :], dim=-1).amax(-1) * norm.scale[:, None, None, None] > 0.005
+    hidc = (~gt["gt_coarse_vis"] & obs).any(-1)
     n = len(res["iterates"])
     for k, it in enumerate(res["iterates"]):
         ek = torch.linalg.norm(it - gtc, dim=-1).mean(-1)
-        it_loss = it_loss + lw.gamma ** (n - 1 - k) * balanced_mean(charbonnier(ek), vc, dync)
+        it_loss = it_loss + lw.gamma ** (n - 1 - k) * balanced_mean(charbonnier(ek), vc, dync, hidc, lw.hidden_share)
     out["iterates"] = it_loss
     # the candidates themselves: each level's lifted soft-argmax and the global match must land on the point
     # where it is seen, whatever weight the update gives them, so the features learn to correlate
@@ -81,24 +96,31 @@ def losses(net, w: WindowTensors, gt: dict, lw: LossWeights) -> dict:
         ep = charbonnier(torch.linalg.norm(p - gtc[..., None, :], dim=-1)).mean(-1)  # [B,I,h,w,T]
         prop = prop + lw.gamma ** (n - 1 - k) * balanced_mean(ep, seen, away)
     out["proposals"] = prop
-    # the update's weights: the move (stay or a candidate) that lands nearest the truth is the target
+    # the update's weights: the move (stay or a candidate) that lands nearest the truth is the target, in
+    # every observed frame (where the point is hidden, mostly staying: a still point behind a mover stays)
     sel = prop * 0.0
     prev = res["coarse_points"][..., None, :].expand_as(gtc)
-    pick = seen & (torch.arange(gtc.shape[-2], device=gtc.device) != gt["query_frames"][:, None]
-                   ).reshape(1, -1, 1, 1, gtc.shape[-2])
+    hidden_pair = vc[..., None] & ~gt["gt_coarse_vis"] & obs
+    pick = (seen | hidden_pair) & (torch.arange(gtc.shape[-2], device=gtc.device) != gt["query_frames"][:, None]
+                                   ).reshape(1, -1, 1, 1, gtc.shape[-2])
     for k, (p, wts) in enumerate(zip(res["proposals"], res["weights"])):
         options = torch.cat([prev[..., None, :], p], -2)  # [B,I,h,w,T,L+2,3]
         target = torch.linalg.norm(options - gtc[..., None, :], dim=-1).argmin(-1)
         ce = -torch.log(wts.clamp_min(1e-6)).gather(-1, target[..., None])[..., 0]
-        sel = sel + lw.gamma ** (n - 1 - k) * balanced_mean(ce, pick, away)
+        sel = sel + lw.gamma ** (n - 1 - k) * balanced_mean(ce, pick, away, hidden_pair, lw.hidden_share)
         prev = res["iterates"][k]
     out["selection"] = sel
     out["correspondence"], acc = correspondence(res, w, gtc, seen, away, net_stride(net))
     ml = res["motion_logit"]
     pos = dyn.float()
     npos = pos[valid].sum().clamp_min(1.0)
-    nneg = (1 - pos)[valid].sum().clamp_min(1.0)
-    wts = torch.where(dyn, 0.5 / npos, 0.5 / nneg) * valid
+    # still cells: the hidden ones get hidden_share of the negatives' half (where there are both kinds)
+    nh, ns = (valid & ~dyn & hid).float().sum(), (valid & ~dyn & ~hid).float().sum()
+    if nh > 0 and ns > 0:
+        wneg = torch.where(hid, 0.5 * lw.hidden_share / nh, 0.5 * (1 - lw.hidden_share) / ns)
+    else:
+        wneg = torch.full_like(pos, 0.5) / (nh + ns).clamp_min(1.0)
+    wts = torch.where(dyn, 0.5 / npos, wneg) * valid
     out["motion"] = (F.binary_cross_entropy_with_logits(ml, pos, reduction="none") * wts).sum()
     vl = res["visibility_logit"]
     vmask = valid[..., None].expand_as(vl)

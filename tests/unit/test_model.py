@@ -162,3 +162,25 @@ def test_curves_evaluate_as_the_field_says(window):
     pos = evaluate(cp, out["norm"].s[0])
     assert pos.shape == out["positions"].shape
     assert torch.isfinite(pos).all()
+
+
+def test_a_network_grown_by_cell_attention_computes_what_it_did(window):
+    """Weights of a network without the attention across cells load into one with it; the added blocks
+    start as the identity, and weights of another shape are refused."""
+    old = _randomise(TraceModel(ModelConfig(**SMALL)))
+    new = TraceModel(ModelConfig(**SMALL, cell_attention=True))
+    assert new.grow_from(old.state_dict()) == ["cell_blocks"]
+    old.train(), new.train()
+    with torch.no_grad():
+        a, b = old(window_tensors(window)), new(window_tensors(window))
+    assert torch.allclose(a["offsets"], b["offsets"], atol=1e-6) and a["offsets"].abs().max() > 1e-3
+    with torch.no_grad():  # once trained, the block changes the answer
+        for blk in new.cell_blocks:
+            blk.proj.weight.normal_(0, 0.3)
+        assert not torch.allclose(a["offsets"], new(window_tensors(window))["offsets"], atol=1e-4)
+    partial = {k: v for k, v in old.state_dict().items() if k != "cell_head.bias"}
+    with pytest.raises(RuntimeError, match="do not match.*cell_head.bias"):
+        new.grow_from(partial)
+    wider = TraceModel(ModelConfig(**{**SMALL, "dim": 24, "heads": 2}))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        new.grow_from(wider.state_dict())

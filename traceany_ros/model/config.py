@@ -18,6 +18,8 @@ class ModelConfig:
     fit_ridge: weight of the second-difference penalty of the least-squares spline fit (keeps the fit
         defined when a window has fewer frames than control points).
     hard_gate: at inference, offsets of cells whose motion probability is below 0.5 are exactly zero.
+    cell_attention: each block also attends across the query cells of a (query frame, frame) pair
+        (``CellBlock``); off only in checkpoints made before it existed.
     """
 
     name: str = "tiny"
@@ -33,6 +35,7 @@ class ModelConfig:
     num_control_points: int = 10
     fit_ridge: float = 1e-3
     hard_gate: bool = True
+    cell_attention: bool = False
 
     def __post_init__(self):
         from traceany_ros.field import num_segments
@@ -65,7 +68,7 @@ class ModelConfig:
 
 
 PRESETS = {
-    "tiny": ModelConfig(name="tiny"),
+    "tiny": ModelConfig(name="tiny", cell_attention=True),
     "base": ModelConfig(name="base", stride=4, channels=(48, 96), feat_dim=128, dim=128, layers=4,
-                           iterations=3, radius=4, levels=4),
+                           iterations=3, radius=4, levels=4, cell_attention=True),
 }

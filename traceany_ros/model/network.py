@@ -104,6 +104,34 @@ class SpaceBlock(nn.Module):
         return x + self.pw(F.gelu(self.dw(self.norm(x))))
 
 
+class CellBlock(nn.Module):
+    """Attention across the query cells of one (query frame, frame) pair, keyed by each cell's place in the
+    image and its current 3D estimate: cells that see the same body share their moves, so a match found on
+    a textured edge reaches the plain inside (tokens [M,S,D], position features [M,S,P]). The output
+    projection starts at zero, so a network grown by this block computes what it did before."""
+
+    NUM_POS = 16 + 27  # sin/cos of the cell's row and column (4 frequencies), its estimate (3 + sin/cos x 4)
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.pos = nn.Linear(self.NUM_POS, dim)
+        self.qk = nn.Linear(dim, 2 * dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x, pos):
+        M, S, D = x.shape
+        h = self.norm(x)
+        q, k = self.qk(h + self.pos(pos)).reshape(M, S, 2, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        v = self.v(h).reshape(M, S, self.heads, D // self.heads).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, k, v)
+        return x + self.proj(a.transpose(1, 2).reshape(M, S, D))
+
+
 def fit_matrix(s: torch.Tensor, K: int, ridge: float) -> torch.Tensor:
     """[B,T] spline parameters -> [B,K,T]: control points = M @ positions (least squares with a small
     second-difference penalty, see docs/method.md)."""
@@ -148,6 +176,7 @@ class TraceModel(nn.Module):
                                      nn.GELU(), nn.Linear(c.dim, c.dim))
         self.time_blocks = nn.ModuleList([TimeBlock(c.dim, c.heads) for _ in range(c.layers)])
         self.space_blocks = nn.ModuleList([SpaceBlock(c.dim) for _ in range(c.layers)])
+        self.cell_blocks = nn.ModuleList([CellBlock(c.dim, c.heads) for _ in range(c.layers)]) if c.cell_attention else None
         self.norm = nn.LayerNorm(c.dim)
         # per pass: weights of the candidate moves (stay, each level's lifted soft-argmax, the global match),
         # a small residual move (3) and the visibility logit
@@ -244,6 +273,11 @@ class TraceModel(nn.Module):
         ctxq = ctxc.reshape(B, I, c.dim, hw).transpose(2, 3).reshape(B * N, 1, c.dim)
 
         x = own.expand(B, N, T, 3)  # the static hypothesis
+        if self.cell_blocks is not None:  # the cells' places in the image, for the attention across cells
+            gy, gx = torch.meshgrid(torch.arange(h, device=s.device) / h, torch.arange(wd, device=s.device) / wd,
+                                    indexing="ij")
+            cellpos = torch.cat([sincos(gy.reshape(-1), 4, 0.5), sincos(gx.reshape(-1), 4, 0.5)], -1)  # [hw,16]
+            cellpos = cellpos[None, None, :, None].expand(B, I, hw, T, 16)
         state, iterates, proposals, weights = None, [], [], []
         L = c.levels
         for _ in range(c.iterations):
@@ -253,10 +287,16 @@ class TraceModel(nn.Module):
             inp = torch.cat([torch.cat(feats, -1) * obs_pair, tfeat], -1)
             tok = self.pair_in(inp).reshape(B * N, T, c.dim) + ctxq
             tok = tok if state is None else tok + state
-            for tb, sb in zip(self.time_blocks, self.space_blocks):
+            if self.cell_blocks is not None:
+                xp = x.reshape(B, I, hw, T, 3)
+                pos = torch.cat([cellpos, xp, sincos(xp, 4, 0.5).flatten(-2)], -1)  # [B,I,hw,T,NUM_POS]
+                pos = pos.permute(0, 1, 3, 2, 4).reshape(B * I * T, hw, -1)
+            for tb, sb, cb in zip(self.time_blocks, self.space_blocks, self.cell_blocks or [None] * c.layers):
                 tok = tb(tok)
                 m = tok.reshape(B, I, h, wd, T, c.dim).permute(0, 1, 4, 5, 2, 3).reshape(B * I * T, c.dim, h, wd)
                 m = sb(m)
+                if cb is not None:
+                    m = cb(m.flatten(2).transpose(1, 2), pos).transpose(1, 2).reshape(m.shape)
                 tok = m.reshape(B, I, T, c.dim, h, wd).permute(0, 1, 4, 5, 2, 3).reshape(B * N, T, c.dim)
             state = tok
             out = self.pair_head(self.norm(tok)).reshape(B, N, T, -1)
@@ -295,6 +335,17 @@ class TraceModel(nn.Module):
             res["correlation"] = [(pyramid[lvl].reshape(B, N, T, *pyramid[lvl].shape[-2:]), temp.exp())
                                   for lvl, temp in ((0, self.corr_temp[0]), (1, self.match_temp))]
         return res
+
+    GROWABLE = ("cell_blocks.",)  # blocks whose zero-initialised output leaves the network's function unchanged
+
+    def grow_from(self, state_dict: dict) -> list[str]:
+        """Load weights of this network or of one without some GROWABLE blocks (those keep their initial,
+        identity-preserving values) -> the names of the blocks added; any other mismatch raises."""
+        missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        bad = [k for k in missing if not k.startswith(self.GROWABLE)]
+        if bad or unexpected:
+            raise RuntimeError(f"weights do not match the network: missing {bad[:5]}, unexpected {unexpected[:5]}")
+        return sorted({k.split(".")[0] for k in missing})
 
     def curves(self, dx: torch.Tensor, motion_logit: torch.Tensor, s: torch.Tensor, qf: torch.Tensor) -> torch.Tensor:
         """Per-frame offsets dx [B,I,h,w,T,3], motion logits [B,I,h,w], s [B,T], query frames [I] ->

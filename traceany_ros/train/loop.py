@@ -134,13 +134,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     torch.manual_seed(0)
     net = TraceModel(ModelConfig.preset(cfg.preset)).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, log, best, hours = 0, [], float("inf"), 0.0
+    step, log, best, hours, warm_from = 0, [], float("inf"), 0.0, 0
     last = out / "last.pt"
     if last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=True)
-        net.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
         step, hours = ck["step"], ck.get("hours", 0.0)
+        warm_from = ck.get("warm_from", 0)
+        added = net.grow_from(ck["state_dict"])
+        if added:  # the preset gained blocks that start as the identity: new optimizer state, a new warm-up
+            print(f"[train] the run's network grows by {', '.join(added)} at step {step}; the optimizer restarts")
+            warm_from = step
+        else:
+            opt.load_state_dict(ck["optimizer"])
         if ck.get("best_key") == validation_key(cfg):  # else the validation changed: the next one is the best
             best = ck.get("best", best)
         if (out / "log.json").is_file():
@@ -162,7 +167,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         from traceany_ros.model.checkpoint import save_model
 
         h = hours + (time.time() - t_start) / 3600
-        state = {"step": step, "best": best, "best_key": validation_key(cfg), "hours": h}
+        state = {"step": step, "best": best, "best_key": validation_key(cfg), "hours": h, "warm_from": warm_from}
         save_model(last, net, train={**state, "config": asdict(cfg)},
                         extra={"optimizer": opt.state_dict(), **state})
         if kind_best:
@@ -177,7 +182,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     for n, sample in loader:
         if step >= cfg.steps:
             break
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        lr = cfg.lr * min(1.0, (step - warm_from + 1) / cfg.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         w, gt = to_tensors(sample, device)

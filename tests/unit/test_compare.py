@@ -46,3 +46,30 @@ def test_compare_scores_a_checkpoint_beside_the_baselines_split_by_camera(data_d
     n = sum(next(iter(rows.values()))["episodes"] for rows in res["by_camera"].values() if rows)
     assert n == res["episodes"]
     assert "camera" in format_markdown(res)
+
+
+def test_goal_and_forecast_modes_score_the_static_hypothesis_and_a_tracker():
+    """Goal pairs: the goal frame is where the card's points moved 10-40 cm; forecasts: frames past the
+    window. The static backend scores exactly the static hypothesis; flow-rigid follows the card's straight,
+    steady slide, so its forecast beats staying."""
+    from traceany_ros.backends import make_backend
+    from traceany_ros.train.modes import forecast_cases, goal_cases, score_episode, summarise
+
+    ep = make_synthetic_episode(num_frames=16, height=48, width=64, seed=1, num_queries=64)
+    cases = goal_cases(ep)
+    assert cases
+    for frames, g, idx in cases:
+        f = frames[-1]
+        assert g >= f + 4 and all(ep.query_pixels[idx, 0] == f)
+    fc = forecast_cases(ep)
+    assert fc and all(fr[-1] < fut[0] and ep.timestamps[fut[-1]] - ep.timestamps[fr[-1]] <= 0.3 + 1e-6
+                      for fr, fut, _ in fc)
+    assert len({tuple(fr) for fr, _, _ in fc}) == len(fc)  # each window predicted once
+    static = make_backend("static")
+    for mode in ("goal", "forecast"):
+        r = summarise([score_episode(ep, static, mode)])
+        assert r["epe_static"] < 1e-3 and abs(r["dynamic_vs_static"] - 1.0) < 1e-4  # cm; float32 curves
+        if mode == "goal":
+            assert 10.0 <= r["static_hypothesis_dynamic"] <= 40.0
+    rigid = summarise([score_episode(ep, make_backend("flow-rigid"), "forecast")])
+    assert rigid["dynamic_vs_static"] < 0.7 and rigid["epe_dynamic_end"] < rigid["static_hypothesis_dynamic_end"]

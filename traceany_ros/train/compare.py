@@ -8,6 +8,9 @@ Results come per method over all episodes and split by camera: ``fixed`` (a stil
 its own sliding windows (``default_window`` / ``default_overlap``: 12 / 4 frames for the network, else 24 / 8)
 unless ``--window`` / ``--overlap`` are given.
 
+``--mode goal`` / ``--mode forecast`` score the goal-pair and forecast modes instead (the clip plus one
+frame where moving points moved 10-40 cm; 0.3 s past the last observed frame; :mod:`traceany_ros.train.modes`).
+
 ``--picture EPISODE --picture-out PNG`` draws ground truth and every method's tracks of that
 episode's moving queries side by side instead.
 
@@ -68,6 +71,62 @@ def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, win
                 out["by_camera"][cam][name] = {**{k: a[k] for k in KEYS if k in a}, "episodes": len(per[name][cam]),
                                                "seconds_per_episode": float("nan")}
     return out
+
+
+def compare_mode(data: str, mode: str, methods=(), checkpoints=(), limit: int | None = None,
+                 device: str = "cpu") -> dict:
+    """Every backend on the same episodes in a prediction mode (``modes.MODES``), pooled over all episodes
+    and split by camera."""
+    from tqdm import tqdm
+
+    from traceany_ros.backends import make_backend
+    from traceany_ros.episode import list_episodes, load_episode
+    from traceany_ros.train.modes import score_episode, summarise
+
+    files = list_episodes(data)[:limit]
+    backends = {m: make_backend(m) for m in methods}
+    for ck in checkpoints:
+        backends[str(ck)] = make_backend("model", checkpoint=str(ck), device=device)
+    per = {k: {"all": [], "fixed": [], "moving": []} for k in backends}
+    seconds = {k: 0.0 for k in backends}
+    for f in tqdm(files, desc=f"compare {mode}", unit="ep"):
+        ep = load_episode(f)
+        cam = camera_kind(ep)
+        for name, b in backends.items():
+            t0 = time.perf_counter()
+            r = score_episode(ep, b, mode)
+            seconds[name] += time.perf_counter() - t0
+            per[name]["all"].append(r)
+            per[name][cam].append(r)
+    out = {"data": str(data), "mode": mode, "episodes": len(files), "results": {}, "by_camera": {"fixed": {}, "moving": {}}}
+    for name in backends:
+        out["results"][name] = {**summarise(per[name]["all"]), "seconds_per_episode": seconds[name] / max(len(files), 1)}
+        for cam in ("fixed", "moving"):
+            if per[name][cam]:
+                out["by_camera"][cam][name] = {**summarise(per[name][cam]), "episodes": len(per[name][cam])}
+    return out
+
+
+def format_mode_markdown(result: dict) -> str:
+    end = result["mode"] == "forecast"
+    head = ("| method | epe_dynamic cm | static hypothesis cm | ratio | epe_static cm |"
+            + (" epe_dynamic at 0.3 s cm | static hypothesis at 0.3 s cm |" if end else "") + " moving / still queries |")
+
+    def table(rows: dict) -> list[str]:
+        lines = [head, "|" + "---|" * (head.count("|") - 1)]
+        for name, r in rows.items():
+            f = lambda k: "-" if r.get(k) is None else f"{r[k]:.2f}"  # noqa: E731
+            lines.append(f"| {name} | {f('epe_dynamic')} | {f('static_hypothesis_dynamic')} | {f('dynamic_vs_static')} | "
+                         f"{f('epe_static')} |" + (f" {f('epe_dynamic_end')} | {f('static_hypothesis_dynamic_end')} |"
+                                                   if end else "") + f" {r['n_dynamic']} / {r['n_static']} |")
+        return lines
+
+    out = [f"Mode {result['mode']}, {result['episodes']} episodes of {result['data']}:", ""] + table(result["results"])
+    for cam, rows in result.get("by_camera", {}).items():
+        if rows:
+            n = next(iter(rows.values()))["episodes"]
+            out += ["", f"{cam.capitalize()} camera ({n} episodes):", ""] + table(rows)
+    return "\n".join(out)
 
 
 def format_markdown(result: dict) -> str:
@@ -144,6 +203,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", help="write the JSON result here")
+    p.add_argument("--mode", default="tracks", choices=("tracks", "goal", "forecast"),
+                   help="tracks: the episode contract's metrics over sliding windows (default); goal: the clip plus "
+                   "one frame where moving points moved 10-40 cm; forecast: 0.3 s past the last observed frame")
     p.add_argument("--picture", metavar="EPISODE", help="instead: draw the tracks of this episode's moving queries "
                    "for ground truth and every method into --picture-out")
     p.add_argument("--picture-out", default="tracks.png")
@@ -155,10 +217,13 @@ def main(argv=None) -> int:
         print(tracks_picture(args.picture, args.methods, args.checkpoints, args.picture_out, window=args.window,
                              overlap=args.overlap, device=args.device))
         return 0
-    res = compare(args.data, args.methods, args.checkpoints, args.limit, args.window, args.overlap, args.device)
+    if args.mode == "tracks":
+        res = compare(args.data, args.methods, args.checkpoints, args.limit, args.window, args.overlap, args.device)
+    else:
+        res = compare_mode(args.data, args.mode, args.methods, args.checkpoints, args.limit, args.device)
     if args.output:
         Path(args.output).write_text(json.dumps(res, indent=2) + "\n")
-    print(format_markdown(res))
+    print(format_markdown(res) if args.mode == "tracks" else format_mode_markdown(res))
     return 0
 
 

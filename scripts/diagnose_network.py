@@ -31,7 +31,7 @@ def main() -> None:
     cfg = TrainConfig(out="")
     dcfg = validation_data(cfg)
     rows = {"stay": [], "iterate": [], "picked": [], "cand": [], "weights": [], "beats": [], "gate_moving": [], "gate_still": []}
-    names = [f"level {i}" for i in range(net.config.levels)] + ["global"]
+    names = [f"level {i}" for i in range(net.config.levels)] + ["global"] + (["argmax"] if net.config.global_argmax else [])
     for seed in cfg.val_seeds[: a.windows]:
         ep = load_or_make_episode(seed, dcfg.pool, dcfg.families, dcfg.style)
         w, gt = to_tensors(make_sample(ep, np.random.default_rng([seed, 7]), dcfg, net.config.stride), "cpu")

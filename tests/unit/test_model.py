@@ -178,9 +178,17 @@ def test_a_network_grown_by_cell_attention_computes_what_it_did(window):
         for blk in new.cell_blocks:
             blk.proj.weight.normal_(0, 0.3)
         assert not torch.allclose(a["offsets"], new(window_tensors(window))["offsets"], atol=1e-4)
+    # and by the global argmax candidate: its inputs start with zero weights and its option without weight
+    both = TraceModel(ModelConfig(**SMALL, cell_attention=True, global_argmax=True))
+    assert both.grow_from(old.state_dict()) == ["cell_blocks", "global_argmax"]
+    both.train()
+    with torch.no_grad():
+        c = both(window_tensors(window), return_all=True)
+    assert torch.allclose(a["offsets"], c["offsets"], atol=1e-4)
+    assert c["proposals"][0].shape[-2] == 2 + 2 and float(c["weights"][0][..., -1].max()) < 1e-3
     partial = {k: v for k, v in old.state_dict().items() if k != "cell_head.bias"}
     with pytest.raises(RuntimeError, match="do not match.*cell_head.bias"):
         new.grow_from(partial)
     wider = TraceModel(ModelConfig(**{**SMALL, "dim": 24, "heads": 2}))
-    with pytest.raises(RuntimeError, match="size mismatch"):
+    with pytest.raises(RuntimeError, match="do not match|size mismatch"):
         new.grow_from(wider.state_dict())

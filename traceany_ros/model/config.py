@@ -20,6 +20,8 @@ class ModelConfig:
     hard_gate: at inference, offsets of cells whose motion probability is below 0.5 are exactly zero.
     cell_attention: each block also attends across the query cells of a (query frame, frame) pair
         (``CellBlock``); off only in checkpoints made before it existed.
+    global_argmax: one more candidate move, the 3D point of the frame's best-correlated level-0 cell (a hard
+        global match); off only in checkpoints made before it existed.
     """
 
     name: str = "tiny"
@@ -36,6 +38,7 @@ class ModelConfig:
     fit_ridge: float = 1e-3
     hard_gate: bool = True
     cell_attention: bool = False
+    global_argmax: bool = False
 
     def __post_init__(self):
         from traceany_ros.field import num_segments
@@ -68,7 +71,7 @@ class ModelConfig:
 
 
 PRESETS = {
-    "tiny": ModelConfig(name="tiny", cell_attention=True),
+    "tiny": ModelConfig(name="tiny", cell_attention=True, global_argmax=True),
     "base": ModelConfig(name="base", stride=4, channels=(48, 96), feat_dim=128, dim=128, layers=4,
-                           iterations=3, radius=4, levels=4, cell_attention=True),
+                           iterations=3, radius=4, levels=4, cell_attention=True, global_argmax=True),
 }

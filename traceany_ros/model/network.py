@@ -164,6 +164,7 @@ class TraceModel(nn.Module):
     NUM_GEOM = 7      # valid-in-view, depth residual (abs, rel), colour difference (3), estimate's depth
     NUM_GLOBAL = 4    # soft match offset from the estimate (3), its peak probability
     NUM_TIME = 4 + 12  # s_j, s_j - s_i, seconds apart, observed; sin/cos of s_j - s_i
+    NUM_ARGMAX = 4     # the global argmax's move from the estimate (3) and its cosine similarity
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -171,16 +172,16 @@ class TraceModel(nn.Module):
         self.encoder = FrameEncoder(c)
         n_corr = c.levels * (2 * c.radius + 1) ** 2
         n_cand = 4 * c.levels  # per level: the soft-argmax move lifted to 3D (3) and its peak probability
-        self.pair_in = nn.Sequential(nn.Linear(self.NUM_GEOM + n_corr + n_cand + self.NUM_GLOBAL + 3 + self.NUM_TIME,
-                                               c.dim),
+        n_in = self.NUM_GEOM + n_corr + n_cand + self.NUM_GLOBAL + 3 + self.NUM_TIME
+        self.pair_in = nn.Sequential(nn.Linear(n_in + self.NUM_ARGMAX * c.global_argmax, c.dim),
                                      nn.GELU(), nn.Linear(c.dim, c.dim))
         self.time_blocks = nn.ModuleList([TimeBlock(c.dim, c.heads) for _ in range(c.layers)])
         self.space_blocks = nn.ModuleList([SpaceBlock(c.dim) for _ in range(c.layers)])
         self.cell_blocks = nn.ModuleList([CellBlock(c.dim, c.heads) for _ in range(c.layers)]) if c.cell_attention else None
         self.norm = nn.LayerNorm(c.dim)
         # per pass: weights of the candidate moves (stay, each level's lifted soft-argmax, the global match),
-        # a small residual move (3) and the visibility logit
-        self.pair_head = nn.Linear(c.dim, c.levels + 2 + 3 + 1)
+        # a small residual move (3), the visibility logit, then the weight of the global argmax (if any)
+        self.pair_head = nn.Linear(c.dim, c.levels + 2 + 3 + 1 + c.global_argmax)
         self.corr_temp = nn.Parameter(torch.full((c.levels,), math.log(20.0)))  # over cosine similarities
         self.cell_head = nn.Linear(c.dim, 2)   # motion logit, confidence logit
         self.up_mask = nn.Sequential(nn.Conv2d(c.dim, c.dim, 3, padding=1), nn.GELU(), nn.Conv2d(c.dim, 9, 1))
@@ -254,6 +255,8 @@ class TraceModel(nn.Module):
         match = torch.einsum("bntq,btqd->bntd", prob, pts.reshape(B, T, hw, 3))  # [B,N,T,3]
         own = pts[:, qf].reshape(B, N, 1, 3)
         glob = torch.cat([match - own, prob.amax(-1, keepdim=True)], -1)  # [B,N,T,4]
+        if c.global_argmax:  # the 3D point of the frame's best-correlated level-0 cell (a hard global match)
+            amatch, apeak = self._global_argmax(pyramid[0], depth_u, w, norm, B, N, T)
         # time features per pair
         s = norm.s
         ds = s[:, None, :] - s[:, qf][:, :, None]  # [B,I,T]
@@ -284,7 +287,10 @@ class TraceModel(nn.Module):
             geom, local, cand, peak = self._lookup(x, w, depth_u, norm, rgbf, qcol, pyramid, N)
             gmove = match - x
             feats = [geom, local, cand.flatten(-2), peak, gmove, glob[..., 3:], x - own]
-            inp = torch.cat([torch.cat(feats, -1) * obs_pair, tfeat], -1)
+            inp = [torch.cat(feats, -1) * obs_pair, tfeat]
+            if c.global_argmax:
+                inp.append(torch.cat([amatch - x, apeak], -1) * obs_pair)
+            inp = torch.cat(inp, -1)
             tok = self.pair_in(inp).reshape(B * N, T, c.dim) + ctxq
             tok = tok if state is None else tok + state
             if self.cell_blocks is not None:
@@ -302,8 +308,14 @@ class TraceModel(nn.Module):
             out = self.pair_head(self.norm(tok)).reshape(B, N, T, -1)
             # candidate moves [B,N,T,L+2,3]: stay, each level's lifted soft-argmax, the global match; the hidden
             # frames (no image) can only stay or take the residual
-            moves = torch.cat([torch.zeros_like(gmove)[..., None, :], cand, gmove[..., None, :]], -2)
-            wts = out[..., : L + 2].softmax(-1) * obs_pair + F.one_hot(torch.zeros((), dtype=torch.long), L + 2) * (1 - obs_pair)
+            moves = [torch.zeros_like(gmove)[..., None, :], cand, gmove[..., None, :]]
+            logit = out[..., : L + 2]
+            if c.global_argmax:
+                moves.append((amatch - x)[..., None, :])
+                logit = torch.cat([logit, out[..., L + 6:]], -1)
+            moves = torch.cat(moves, -2)
+            n_opt = moves.shape[-2]
+            wts = logit.softmax(-1) * obs_pair + F.one_hot(torch.zeros((), dtype=torch.long), n_opt) * (1 - obs_pair)
             step = (wts[..., None] * moves).sum(-2) + 0.1 * out[..., L + 2: L + 5]
             if return_all:
                 proposals.append(x[..., None, :] + moves[..., 1:, :])
@@ -328,8 +340,8 @@ class TraceModel(nn.Module):
         res["offsets"] = self.curves(dx, res["motion_logit"], norm.s, qf)
         if return_all:
             res["iterates"] = [it.reshape(B, I, h, wd, T, 3) for it in iterates]
-            res["proposals"] = [p.reshape(B, I, h, wd, T, L + 1, 3) for p in proposals]
-            res["weights"] = [m.reshape(B, I, h, wd, T, L + 2) for m in weights]
+            res["proposals"] = [p.reshape(B, I, h, wd, T, p.shape[-2], 3) for p in proposals]
+            res["weights"] = [m.reshape(B, I, h, wd, T, m.shape[-1]) for m in weights]
             res["coarse_points"] = own.reshape(B, I, h, wd, 3)
             # the first two correlation levels [B,N,T,h_l,w_l] with the temperatures their softmaxes use
             res["correlation"] = [(pyramid[lvl].reshape(B, N, T, *pyramid[lvl].shape[-2:]), temp.exp())
@@ -337,15 +349,32 @@ class TraceModel(nn.Module):
         return res
 
     GROWABLE = ("cell_blocks.",)  # blocks whose zero-initialised output leaves the network's function unchanged
+    # tensors that grow with the global argmax candidate: (dimension, old size is the leading slice)
+    WIDENED = {"pair_in.0.weight": 1, "pair_head.weight": 0, "pair_head.bias": 0}
 
     def grow_from(self, state_dict: dict) -> list[str]:
-        """Load weights of this network or of one without some GROWABLE blocks (those keep their initial,
-        identity-preserving values) -> the names of the blocks added; any other mismatch raises."""
-        missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        """Load weights of this network or of one without some GROWABLE blocks or without the global argmax
+        candidate (the new parts start where they leave the function unchanged: zero inputs' weights, the
+        new option's logit at -8) -> the names of what was added; any other mismatch raises."""
+        own = self.state_dict()
+        sd, added = dict(state_dict), set()
+        for key, dim in self.WIDENED.items():
+            if key in sd and key in own and sd[key].shape != own[key].shape:
+                old, new = sd[key], own[key].clone()
+                if old.ndim != new.ndim or old.shape[dim] > new.shape[dim] or any(
+                        a != b for d, (a, b) in enumerate(zip(old.shape, new.shape)) if d != dim):
+                    raise RuntimeError(f"weights do not match the network: {key} {tuple(old.shape)} vs "
+                                       f"{tuple(new.shape)}")
+                n = old.shape[dim]
+                new.narrow(dim, n, new.shape[dim] - n).fill_(-8.0 if key == "pair_head.bias" else 0.0)
+                new.narrow(dim, 0, n).copy_(old)
+                sd[key] = new
+                added.add("global_argmax")
+        missing, unexpected = self.load_state_dict(sd, strict=False)
         bad = [k for k in missing if not k.startswith(self.GROWABLE)]
         if bad or unexpected:
             raise RuntimeError(f"weights do not match the network: missing {bad[:5]}, unexpected {unexpected[:5]}")
-        return sorted({k.split(".")[0] for k in missing})
+        return sorted(added | {k.split(".")[0] for k in missing})
 
     def curves(self, dx: torch.Tensor, motion_logit: torch.Tensor, s: torch.Tensor, qf: torch.Tensor) -> torch.Tensor:
         """Per-frame offsets dx [B,I,h,w,T,3], motion logits [B,I,h,w], s [B,T], query frames [I] ->
@@ -413,6 +442,22 @@ class TraceModel(nn.Module):
         cand = pn.reshape(B, T, N, c.levels, 3).transpose(1, 2) - x[..., None, :]  # [B,N,T,L,3]
         cand = cand * okf.transpose(1, 2)[..., None, None]
         return geom, torch.cat(out, -1), cand, torch.stack(peaks, -1)
+
+    def _global_argmax(self, corr0, depth_u, w, norm, B, N, T):
+        """Level-0 correlations [B*N*T,1,h0,w0] -> the 3D point (normalised) of each pair's best-correlated
+        cell with depth in the frame [B,N,T,3] and that cosine similarity [B,N,T,1]."""
+        stride = self.config.stride
+        pts0, valid0 = unproject_cells(depth_u, w.K, norm.cam_to_norm, stride)  # [B,T,hf,wf,3]
+        h0, w0 = corr0.shape[-2:]
+        hf, wf = valid0.shape[-2:]
+        ok = torch.zeros(B, T, h0, w0, dtype=torch.bool, device=corr0.device)
+        ok[:, :, :hf, :wf] = valid0[:, :, :h0, :w0]
+        pad = torch.zeros(B, T, h0, w0, 3, dtype=pts0.dtype, device=pts0.device)
+        pad[:, :, :hf, :wf] = pts0[:, :, :h0, :w0]
+        score = corr0.reshape(B, N, T, h0 * w0).masked_fill(~ok.reshape(B, 1, T, -1), -2.0)
+        peak, idx = score.max(-1)  # [B,N,T]
+        flat = idx + (torch.arange(B * T, device=idx.device).reshape(B, 1, T) * (h0 * w0))
+        return pad.reshape(-1, 3)[flat], peak[..., None].clamp(min=-1.0)
 
     @staticmethod
     def _grid(uv: torch.Tensor, H: int, W: int) -> torch.Tensor:

@@ -7,7 +7,8 @@
 #   scripts/model_card.sh [DATA_DIR] [OUT_DIR] [EPISODES]    # defaults: data/, runs/model_card/, 20
 #
 # Writes OUT_DIR/checkpoint.json, validation.json (the training loop's validate() on the validation seeds),
-# heldout_families.json/.md, heldout_shifted.json/.md and bench_predict.json.
+# heldout_families.json/.md, heldout_shifted.json/.md, the goal-pair and forecast modes of both splits
+# (SPLIT_goal.json/.md, SPLIT_forecast.json/.md) and bench_predict.json.
 set -euo pipefail
 DATA=${1:-data}
 OUT=${2:-runs/model_card}
@@ -43,5 +44,9 @@ PYEOF
 for split in heldout_families heldout_shifted; do
     "$PY" -m traceany_ros.train.compare --data "$DATA/$split" --methods static flow-rigid \
         --checkpoints checkpoints/tiny.pt --output "$OUT/$split.json" | tee "$OUT/$split.md"
+    for mode in goal forecast; do
+        "$PY" -m traceany_ros.train.compare --data "$DATA/$split" --mode $mode --methods static flow-rigid \
+            --checkpoints checkpoints/tiny.pt --output "$OUT/${split}_$mode.json" | tee "$OUT/${split}_$mode.md"
+    done
 done
 "$PY" -m traceany_ros.cli bench predict --methods model,flow-rigid,static --json --output "$OUT/bench_predict.json"

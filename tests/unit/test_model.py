@@ -90,24 +90,6 @@ def test_fit_reproduces_linear_motion_and_handles_few_frames():
     assert torch.allclose(bspline_basis(few[0].double(), K).float() @ (M[0] @ p3), p3, atol=1e-3)
 
 
-def test_the_fit_continues_a_steady_motion_through_hidden_frames():
-    """Forecasting: the last 4 of 12 frames have no image and their estimates stayed put; with their small
-    fit weight the curve goes on at the observed velocity instead of turning back."""
-    from traceany_ros.model.network import HIDDEN_FIT_WEIGHT
-
-    K = 10
-    s = torch.linspace(0, 1, 12)[None]
-    truth = torch.stack([torch.linspace(0, 1, 12), torch.zeros(12), torch.zeros(12)], -1)
-    pos = truth.clone()
-    pos[8:] = pos[7]  # hidden frames: the estimate stayed at the last observed position
-    weights = torch.where(torch.arange(12) < 8, 1.0, HIDDEN_FIT_WEIGHT)[None]
-    back = bspline_basis(s[0].double(), K).float() @ (fit_matrix(s, K, 1e-3, weights)[0] @ pos)
-    assert torch.allclose(back[:8], truth[:8], atol=1e-3)
-    assert abs(float(back[-1, 0]) - 1.0) < 0.05  # the plain fit ends near the stayed estimate (0.64)
-    plain = bspline_basis(s[0].double(), K).float() @ (fit_matrix(s, K, 1e-3)[0] @ pos)
-    assert float(plain[-1, 0]) < 0.7
-
-
 def test_convex_upsample_keeps_constants_and_stays_inside_neighbours():
     x = torch.full((1, 3, 4, 5), 2.5)
     mask = torch.randn(1, 9, 8, 10)
@@ -202,7 +184,7 @@ def test_a_network_grown_by_cell_attention_computes_what_it_did(window):
     both.train()
     with torch.no_grad():
         c = both(window_tensors(window), return_all=True)
-    assert torch.allclose(a["offsets"], c["offsets"], atol=2e-3)  # the new option: weight ~e^-8 of the others
+    assert torch.allclose(a["offsets"], c["offsets"], atol=1e-4)
     assert c["proposals"][0].shape[-2] == 2 + 2 and float(c["weights"][0][..., -1].max()) < 1e-3
     partial = {k: v for k, v in old.state_dict().items() if k != "cell_head.bias"}
     with pytest.raises(RuntimeError, match="do not match.*cell_head.bias"):

@@ -132,22 +132,16 @@ class CellBlock(nn.Module):
         return x + self.proj(a.transpose(1, 2).reshape(M, S, D))
 
 
-HIDDEN_FIT_WEIGHT = 1e-6  # a hidden frame's weight in the curve fit: the curve goes on past the last image
-
-
-def fit_matrix(s: torch.Tensor, K: int, ridge: float, weights: torch.Tensor | None = None) -> torch.Tensor:
+def fit_matrix(s: torch.Tensor, K: int, ridge: float) -> torch.Tensor:
     """[B,T] spline parameters -> [B,K,T]: control points = M @ positions (least squares with a small
-    second-difference penalty, see docs/method.md). ``weights`` [B,T]: each frame's weight in the fit."""
+    second-difference penalty, see docs/method.md)."""
     B, T = s.shape
     A = bspline_basis(s.reshape(-1).double(), K).reshape(B, T, K)
     D2 = torch.zeros(K - 2, K, dtype=torch.float64, device=s.device)
     idx = torch.arange(K - 2, device=s.device)
     D2[idx, idx], D2[idx, idx + 1], D2[idx, idx + 2] = 1.0, -2.0, 1.0
-    At = A.transpose(1, 2)
-    if weights is not None:
-        At = At * weights.double()[:, None, :]
-    lhs = At @ A + ridge * (D2.T @ D2)[None]
-    return torch.linalg.solve(lhs, At).float()
+    lhs = A.transpose(1, 2) @ A + ridge * (D2.T @ D2)[None]
+    return torch.linalg.solve(lhs, A.transpose(1, 2)).float()
 
 
 def sincos(x: torch.Tensor, n: int, base: float = 1.0) -> torch.Tensor:
@@ -343,7 +337,7 @@ class TraceModel(nn.Module):
         res = {"positions": own_f[..., None, :] + dx, "points": own_f, "valid": valid_f[:, qf],
                "visibility_logit": fine[..., 3 * T: 4 * T], "motion_logit": fine[..., 4 * T],
                "confidence_logit": fine[..., 4 * T + 1], "norm": norm, "query_frames": qf}
-        res["offsets"] = self.curves(dx, res["motion_logit"], norm.s, qf, w.observed)
+        res["offsets"] = self.curves(dx, res["motion_logit"], norm.s, qf)
         if return_all:
             res["iterates"] = [it.reshape(B, I, h, wd, T, 3) for it in iterates]
             res["proposals"] = [p.reshape(B, I, h, wd, T, p.shape[-2], 3) for p in proposals]
@@ -382,17 +376,12 @@ class TraceModel(nn.Module):
             raise RuntimeError(f"weights do not match the network: missing {bad[:5]}, unexpected {unexpected[:5]}")
         return sorted(added | {k.split(".")[0] for k in missing})
 
-    def curves(self, dx: torch.Tensor, motion_logit: torch.Tensor, s: torch.Tensor, qf: torch.Tensor,
-               observed: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-frame offsets dx [B,I,h,w,T,3], motion logits [B,I,h,w], s [B,T], query frames [I], observed
-        [B,T] -> gated control-point offsets [B,I,h,w,K,3], zero at each cell's own frame time. Hidden frames
-        (no image) weigh HIDDEN_FIT_WEIGHT in the fit: past the last image the curve goes on as the
-        smoothness penalty continues it (at constant velocity) instead of being pulled back by estimates
-        that saw nothing."""
+    def curves(self, dx: torch.Tensor, motion_logit: torch.Tensor, s: torch.Tensor, qf: torch.Tensor) -> torch.Tensor:
+        """Per-frame offsets dx [B,I,h,w,T,3], motion logits [B,I,h,w], s [B,T], query frames [I] ->
+        gated control-point offsets [B,I,h,w,K,3], zero at each cell's own frame time."""
         c = self.config
         B, I = dx.shape[:2]
-        weights = None if observed is None else torch.where(observed, 1.0, HIDDEN_FIT_WEIGHT)
-        M = fit_matrix(s, c.num_control_points, c.fit_ridge, weights)  # [B,K,T]
+        M = fit_matrix(s, c.num_control_points, c.fit_ridge)  # [B,K,T]
         cp = torch.einsum("bkt,bihwtd->bihwkd", M, dx)
         gate = torch.sigmoid(motion_logit)
         if c.hard_gate and not self.training:

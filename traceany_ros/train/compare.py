@@ -33,14 +33,14 @@ def camera_kind(ep) -> str:
     return "fixed" if mode == "fixed" else "moving"
 
 
-def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, window: int | None = None,
-            overlap: int | None = None, device: str = "cpu") -> dict:
+def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str):
+    """Every backend (``methods`` by name, each checkpoint as the network) on the same episodes: ``score(ep,
+    name, backend)`` per episode -> (episode count, {name: {"all" | "fixed" | "moving": [scores]}},
+    {name: seconds per episode})."""
     from tqdm import tqdm
 
     from traceany_ros.backends import make_backend
     from traceany_ros.episode import list_episodes, load_episode
-    from traceany_ros.metrics import aggregate, evaluate_predictions
-    from traceany_ros.predict import predict_episode
 
     files = list_episodes(data)[:limit]
     backends = {m: make_backend(m) for m in methods}
@@ -48,63 +48,66 @@ def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, win
         backends[str(ck)] = make_backend("model", checkpoint=str(ck), device=device)
     per = {k: {"all": [], "fixed": [], "moving": []} for k in backends}
     seconds = {k: 0.0 for k in backends}
-    for f in tqdm(files, desc="compare", unit="ep"):
+    for f in tqdm(files, desc=desc, unit="ep"):
         ep = load_episode(f)
         cam = camera_kind(ep)
         for name, b in backends.items():
-            w = window or getattr(b, "default_window", 24)
-            o = overlap if overlap is not None else getattr(b, "default_overlap", 8)
             t0 = time.perf_counter()
-            tracks, conf = predict_episode(ep, b, window=w, overlap=min(o, w - 1))
+            r = score(ep, b)
             seconds[name] += time.perf_counter() - t0
-            m = evaluate_predictions(ep, tracks, conf)
-            per[name]["all"].append(m)
-            per[name][cam].append(m)
-    out = {"data": str(data), "episodes": len(files), "results": {}, "by_camera": {"fixed": {}, "moving": {}}}
-    for name in backends:
-        agg = aggregate(per[name]["all"])
-        out["results"][name] = {**{k: agg[k] for k in KEYS if k in agg},
-                                "seconds_per_episode": seconds[name] / max(len(files), 1)}
+            per[name]["all"].append(r)
+            per[name][cam].append(r)
+    return len(files), per, {k: v / max(len(files), 1) for k, v in seconds.items()}
+
+
+def _result(data: str, n: int, per: dict, seconds: dict, summary, **head) -> dict:
+    out = {"data": str(data), **head, "episodes": n, "results": {}, "by_camera": {"fixed": {}, "moving": {}}}
+    for name in per:
+        out["results"][name] = {**summary(per[name]["all"]), "seconds_per_episode": seconds[name]}
         for cam in ("fixed", "moving"):
             if per[name][cam]:
-                a = aggregate(per[name][cam])
-                out["by_camera"][cam][name] = {**{k: a[k] for k in KEYS if k in a}, "episodes": len(per[name][cam]),
+                out["by_camera"][cam][name] = {**summary(per[name][cam]), "episodes": len(per[name][cam]),
                                                "seconds_per_episode": float("nan")}
     return out
+
+
+def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, window: int | None = None,
+            overlap: int | None = None, device: str = "cpu") -> dict:
+    from traceany_ros.metrics import aggregate, evaluate_predictions
+    from traceany_ros.predict import predict_episode
+
+    def score(ep, b):
+        w = window or getattr(b, "default_window", 24)
+        o = overlap if overlap is not None else getattr(b, "default_overlap", 8)
+        tracks, conf = predict_episode(ep, b, window=w, overlap=min(o, w - 1))
+        return evaluate_predictions(ep, tracks, conf)
+
+    def summary(rows):
+        agg = aggregate(rows)
+        return {k: agg[k] for k in KEYS if k in agg}
+
+    n, per, seconds = _score_all(data, methods, checkpoints, limit, device, score, "compare")
+    return _result(data, n, per, seconds, summary)
 
 
 def compare_mode(data: str, mode: str, methods=(), checkpoints=(), limit: int | None = None,
                  device: str = "cpu") -> dict:
     """Every backend on the same episodes in a prediction mode (``modes.MODES``), pooled over all episodes
     and split by camera."""
-    from tqdm import tqdm
-
-    from traceany_ros.backends import make_backend
-    from traceany_ros.episode import list_episodes, load_episode
     from traceany_ros.train.modes import score_episode, summarise
 
-    files = list_episodes(data)[:limit]
-    backends = {m: make_backend(m) for m in methods}
-    for ck in checkpoints:
-        backends[str(ck)] = make_backend("model", checkpoint=str(ck), device=device)
-    per = {k: {"all": [], "fixed": [], "moving": []} for k in backends}
-    seconds = {k: 0.0 for k in backends}
-    for f in tqdm(files, desc=f"compare {mode}", unit="ep"):
-        ep = load_episode(f)
-        cam = camera_kind(ep)
-        for name, b in backends.items():
-            t0 = time.perf_counter()
-            r = score_episode(ep, b, mode)
-            seconds[name] += time.perf_counter() - t0
-            per[name]["all"].append(r)
-            per[name][cam].append(r)
-    out = {"data": str(data), "mode": mode, "episodes": len(files), "results": {}, "by_camera": {"fixed": {}, "moving": {}}}
-    for name in backends:
-        out["results"][name] = {**summarise(per[name]["all"]), "seconds_per_episode": seconds[name] / max(len(files), 1)}
-        for cam in ("fixed", "moving"):
-            if per[name][cam]:
-                out["by_camera"][cam][name] = {**summarise(per[name][cam]), "episodes": len(per[name][cam])}
-    return out
+    n, per, seconds = _score_all(data, methods, checkpoints, limit, device,
+                                 lambda ep, b: score_episode(ep, b, mode), f"compare {mode}")
+    return _result(data, n, per, seconds, summarise, mode=mode)
+
+
+def _tables(result: dict, title: str, table) -> str:
+    out = [title, ""] + table(result["results"])
+    for cam, rows in result.get("by_camera", {}).items():
+        if rows:
+            n = next(iter(rows.values()))["episodes"]
+            out += ["", f"{cam.capitalize()} camera ({n} episodes):", ""] + table(rows)
+    return "\n".join(out)
 
 
 def format_mode_markdown(result: dict) -> str:
@@ -121,12 +124,7 @@ def format_mode_markdown(result: dict) -> str:
                                                    if end else "") + f" {r['n_dynamic']} / {r['n_static']} |")
         return lines
 
-    out = [f"Mode {result['mode']}, {result['episodes']} episodes of {result['data']}:", ""] + table(result["results"])
-    for cam, rows in result.get("by_camera", {}).items():
-        if rows:
-            n = next(iter(rows.values()))["episodes"]
-            out += ["", f"{cam.capitalize()} camera ({n} episodes):", ""] + table(rows)
-    return "\n".join(out)
+    return _tables(result, f"Mode {result['mode']}, {result['episodes']} episodes of {result['data']}:", table)
 
 
 def format_markdown(result: dict) -> str:
@@ -142,12 +140,7 @@ def format_markdown(result: dict) -> str:
                          f"{r['seconds_per_episode']:.2f} |")
         return lines
 
-    out = [f"All {result['episodes']} episodes of {result['data']}:", ""] + table(result["results"])
-    for cam, rows in result.get("by_camera", {}).items():
-        if rows:
-            n = next(iter(rows.values()))["episodes"]
-            out += ["", f"{cam.capitalize()} camera ({n} episodes):", ""] + table(rows)
-    return "\n".join(out)
+    return _tables(result, f"All {result['episodes']} episodes of {result['data']}:", table)
 
 
 def tracks_picture(episode_path: str, methods=(), checkpoints=(), out: str = "tracks.png", max_tracks: int = 80,

@@ -155,9 +155,10 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path):
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "curves.png").is_file()
 
 
-def test_shipped_checkpoint_keeps_static_points_still_and_loses_no_moving_ones(tmp_path):
+def test_shipped_checkpoint_keeps_static_points_still_and_follows_moving_ones(tmp_path):
     """On a few episodes generated here (seeds never trained on), the shipped network keeps static points
-    within 1 cm and is no less accurate than the static baseline on moving points."""
+    within 1 cm (jitter under 0.5 cm) and beats the static baseline on moving points by a margin well past
+    the run-to-run noise (measured: 12.9 cm against 19.3)."""
     from traceany_ros.backends import make_backend
     from traceany_ros.metrics import aggregate, evaluate_predictions
     from traceany_ros.predict import predict_episode
@@ -174,4 +175,4 @@ def test_shipped_checkpoint_keeps_static_points_still_and_loses_no_moving_ones(t
     m, s = aggregate(rows["model"]), aggregate(rows["static"])
     assert m["epe_static"] < 0.01, m
     assert m["static_jitter"] < 0.005, m
-    assert m["epe_dynamic"] <= 1.02 * s["epe_dynamic"], (m, s)
+    assert m["epe_dynamic"] <= 0.85 * s["epe_dynamic"], (m, s)

@@ -167,6 +167,7 @@ def test_curves_evaluate_as_the_field_says(window):
 def test_a_network_grown_by_cell_attention_computes_what_it_did(window):
     """Weights of a network without the attention across cells load into one with it; the added blocks
     start as the identity, and weights of another shape are refused."""
+    torch.manual_seed(0)
     old = _randomise(TraceModel(ModelConfig(**SMALL)))
     new = TraceModel(ModelConfig(**SMALL, cell_attention=True))
     assert new.grow_from(old.state_dict()) == ["cell_blocks"]
@@ -184,7 +185,7 @@ def test_a_network_grown_by_cell_attention_computes_what_it_did(window):
     both.train()
     with torch.no_grad():
         c = both(window_tensors(window), return_all=True)
-    assert torch.allclose(a["offsets"], c["offsets"], atol=1e-4)
+    assert torch.allclose(a["offsets"], c["offsets"], atol=2e-3)  # the new option: weight ~e^-8 of the others
     assert c["proposals"][0].shape[-2] == 2 + 2 and float(c["weights"][0][..., -1].max()) < 1e-3
     partial = {k: v for k, v in old.state_dict().items() if k != "cell_head.bias"}
     with pytest.raises(RuntimeError, match="do not match.*cell_head.bias"):

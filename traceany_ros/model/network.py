@@ -8,8 +8,10 @@
       -> per (query cell, frame) pair: the cell's 3D point as currently estimated at that frame's time,
          reprojected into the frame with its pose; depth and colour agreement there, the local
          correlation window around it on every level, and candidate moves (each level's soft-argmax
-         lifted to 3D with the frame's depth there, the global match)
-      -> time attention per query cell + a spatial mix over neighbouring cells; the estimate moves by a
+         lifted to 3D with the frame's depth there, the soft global match, the point of the frame's
+         best-correlated cell)
+      -> time attention per query cell + a spatial mix over neighbouring cells + attention across the
+         cells of each (query frame, frame) pair; the estimate moves by a
          learned convex combination of {stay, the candidates} plus a small residual, ``iterations``
          times with the same weights (each pass looks the correlation up again around its estimate)
       -> convex upsampling to the output grid: per pair the 3D position at that frame's time and a
@@ -306,8 +308,8 @@ class TraceModel(nn.Module):
                 tok = m.reshape(B, I, T, c.dim, h, wd).permute(0, 1, 4, 5, 2, 3).reshape(B * N, T, c.dim)
             state = tok
             out = self.pair_head(self.norm(tok)).reshape(B, N, T, -1)
-            # candidate moves [B,N,T,L+2,3]: stay, each level's lifted soft-argmax, the global match; the hidden
-            # frames (no image) can only stay or take the residual
+            # candidate moves [B,N,T,L+2(+1),3]: stay, each level's lifted soft-argmax, the soft global match
+            # (and the hard one); the hidden frames (no image) can only stay or take the residual
             moves = [torch.zeros_like(gmove)[..., None, :], cand, gmove[..., None, :]]
             logit = out[..., : L + 2]
             if c.global_argmax:

@@ -102,10 +102,15 @@ def load_inputs(path) -> Episode:
                    visible=np.ones((Q, T), bool), dynamic=np.zeros(Q, bool), meta={})
 
 
+def window_frames(window: FrameWindow, frames) -> FrameWindow:
+    """The frames of a window that ``frames`` (a slice, or indices in any order) picks."""
+    return FrameWindow(rgb=window.rgb[frames], depth=window.depth[frames], intrinsics=window.intrinsics,
+                       cam_to_world=window.cam_to_world[frames], times=np.asarray(window.times)[frames])
+
+
 def sub_window(window: FrameWindow, start: int, stop: int) -> FrameWindow:
     """Frames [start, stop) of a window."""
-    return FrameWindow(rgb=window.rgb[start:stop], depth=window.depth[start:stop], intrinsics=window.intrinsics,
-                       cam_to_world=window.cam_to_world[start:stop], times=window.times[start:stop])
+    return window_frames(window, slice(start, stop))
 
 
 def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:

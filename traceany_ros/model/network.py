@@ -236,6 +236,7 @@ class TraceModel(nn.Module):
         N = I * hw
         depth_u = w.depth / norm.scale[:, None, None, None]  # units
         pts, valid = unproject_cells(depth_u, w.K, norm.cam_to_norm, qs)  # [B,T,h,w,3]
+        pts_f, valid_f = unproject_cells(depth_u, w.K, norm.cam_to_norm, c.stride)  # the output grid's points
         valid = valid & w.observed[:, :, None, None]
         feat, ctx = self._encode(w, norm)  # [B,T,C,2h,2w] at 1/stride
         feat = F.normalize(feat, dim=2)  # correlations are cosine similarities (sharp softmaxes from the start)
@@ -258,7 +259,7 @@ class TraceModel(nn.Module):
         own = pts[:, qf].reshape(B, N, 1, 3)
         glob = torch.cat([match - own, prob.amax(-1, keepdim=True)], -1)  # [B,N,T,4]
         if c.global_argmax:  # the 3D point of the frame's best-correlated level-0 cell (a hard global match)
-            amatch, apeak = self._global_argmax(pyramid[0], depth_u, w, norm, B, N, T)
+            amatch, apeak = self._global_argmax(pyramid[0], pts_f, valid_f, B, N, T)
         # time features per pair
         s = norm.s
         ds = s[:, None, :] - s[:, qf][:, :, None]  # [B,I,T]
@@ -334,7 +335,6 @@ class TraceModel(nn.Module):
         hf, wf, _ = cell_grid(H, W, c.stride)
         fine = fine[:, :, :hf, :wf].permute(0, 2, 3, 1).reshape(B, I, hf, wf, -1)
         dx = fine[..., : 3 * T].reshape(B, I, hf, wf, T, 3) * not_own.reshape(B, I, hw, T, 1)[:, :, :1, None]
-        pts_f, valid_f = unproject_cells(depth_u, w.K, norm.cam_to_norm, c.stride)
         own_f = pts_f[:, qf]
         res = {"positions": own_f[..., None, :] + dx, "points": own_f, "valid": valid_f[:, qf],
                "visibility_logit": fine[..., 3 * T: 4 * T], "motion_logit": fine[..., 4 * T],
@@ -445,11 +445,11 @@ class TraceModel(nn.Module):
         cand = cand * okf.transpose(1, 2)[..., None, None]
         return geom, torch.cat(out, -1), cand, torch.stack(peaks, -1)
 
-    def _global_argmax(self, corr0, depth_u, w, norm, B, N, T):
-        """Level-0 correlations [B*N*T,1,h0,w0] -> the 3D point (normalised) of each pair's best-correlated
-        cell with depth in the frame [B,N,T,3] and that cosine similarity [B,N,T,1]."""
-        stride = self.config.stride
-        pts0, valid0 = unproject_cells(depth_u, w.K, norm.cam_to_norm, stride)  # [B,T,hf,wf,3]
+    @staticmethod
+    def _global_argmax(corr0, pts0, valid0, B, N, T):
+        """Level-0 correlations [B*N*T,1,h0,w0] and the frames' level-0 cell points [B,T,hf,wf,3] with their
+        depth validity -> the 3D point (normalised) of each pair's best-correlated cell with depth in the
+        frame [B,N,T,3] and that cosine similarity [B,N,T,1]."""
         h0, w0 = corr0.shape[-2:]
         hf, wf = valid0.shape[-2:]
         ok = torch.zeros(B, T, h0, w0, dtype=torch.bool, device=corr0.device)

@@ -35,7 +35,7 @@ def camera_kind(ep) -> str:
 
 def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str):
     """Every backend (``methods`` by name, each checkpoint as the network) on the same episodes: ``score(ep,
-    name, backend)`` per episode -> (episode count, {name: {"all" | "fixed" | "moving": [scores]}},
+    backend)`` per episode -> (episode count, {name: {"all" | "fixed" | "moving": [scores]}},
     {name: seconds per episode})."""
     from tqdm import tqdm
 

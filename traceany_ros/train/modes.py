@@ -19,18 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from traceany_ros.episode import FrameWindow
 from traceany_ros.field import evaluate
 from traceany_ros.geometry import unproject_pixels
-from traceany_ros.predict import lookup_curves
+from traceany_ros.predict import lookup_curves, window_frames
 
 MODES = ("goal", "forecast")
-
-
-def _window(inputs: FrameWindow, frames) -> FrameWindow:
-    f = np.asarray(frames, np.int64)
-    return FrameWindow(rgb=inputs.rgb[f], depth=inputs.depth[f], intrinsics=inputs.intrinsics,
-                       cam_to_world=inputs.cam_to_world[f], times=np.asarray(inputs.times)[f])
 
 
 def goal_cases(ep, clip: int = 4, lo: float = 0.10, hi: float = 0.40, min_gap: int = 4, min_moving: int = 3):
@@ -98,7 +91,7 @@ def score_episode(ep, backend, mode: str, **options) -> dict:
     if mode == "goal":
         lo, hi = options.get("lo", 0.10), options.get("hi", 0.40)
         for frames, g, idx in goal_cases(ep, options.get("clip", 4), lo, hi):
-            field = backend.predict(_window(inputs, frames + [g]))
+            field = backend.predict(window_frames(inputs, frames + [g]))
             cp = _query_curves(ep, field, frames, idx)
             pred = evaluate(cp, field.normalized_time(np.asarray([ep.timestamps[g]])))[:, 0]
             err = np.linalg.norm(pred - gt[idx, g], axis=-1)
@@ -107,28 +100,28 @@ def score_episode(ep, backend, mode: str, **options) -> dict:
             out["dynamic"].append(err[inrange])
             out["base_dynamic"].append(disp[inrange])
             out["static"].append(err[~dyn[idx]])
-        return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
-    horizon = options.get("horizon_s", 0.3)
-    for frames, future, idx in forecast_cases(ep, options.get("window", 8), horizon):
-        win = _window(inputs, frames)
-        field = (backend.predict(win, future_s=horizon) if getattr(backend, "supports_forecast", False)
-                 else backend.predict(win))
-        cp = _query_curves(ep, field, frames, idx)
-        pred = evaluate(cp, field.normalized_time(np.asarray(ep.timestamps)[future]))  # [n,F,3]
-        err = np.linalg.norm(pred - gt[idx][:, future], axis=-1)
-        disp = np.linalg.norm(gt[idx][:, future] - gt[idx, q[idx, 0]][:, None], axis=-1)
-        d = dyn[idx]
-        out["dynamic"].append(err[d].reshape(-1))
-        out["base_dynamic"].append(disp[d].reshape(-1))
-        out["static"].append(err[~d].reshape(-1))
-        out["dynamic_end"].append(err[d, -1])
-        out["base_dynamic_end"].append(disp[d, -1])
+    else:
+        horizon = options.get("horizon_s", 0.3)
+        for frames, future, idx in forecast_cases(ep, options.get("window", 8), horizon):
+            win = window_frames(inputs, frames)
+            field = (backend.predict(win, future_s=horizon) if getattr(backend, "supports_forecast", False)
+                     else backend.predict(win))
+            cp = _query_curves(ep, field, frames, idx)
+            pred = evaluate(cp, field.normalized_time(np.asarray(ep.timestamps)[future]))  # [n,F,3]
+            err = np.linalg.norm(pred - gt[idx][:, future], axis=-1)
+            disp = np.linalg.norm(gt[idx][:, future] - gt[idx, q[idx, 0]][:, None], axis=-1)
+            d = dyn[idx]
+            out["dynamic"].append(err[d].reshape(-1))
+            out["base_dynamic"].append(disp[d].reshape(-1))
+            out["static"].append(err[~d].reshape(-1))
+            out["dynamic_end"].append(err[d, -1])
+            out["base_dynamic_end"].append(disp[d, -1])
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
 
 
 def summarise(rows: list[dict]) -> dict:
     """Pool per-episode errors -> mean errors in cm, the ratio to the static hypothesis and counts."""
-    pool = {k: np.concatenate([r[k] for r in rows]) if rows else np.zeros(0) for k in rows[0]} if rows else {}
+    pool = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]} if rows else {}
 
     def cm(k):
         v = pool.get(k, np.zeros(0))

@@ -105,15 +105,20 @@ class ModelBackend:
 
     Options: ``checkpoint`` (path; default: the shipped ``checkpoints/tiny.pt``), ``device``
     ("cpu" | "cuda" | "auto"), ``preset`` (build an untrained model of this preset instead of loading a
-    checkpoint; for tests and timing only). ``predict(window, future_s=0.3)`` also returns the network's
-    forecast: the curves then cover 0.3 s past the last frame (``time_span`` ends there).
+    checkpoint; for tests and timing only), ``key_frames`` (a longer window is predicted on that many
+    evenly spaced key frames and the other frames take their curves from them,
+    :mod:`traceany_ros.model.keyframes`; None: every frame goes through the network).
+    ``predict(window, future_s=0.3)`` also returns the network's forecast: the curves then cover 0.3 s
+    past the last frame (``time_span`` ends there).
     """
 
     name = "model"
     supports_forecast = True
-    default_window, default_overlap = 12, 4  # sliding windows of offline prediction (training windows: 6-10)
+    default_window, default_overlap = 24, 8  # sliding windows of offline prediction
+    default_key_frames = 8  # key frames of a longer window (training windows: 6-10 frames)
 
-    def __init__(self, checkpoint: str | None = None, device: str = "cpu", preset: str | None = None):
+    def __init__(self, checkpoint: str | None = None, device: str = "cpu", preset: str | None = None,
+                 key_frames: int | None = default_key_frames):
         from traceany_ros.checkpoint_file import resolve_device
         from traceany_ros.model import ModelConfig, TraceModel, default_checkpoint, load_checkpoint
 
@@ -126,13 +131,14 @@ class ModelBackend:
             self.model, self.checkpoint = load_checkpoint(path, device=self.device)
             self.label = f"{self.model.config.name}@{Path(path).name}"
         self.model.to(self.device).eval()
+        self.key_frames = key_frames
 
     def predict(self, window: FrameWindow, future_s: float = 0.0) -> TrajectoryField:
         from traceany_ros.model import predict_field
 
         check_window(window)
         return predict_field(self.model, window, device=self.device, future_s=float(future_s),
-                             meta={"checkpoint": self.label})
+                             meta={"checkpoint": self.label}, key_frames=self.key_frames)
 
 
 BACKENDS = {"static": StaticBackend, "flow": FlowBackend, "flow-rigid": FlowRigidBackend, "model": ModelBackend}

@@ -75,6 +75,12 @@ class FrameWindow:
     times: np.ndarray
 
 
+def window_frames(window: FrameWindow, frames) -> FrameWindow:
+    """The frames of a window that ``frames`` (a slice, or indices in any order) picks."""
+    return FrameWindow(rgb=window.rgb[frames], depth=window.depth[frames], intrinsics=window.intrinsics,
+                       cam_to_world=window.cam_to_world[frames], times=np.asarray(window.times)[frames])
+
+
 @dataclass
 class Episode:
     """One episode; attributes are the contract keys (``meta`` parsed to a dict).

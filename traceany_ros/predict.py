@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from traceany_ros.episode import CONTRACT, Episode, FrameWindow
+from traceany_ros.episode import CONTRACT, Episode, FrameWindow, window_frames
 from traceany_ros.field import TrajectoryField, evaluate, fit_trajectory
 from traceany_ros.geometry import project, unproject_pixels
 
@@ -100,12 +100,6 @@ def load_inputs(path) -> Episode:
                    cam_to_world=d["cam_to_world"].astype(np.float32), timestamps=d["timestamps"].astype(np.float64),
                    query_pixels=d["query_pixels"], tracks_world=np.zeros((Q, T, 3), np.float32),
                    visible=np.ones((Q, T), bool), dynamic=np.zeros(Q, bool), meta={})
-
-
-def window_frames(window: FrameWindow, frames) -> FrameWindow:
-    """The frames of a window that ``frames`` (a slice, or indices in any order) picks."""
-    return FrameWindow(rgb=window.rgb[frames], depth=window.depth[frames], intrinsics=window.intrinsics,
-                       cam_to_world=window.cam_to_world[frames], times=np.asarray(window.times)[frames])
 
 
 def sub_window(window: FrameWindow, start: int, stop: int) -> FrameWindow:

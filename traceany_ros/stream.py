@@ -68,6 +68,9 @@ class StreamConfig:
     checkpoint: str = dc_field(default="", metadata={"help": "model checkpoint (.pt); empty = the shipped one"})
     preset: str = dc_field(default="", metadata={
         "help": "model preset to build UNTRAINED when no checkpoint is given (timing only); empty = load"})
+    key_frames: int = dc_field(default=8, metadata={
+        "range": (0, 64), "help": "model: a longer window is predicted on this many evenly spaced key frames, the "
+                                  "others take their curves from them (0: every frame goes through the network)"})
     input_downscale: int = dc_field(default=1, metadata={
         "range": (1, 8), "help": "use every n-th image row/column (e.g. 2: 640x480 -> 320x240); the field "
                                  "still refers to full-size pixels"})
@@ -120,7 +123,7 @@ class StreamConfig:
                     **(ENDS if self.carry_ends else ENDS_OFF)}
         if self.backend == "static":
             return {"stride": self.field_stride, "num_control_points": self.num_control_points}
-        opts = {"device": self.device}
+        opts = {"device": self.device, "key_frames": self.key_frames or None}
         if self.checkpoint:
             opts["checkpoint"] = self.checkpoint
         elif self.preset:

@@ -15,6 +15,8 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--key-frames", type=int, default=None,
+                   help="model: key frames of the window (default: the backend's, 8; 0: every frame)")
     p.add_argument("--methods", default="model,flow,static")
     p.add_argument("--episode", default=None,
                    help="time this episode (.npz, its own frames and size, windows of --frames) instead of the "
@@ -57,12 +59,16 @@ def run(args) -> dict:
         opts = {}
         if method == "model":
             opts["device"] = args.device
+            if args.key_frames is not None:
+                opts["key_frames"] = args.key_frames or None
             try:
                 opts["checkpoint"] = args.checkpoint or str(default_checkpoint())
             except FileNotFoundError:
                 opts["preset"] = "tiny"
             res["model_weights"] = opts.get("checkpoint", "untrained tiny preset (no checkpoint found)")
         backend = make_backend(method, **opts)
+        if method == "model":
+            res["model_key_frames"] = backend.key_frames
         predict_episode(ep, backend, window=args.frames, overlap=min(8, args.frames - 1))  # warm-up
         times = []
         for _ in range(args.repeat):

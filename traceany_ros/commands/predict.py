@@ -15,9 +15,12 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped checkpoints/tiny.pt)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--window", type=int, default=None,
-                   help="frames per window, longer clips slide (default: the backend's, 12 for the model, else 24)")
+                   help="frames per window, longer clips slide (default: the backend's, 24)")
     p.add_argument("--overlap", type=int, default=None,
-                   help="frames shared by consecutive windows (default: the backend's, 4 for the model, else 8)")
+                   help="frames shared by consecutive windows (default: the backend's, 8)")
+    p.add_argument("--key-frames", type=int, default=None,
+                   help="model: a window longer than this is predicted on this many evenly spaced key frames, the "
+                        "others take their curves from them (default: 8; 0: every frame goes through the network)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.set_defaults(func=run)
 
@@ -41,6 +44,8 @@ def run(args) -> int:
     opts = {"device": args.device}
     if args.method == "model" and args.checkpoint:
         opts["checkpoint"] = args.checkpoint
+    if args.method == "model" and args.key_frames is not None:
+        opts["key_frames"] = args.key_frames or None
     try:
         backend = make_backend(args.method, **opts)
     except (RuntimeError, FileNotFoundError, ValueError) as e:  # no CUDA, missing or corrupt checkpoint

@@ -94,7 +94,9 @@ class TimeBlock(nn.Module):
 
 
 class SpaceBlock(nn.Module):
-    """Mixes neighbouring query cells: depthwise 3x3 then pointwise, residual (maps [M,D,h,w])."""
+    """Mixes neighbouring query cells: depthwise 3x3 then pointwise, residual. Maps channels-last tokens
+    [M,h,w,D] (the layout the attention across cells reads, and a depthwise convolution in channels-last
+    memory runs several times faster on the CPU); the norm is GroupNorm(1, D)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -103,7 +105,10 @@ class SpaceBlock(nn.Module):
         self.pw = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x):
-        return x + self.pw(F.gelu(self.dw(self.norm(x))))
+        var, mean = torch.var_mean(x, dim=(1, 2, 3), keepdim=True, correction=0)
+        h = (x - mean) * torch.rsqrt(var + self.norm.eps) * self.norm.weight + self.norm.bias
+        h = F.conv2d(h.permute(0, 3, 1, 2), self.dw.weight, self.dw.bias, padding=1, groups=h.shape[-1])
+        return x + F.linear(F.gelu(h).permute(0, 2, 3, 1), self.pw.weight.flatten(1), self.pw.bias)
 
 
 class CellBlock(nn.Module):
@@ -301,12 +306,11 @@ class TraceModel(nn.Module):
                 pos = torch.cat([cellpos, xp, sincos(xp, 4, 0.5).flatten(-2)], -1)  # [B,I,hw,T,NUM_POS]
                 pos = pos.permute(0, 1, 3, 2, 4).reshape(B * I * T, hw, -1)
             for tb, sb, cb in zip(self.time_blocks, self.space_blocks, self.cell_blocks or [None] * c.layers):
-                tok = tb(tok)
-                m = tok.reshape(B, I, h, wd, T, c.dim).permute(0, 1, 4, 5, 2, 3).reshape(B * I * T, c.dim, h, wd)
-                m = sb(m)
+                tok = tb(tok)  # [B*N,T,D] -> the cells of each (query frame, frame) pair, channels last
+                m = sb(tok.reshape(B, I, h, wd, T, c.dim).permute(0, 1, 4, 2, 3, 5).reshape(B * I * T, h, wd, c.dim))
                 if cb is not None:
-                    m = cb(m.flatten(2).transpose(1, 2), pos).transpose(1, 2).reshape(m.shape)
-                tok = m.reshape(B, I, T, c.dim, h, wd).permute(0, 1, 4, 5, 2, 3).reshape(B * N, T, c.dim)
+                    m = cb(m.reshape(B * I * T, hw, c.dim), pos)
+                tok = m.reshape(B, I, T, hw, c.dim).transpose(2, 3).reshape(B * N, T, c.dim)
             state = tok
             out = self.pair_head(self.norm(tok)).reshape(B, N, T, -1)
             # candidate moves [B,N,T,L+2(+1),3]: stay, each level's lifted soft-argmax, the soft global match
@@ -485,15 +489,24 @@ def convex_upsample(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_field(net: TraceModel, window, device="cpu", future_s: float = 0.0, meta: dict | None = None):
+def predict_field(net: TraceModel, window, device="cpu", future_s: float = 0.0, meta: dict | None = None,
+                  key_frames: int | None = None):
     """The trajectory field of a FrameWindow in the world frame, in one forward pass.
 
     With ``future_s`` > 0 the curves also cover ``future_s`` seconds past the last frame (the network's
-    forecast: ``time_span`` ends there). Returns a TrajectoryField: control_points [T,h,w,K,3] (metres,
-    world; stride ``config.stride``), confidence [T,h,w] in [0, 1] (the probability that the curve is
-    within 2 cm of the truth on average; 0 where the cell has no depth), motion [T,h,w], visibility
-    [T,h,w,T].
+    forecast: ``time_span`` ends there). A window longer than ``key_frames`` is predicted on that many key
+    frames and the other frames take their curves from them (:mod:`traceany_ros.model.keyframes`).
+    Returns a TrajectoryField: control_points [T,h,w,K,3] (metres, world; stride ``config.stride``),
+    confidence [T,h,w] in [0, 1] (the probability that the curve is within 2 cm of the truth on average;
+    0 where the cell has no depth), motion [T,h,w], visibility [T,h,w,T].
     """
+    from traceany_ros.model.keyframes import fill_frames, pick_key_frames
+    from traceany_ros.episode import window_frames
+
+    keys = pick_key_frames(len(window.times), key_frames)
+    if keys is not None:
+        field = predict_field(net, window_frames(window, keys), device, future_s, meta)
+        return fill_frames(field, window, keys)
     c = net.config
     T = len(window.times)
     win, observed = hidden_frames(window, future_s)

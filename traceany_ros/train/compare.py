@@ -5,8 +5,8 @@
 
 Results come per method over all episodes and split by camera: ``fixed`` (a still camera) and ``moving``
 (orbits, hand shake, dollies, cranes; the episode's ``meta.scene.camera.mode``). Each backend predicts with
-its own sliding windows (``default_window`` / ``default_overlap``: 12 / 4 frames for the network, else 24 / 8)
-unless ``--window`` / ``--overlap`` are given.
+its own sliding windows (``default_window`` / ``default_overlap``: 24 / 8 frames; the network looks at 8 key
+frames of each, ``ModelBackend.default_key_frames``) unless ``--window`` / ``--overlap`` are given.
 
 ``--mode goal`` / ``--mode forecast`` score the goal-pair and forecast modes instead (the clip plus one
 frame where moving points moved 10-40 cm; 0.3 s past the last observed frame; :mod:`traceany_ros.train.modes`).

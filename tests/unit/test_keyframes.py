@@ -1,0 +1,92 @@
+"""Long windows on key frames: which frames, the filled frames' curves, and the network's field on them."""
+import numpy as np
+import pytest
+import torch
+
+from traceany_ros.episode import FrameWindow, window_frames
+from traceany_ros.field import TrajectoryField, fit_trajectory
+from traceany_ros.geometry import grid_points_world
+from traceany_ros.model import ModelConfig, TraceModel, predict_field
+from traceany_ros.model.keyframes import fill_frames, pick_key_frames
+from traceany_ros.sim.synthetic import make_synthetic_episode
+
+STRIDE, OFF = 8, 4
+
+
+def test_key_frames_are_evenly_spaced_and_keep_both_ends():
+    k = pick_key_frames(24, 8)
+    assert len(k) == 8 and k[0] == 0 and k[-1] == 23 and np.all(np.diff(k) >= 3)
+    assert pick_key_frames(8, 8) is None and pick_key_frames(24, None) is None and pick_key_frames(24, 0) is None
+    with pytest.raises(ValueError, match="key_frames"):
+        pick_key_frames(24, 1)
+
+
+def _wall_window(T=9, H=48, W=64, depth=1.5, focal=300.0):
+    """A still camera looking at a flat wall; every frame sees the wall at the same depth."""
+    K = np.array([[focal, 0, W / 2], [0, focal, H / 2], [0, 0, 1]], np.float32)
+    rng = np.random.default_rng(0)
+    return FrameWindow(rgb=rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8),
+                       depth=np.full((T, H, W), depth, np.float32), intrinsics=K,
+                       cam_to_world=np.repeat(np.eye(4, dtype=np.float32)[None], T, 0),
+                       times=np.arange(T) / 15.0)
+
+
+def _sliding_field(window, keys, v):
+    """The key frames' true field of a wall sliding at v m/s in its own plane: each cell's curve is its own
+    point moving at v."""
+    times = np.asarray(window.times)
+    span = (times[0], times[-1])
+    s = (times - span[0]) / (span[1] - span[0])
+    own, _ = grid_points_world(window_frames(window, keys), STRIDE, OFF)  # [Tk,h,w,3]
+    pos = own[..., None, :] + (times[None, None, None, :, None] - times[keys][:, None, None, None, None]) * v
+    cp = fit_trajectory(s, pos, 10)
+    Tk, h, w = own.shape[:3]
+    return TrajectoryField(cp.astype(np.float32), np.ones((Tk, h, w), np.float32), times[keys], stride=STRIDE,
+                           pixel_offset=OFF, image_size=window.depth.shape[1:], time_span=span,
+                           motion=np.ones((Tk, h, w), np.float32),
+                           visibility=np.ones((Tk, h, w, Tk), np.float32))
+
+
+def test_filled_frames_follow_the_key_frames_motion():
+    win = _wall_window()
+    keys = pick_key_frames(9, 3)  # 0, 4, 8
+    v = np.array([0.3, -0.15, 0.0])
+    full = fill_frames(_sliding_field(win, keys, v), win, keys)
+    assert full.num_frames == 9 and full.meta["key_frames"] == [0, 4, 8]
+    own, _ = grid_points_world(win, STRIDE, OFF)
+    times = np.asarray(win.times)
+    truth = own[..., None, :] + (times[None, None, None, :, None] - times[:, None, None, None, None]) * v
+    got = full.positions(times)  # [T,h,w,T,3]
+    assert np.abs(got - truth).max() < 1e-3
+    assert np.all(full.confidence > 0.99) and np.all(full.motion > 0.99)
+    assert full.visibility.shape == (9,) + full.shape + (9,)
+
+
+def test_a_surface_no_key_frame_saw_stays_still_with_no_confidence():
+    win = _wall_window()
+    keys = pick_key_frames(9, 3)
+    depth = np.asarray(win.depth).copy()
+    depth[2] = 3.0  # frame 2 sees a wall 1.5 m behind the one the key frames saw
+    depth[3, :, :32] = 0.0  # frame 3 has no depth on its left half
+    win = FrameWindow(win.rgb, depth, win.intrinsics, win.cam_to_world, win.times)
+    full = fill_frames(_sliding_field(win, keys, np.zeros(3)), win, keys)
+    own, _ = grid_points_world(win, STRIDE, OFF)
+    assert np.all(full.confidence[2] == 0) and np.abs(full.control_points[2] - own[2][..., None, :]).max() < 1e-5
+    assert np.all(full.confidence[3][:, :4] == 0) and np.all(full.confidence[3][:, 4:] > 0.99)
+
+
+def test_the_network_predicts_a_long_window_on_its_key_frames():
+    ep = make_synthetic_episode(num_frames=9, height=64, width=96, seed=2, num_queries=16)
+    w = ep.inputs()
+    win = FrameWindow(w.rgb, w.depth, w.intrinsics, w.cam_to_world, w.times)
+    torch.manual_seed(0)
+    model = TraceModel(ModelConfig(name="test", channels=(8, 16, 16), feat_dim=16, dim=16, heads=2, layers=1,
+                                   iterations=1, radius=1, levels=2))
+    full = predict_field(model, win, key_frames=4)
+    keys = full.meta["key_frames"]
+    assert full.num_frames == 9 and keys == [0, 3, 5, 8] and full.time_span == (w.times[0], w.times[-1])
+    alone = predict_field(model, window_frames(win, keys))
+    assert np.allclose(full.control_points[keys], alone.control_points, atol=1e-6)
+    assert full.visibility.shape == (9,) + full.shape + (9,)
+    every = predict_field(model, win)  # an untrained network is the static hypothesis: filled frames agree
+    assert np.abs(full.control_points - every.control_points)[full.confidence > 0].max() < 1e-3

@@ -90,3 +90,16 @@ def test_the_network_predicts_a_long_window_on_its_key_frames():
     assert full.visibility.shape == (9,) + full.shape + (9,)
     every = predict_field(model, win)  # an untrained network is the static hypothesis: filled frames agree
     assert np.abs(full.control_points - every.control_points)[full.confidence > 0].max() < 1e-3
+
+
+def test_the_backend_and_the_stream_pass_the_key_frames_on():
+    from traceany_ros.backends import make_backend
+    from traceany_ros.stream import StreamConfig
+
+    assert StreamConfig(backend="model").backend_options()["key_frames"] == 8
+    assert StreamConfig(backend="model", key_frames=0).backend_options()["key_frames"] is None
+    ep = make_synthetic_episode(num_frames=10, height=64, width=96, seed=3, num_queries=8)
+    w = ep.inputs()
+    win = FrameWindow(w.rgb, w.depth, w.intrinsics, w.cam_to_world, w.times)
+    assert make_backend("model", preset="tiny", key_frames=5).predict(win).meta["key_frames"] == [0, 2, 4, 7, 9]
+    assert "key_frames" not in make_backend("model", preset="tiny", key_frames=None).predict(win).meta

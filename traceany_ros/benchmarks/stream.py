@@ -38,6 +38,7 @@ def add_arguments(p) -> None:
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--step", type=int, default=4)
     p.add_argument("--field-stride", type=int, default=4)
+    p.add_argument("--key-frames", type=int, default=8, help="model: key frames of a longer window (0: every frame)")
     p.add_argument("--input-downscale", type=int, default=1, help="tracer input_downscale (2: 640x480 -> 320x240)")
     p.add_argument("--depth-flow", action=argparse.BooleanOptionalAction, default=None,
                    help="flow backends: RGB-D flow (tracer depth_flow; default: the tracer's)")
@@ -113,7 +114,7 @@ def run(args) -> dict:
                  "backend": args.backend, "device": args.device, "window": str(args.window),
                  "step": str(args.step), "field_stride": str(args.field_stride), "wait_for_subscribers": "2",
                  "input_downscale": str(args.input_downscale),
-                 "checkpoint": checkpoint, "preset": preset}
+                 "checkpoint": checkpoint, "preset": preset, "key_frames": str(args.key_frames)}
     for key in ("depth_flow", "learned_matches", "icp", "stitch"):
         if getattr(args, key) is not None:
             overrides[key] = str(getattr(args, key)).lower()
@@ -242,7 +243,7 @@ def run(args) -> dict:
         "backend": diag.get("backend", args.backend),
         "preset": preset_label,
         "image_size": args.size if not args.episode else "episode",
-        "window": args.window, "step": args.step, "field_stride": args.field_stride,
+        "window": args.window, "step": args.step, "key_frames": args.key_frames, "field_stride": args.field_stride,
         "input_downscale": args.input_downscale,
         "depth_flow": diag.get("depth_flow", args.depth_flow), "learned_matches": diag.get("learned_matches", args.learned_matches),
         "icp": diag.get("icp", args.icp), "stitch": diag.get("stitch", args.stitch),

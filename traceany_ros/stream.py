@@ -109,6 +109,9 @@ class StreamConfig:
         validate_fields(self)
         if self.step > self.window:
             raise ValueError(f"step ({self.step}) must be <= window ({self.window}), or frames are never seen")
+        if self.key_frames == 1:
+            raise ValueError("key_frames must be 0 (every frame through the network) or at least 2 (the window's "
+                             "first and last frames)")
         if (self.num_control_points - 1) % 3:
             raise ValueError(f"num_control_points must be 3m + 1 (4, 7, 10, 13, ...), got {self.num_control_points}")
 

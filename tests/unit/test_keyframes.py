@@ -98,6 +98,8 @@ def test_the_backend_and_the_stream_pass_the_key_frames_on():
 
     assert StreamConfig(backend="model").backend_options()["key_frames"] == 8
     assert StreamConfig(backend="model", key_frames=0).backend_options()["key_frames"] is None
+    with pytest.raises(ValueError, match="key_frames"):
+        StreamConfig(backend="model", key_frames=1)
     ep = make_synthetic_episode(num_frames=10, height=64, width=96, seed=3, num_queries=8)
     w = ep.inputs()
     win = FrameWindow(w.rgb, w.depth, w.intrinsics, w.cam_to_world, w.times)

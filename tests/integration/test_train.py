@@ -155,6 +155,43 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path):
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "curves.png").is_file()
 
 
+def test_a_signal_stops_training_after_its_step_and_saves(tmp_path):
+    """SIGTERM (or SIGINT, which a shell ignores in background jobs) ends a run cleanly: validated, saved,
+    resumable; the handlers are put back afterwards."""
+    import os
+    import signal
+    import threading
+
+    from traceany_ros.train.loop import TrainConfig, train
+
+    data = DataConfig(pool=str(tmp_path / "pool"), min_frames=4, max_frames=4, families=("carry",))
+    cfg = TrainConfig(out=str(tmp_path / "run"), steps=500, val_every=500, log_every=1, val_seeds=(900_000,),
+                      data=data, workers=0, warmup=1)
+    before = signal.getsignal(signal.SIGTERM)
+    done = threading.Event()
+
+    def send_once_installed():  # the default handler would end the test process
+        while not done.is_set():
+            if signal.getsignal(signal.SIGTERM) is not before:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            done.wait(0.01)
+
+    sender = threading.Thread(target=send_once_installed)
+    sender.start()
+    try:
+        res = train(cfg, progress=False)
+    finally:
+        done.set()
+        sender.join()
+    assert 1 <= res["step"] < 500
+    assert signal.getsignal(signal.SIGTERM) is before
+    ck = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["step"] == res["step"]
+    log = json.loads((tmp_path / "run" / "log.json").read_text())["log"]
+    assert log[-1]["kind"] == "val" and log[-1]["step"] == res["step"]
+
+
 def test_shipped_checkpoint_keeps_static_points_still_and_follows_moving_ones(tmp_path):
     """On a few episodes generated here (seeds never trained on), the shipped network keeps static points
     within 1 cm (jitter under 0.5 cm) and beats the static baseline on moving points by a margin well past

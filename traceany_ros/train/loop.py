@@ -5,7 +5,8 @@
 
 ``OUT/last.pt`` (weights, optimizer, step) is written every ``val_every`` steps; ``OUT/best.pt`` holds the
 weights with the lowest validation loss (the file to ship), ``OUT/log.json`` the history and
-``OUT/curves.png`` the loss and validation EPE plot. Windows come from :mod:`traceany_ros.train.data`.
+``OUT/curves.png`` the loss and validation EPE plot. SIGTERM or SIGINT stops a run after its step in
+progress, validated and saved. Windows come from :mod:`traceany_ros.train.data`.
 """
 from __future__ import annotations
 
@@ -114,6 +115,38 @@ def validate(net: TraceModel, cfg: TrainConfig, device) -> dict:
             "match_acc_moving": mean("match_acc_moving")}
 
 
+class StopSignals:
+    """SIGTERM and SIGINT (also a background job's, whose SIGINT the shell ignores) ask the loop to stop
+    after the step in progress, validate and save. ``install()`` takes them (only the main thread can;
+    elsewhere it does nothing), ``restore()`` puts the previous handlers back; true once one came."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self):
+        self.received: list[int] = []
+        self._previous: dict = {}
+
+    def install(self) -> "StopSignals":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, lambda signum, frame: self.received.append(signum))
+        return self
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
+        self._previous = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.received)
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -158,6 +191,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                                          persistent_workers=cfg.workers > 0,
                                          prefetch_factor=2 if cfg.workers > 0 else None)
     t_start = time.time()
+    stop_signal = StopSignals().install()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress or rank != 0, dynamic_ncols=True)
     acc: dict[str, list] = {}
 
@@ -203,7 +237,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             acc = {}
             bar.set_postfix(loss=f"{row['total']:.4f}", dyn=f"{100 * row['epe_dynamic_m']:.1f}cm",
                             sta=f"{100 * row['epe_static_m']:.2f}cm")
-        stop = cfg.max_minutes > 0 and (time.time() - t_start) / 60 > cfg.max_minutes
+        stop = (cfg.max_minutes > 0 and (time.time() - t_start) / 60 > cfg.max_minutes) or bool(stop_signal)
         if (step % cfg.val_every == 0 or stop or step >= cfg.steps) and rank == 0:
             v = validate(net, cfg, device)
             log.append({"kind": "val", "step": step, **v})
@@ -213,6 +247,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if stop:
             break
     bar.close()
+    stop_signal.restore()
+    if stop_signal:
+        print(f"[train] stopped by signal {stop_signal.received[0]} at step {step}; the state is saved, the same "
+              "command goes on")
     if rank == 0:
         save()
     return {"step": step, "best_val_total": best, "out": str(out), "rank": rank}

@@ -107,7 +107,9 @@ class ModelBackend:
     ("cpu" | "cuda" | "auto"), ``preset`` (build an untrained model of this preset instead of loading a
     checkpoint; for tests and timing only), ``key_frames`` (a longer window is predicted on that many
     evenly spaced key frames and the other frames take their curves from them,
-    :mod:`traceany_ros.model.keyframes`; None: every frame goes through the network).
+    :mod:`traceany_ros.model.keyframes`; None: every frame goes through the network), ``zoom`` (the network
+    sees the images this many times larger: cells of stride / zoom pixels, for small objects, at more than
+    zoom^2 the time; :mod:`traceany_ros.model.zoom`).
     ``predict(window, future_s=0.3)`` also returns the network's forecast: the curves then cover 0.3 s
     past the last frame (``time_span`` ends there).
     """
@@ -118,7 +120,7 @@ class ModelBackend:
     default_key_frames = 8  # key frames of a longer window (training windows: 6-10 frames)
 
     def __init__(self, checkpoint: str | None = None, device: str = "cpu", preset: str | None = None,
-                 key_frames: int | None = default_key_frames):
+                 key_frames: int | None = default_key_frames, zoom: int = 1):
         from traceany_ros.checkpoint_file import resolve_device
         from traceany_ros.model import ModelConfig, TraceModel, default_checkpoint, load_checkpoint
 
@@ -132,13 +134,19 @@ class ModelBackend:
             self.label = f"{self.model.config.name}@{Path(path).name}"
         self.model.to(self.device).eval()
         self.key_frames = key_frames
+        from traceany_ros.model.zoom import check_zoom
+
+        self.zoom = check_zoom(zoom, self.model.config.stride)
 
     def predict(self, window: FrameWindow, future_s: float = 0.0) -> TrajectoryField:
         from traceany_ros.model import predict_field
 
+        from traceany_ros.model.zoom import unzoom_field, zoom_window
+
         check_window(window)
-        return predict_field(self.model, window, device=self.device, future_s=float(future_s),
-                             meta={"checkpoint": self.label}, key_frames=self.key_frames)
+        field = predict_field(self.model, zoom_window(window, self.zoom), device=self.device, future_s=float(future_s),
+                              meta={"checkpoint": self.label}, key_frames=self.key_frames)
+        return unzoom_field(field, self.zoom, np.asarray(window.depth).shape[1:])
 
 
 BACKENDS = {"static": StaticBackend, "flow": FlowBackend, "flow-rigid": FlowRigidBackend, "model": ModelBackend}

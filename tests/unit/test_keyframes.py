@@ -105,3 +105,22 @@ def test_the_backend_and_the_stream_pass_the_key_frames_on():
     win = FrameWindow(w.rgb, w.depth, w.intrinsics, w.cam_to_world, w.times)
     assert make_backend("model", preset="tiny", key_frames=5).predict(win).meta["key_frames"] == [0, 2, 4, 7, 9]
     assert "key_frames" not in make_backend("model", preset="tiny", key_frames=None).predict(win).meta
+
+
+def test_a_zoomed_window_gives_a_finer_field_of_the_same_pixels():
+    from traceany_ros.backends import make_backend
+    from traceany_ros.model.zoom import check_zoom, zoom_window
+
+    ep = make_synthetic_episode(num_frames=3, height=48, width=64, seed=4, num_queries=8)
+    w = ep.inputs()
+    win = FrameWindow(w.rgb, w.depth, w.intrinsics, w.cam_to_world, w.times)
+    big = zoom_window(win, 2)
+    assert big.rgb.shape == (3, 96, 128, 3) and big.depth.shape == (3, 96, 128)
+    assert np.array_equal(big.rgb[:, ::2, ::2], np.asarray(win.rgb)) and np.array_equal(big.depth[:, ::2, ::2], win.depth)
+    field = make_backend("model", preset="tiny", zoom=2).predict(win)  # untrained: the static hypothesis
+    assert (field.stride, field.pixel_offset, field.shape, field.image_size) == (4, 2, (12, 16), (48, 64))
+    own, valid = grid_points_world(win, 4, 2)
+    ok = valid & (field.confidence > 0)
+    assert ok.mean() > 0.5 and np.abs(field.frame_points()[ok] - own[ok]).max() < 1e-4
+    with pytest.raises(ValueError, match="zoom"):
+        check_zoom(3, 8)

@@ -38,6 +38,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--checkpoint", default=None, help="model checkpoint for --planner trajfield")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--zoom", type=int, default=1,
+                   help="--planner trajfield: the network sees the images this many times larger (finer cells for "
+                        "small objects, more than zoom^2 the time)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", help="also write the JSON result here")
     p.add_argument("--video-dir", default=None, help="write GIFs of the first episodes here")
@@ -79,7 +82,7 @@ def run(args) -> int:
     if args.episodes < 1:
         print("--episodes must be >= 1", file=sys.stderr)
         return 2
-    planner = make_planner(args.planner, checkpoint=args.checkpoint, device=args.device,
+    planner = make_planner(args.planner, checkpoint=args.checkpoint, device=args.device, zoom=args.zoom,
                            grasp_motion=args.grasp_motion)
     if args.video_dir:
         os.makedirs(args.video_dir, exist_ok=True)

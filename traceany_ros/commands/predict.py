@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--key-frames", type=int, default=None,
                    help="model: a window longer than this is predicted on this many evenly spaced key frames, the "
                         "others take their curves from them (default: 8; 0: every frame goes through the network)")
+    p.add_argument("--zoom", type=int, default=1,
+                   help="model: the network sees the images this many times larger (cells of 8 / zoom pixels, for "
+                        "small objects; more than zoom^2 the time)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.set_defaults(func=run)
 
@@ -44,6 +47,8 @@ def run(args) -> int:
     opts = {"device": args.device}
     if args.method == "model" and args.checkpoint:
         opts["checkpoint"] = args.checkpoint
+    if args.method == "model" and args.zoom != 1:
+        opts["zoom"] = args.zoom
     if args.method == "model" and args.key_frames is not None:
         opts["key_frames"] = args.key_frames or None
     try:

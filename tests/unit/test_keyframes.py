@@ -105,6 +105,8 @@ def test_the_backend_and_the_stream_pass_the_key_frames_on():
     win = FrameWindow(w.rgb, w.depth, w.intrinsics, w.cam_to_world, w.times)
     assert make_backend("model", preset="tiny", key_frames=5).predict(win).meta["key_frames"] == [0, 2, 4, 7, 9]
     assert "key_frames" not in make_backend("model", preset="tiny", key_frames=None).predict(win).meta
+    with pytest.raises(ValueError, match="key_frames"):
+        make_backend("model", preset="tiny", key_frames=1)
 
 
 def test_a_zoomed_window_gives_a_finer_field_of_the_same_pixels():

@@ -500,8 +500,8 @@ def predict_field(net: TraceModel, window, device="cpu", future_s: float = 0.0, 
     confidence [T,h,w] in [0, 1] (the probability that the curve is within 2 cm of the truth on average;
     0 where the cell has no depth), motion [T,h,w], visibility [T,h,w,T].
     """
-    from traceany_ros.model.keyframes import fill_frames, pick_key_frames
     from traceany_ros.episode import window_frames
+    from traceany_ros.model.keyframes import fill_frames, pick_key_frames
 
     keys = pick_key_frames(len(window.times), key_frames)
     if keys is not None:

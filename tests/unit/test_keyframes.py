@@ -96,7 +96,7 @@ def test_the_backend_and_the_stream_pass_the_key_frames_on():
     from traceany_ros.backends import make_backend
     from traceany_ros.stream import StreamConfig
 
-    assert StreamConfig(backend="model").backend_options()["key_frames"] == 8
+    assert StreamConfig(backend="model").backend_options()["key_frames"] == 4
     assert StreamConfig(backend="model", key_frames=0).backend_options()["key_frames"] is None
     with pytest.raises(ValueError, match="key_frames"):
         StreamConfig(backend="model", key_frames=1)

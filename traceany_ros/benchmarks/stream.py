@@ -38,7 +38,8 @@ def add_arguments(p) -> None:
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--step", type=int, default=4)
     p.add_argument("--field-stride", type=int, default=4)
-    p.add_argument("--key-frames", type=int, default=8, help="model: key frames of a longer window (0: every frame)")
+    p.add_argument("--key-frames", type=int, default=4,
+                   help="model: key frames of a longer window (default: the tracer's, 4; 0: every frame)")
     p.add_argument("--input-downscale", type=int, default=1, help="tracer input_downscale (2: 640x480 -> 320x240)")
     p.add_argument("--depth-flow", action=argparse.BooleanOptionalAction, default=None,
                    help="flow backends: RGB-D flow (tracer depth_flow; default: the tracer's)")

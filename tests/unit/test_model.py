@@ -137,13 +137,14 @@ def test_old_hybrid_checkpoint_is_refused_with_what_to_do(tmp_path):
 
 
 def test_predict_runs_where_opencv_cannot_be_imported(tmp_path):
-    ep = make_synthetic_episode(num_frames=4, height=48, width=64, seed=1, num_queries=8)
+    """Also on key frames (10 frames: a window longer than 8) and zoomed."""
+    ep = make_synthetic_episode(num_frames=10, height=48, width=64, seed=1, num_queries=8)
     save_episode(tmp_path / "ep.npz", ep)
     ck = save_model(tmp_path / "m.pt", TraceModel(ModelConfig(**SMALL)))
     code = ("import sys; sys.modules['cv2'] = None\n"
             "from traceany_ros.cli import main\n"
             f"rc = main(['predict', '--input', {str(tmp_path / 'ep.npz')!r}, '--output', {str(tmp_path / 'p.npz')!r},"
-            f" '--method', 'model', '--checkpoint', {str(ck)!r}])\n"
+            f" '--method', 'model', '--checkpoint', {str(ck)!r}, '--zoom', '2'])\n"
             "assert 'cv2' not in sys.modules or sys.modules['cv2'] is None\n"
             "sys.exit(rc)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -123,10 +123,10 @@ class ModelBackend:
                  key_frames: int | None = default_key_frames, zoom: int = 1):
         from traceany_ros.checkpoint_file import resolve_device
         from traceany_ros.model import ModelConfig, TraceModel, default_checkpoint, load_checkpoint
+        from traceany_ros.model.keyframes import check_key_frames
         from traceany_ros.model.zoom import check_zoom
 
-        if key_frames is not None and key_frames != 0 and key_frames < 2:
-            raise ValueError(f"key_frames must be None / 0 (every frame) or at least 2, got {key_frames}")
+        key_frames = check_key_frames(key_frames)
 
         self.device = resolve_device(device)
         if preset is not None and checkpoint is None:
@@ -137,7 +137,7 @@ class ModelBackend:
             self.model, self.checkpoint = load_checkpoint(path, device=self.device)
             self.label = f"{self.model.config.name}@{Path(path).name}"
         self.model.to(self.device).eval()
-        self.key_frames = key_frames or None
+        self.key_frames = key_frames
         self.zoom = check_zoom(zoom, self.model.config.stride)
 
     def predict(self, window: FrameWindow, future_s: float = 0.0) -> TrajectoryField:

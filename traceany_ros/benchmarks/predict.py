@@ -60,7 +60,7 @@ def run(args) -> dict:
         if method == "model":
             opts["device"] = args.device
             if args.key_frames is not None:
-                opts["key_frames"] = args.key_frames or None
+                opts["key_frames"] = args.key_frames
             try:
                 opts["checkpoint"] = args.checkpoint or str(default_checkpoint())
             except FileNotFoundError:

@@ -50,7 +50,7 @@ def run(args) -> int:
     if args.method == "model" and args.zoom != 1:
         opts["zoom"] = args.zoom
     if args.method == "model" and args.key_frames is not None:
-        opts["key_frames"] = args.key_frames or None
+        opts["key_frames"] = args.key_frames
     try:
         backend = make_backend(args.method, **opts)
     except (RuntimeError, FileNotFoundError, ValueError) as e:  # no CUDA, missing or corrupt checkpoint

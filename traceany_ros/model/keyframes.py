@@ -19,13 +19,21 @@ from traceany_ros.field import TrajectoryField, bspline_basis
 from traceany_ros.geometry import grid_points_world
 
 
+def check_key_frames(key_frames: int | None) -> int | None:
+    """``key_frames`` as a count of at least 2, or None (given as None or 0) for every frame."""
+    if not key_frames:
+        return None
+    if key_frames < 2:
+        raise ValueError(f"key_frames must be None / 0 (every frame) or at least 2, got {key_frames}")
+    return int(key_frames)
+
+
 def pick_key_frames(num_frames: int, key_frames: int | None) -> np.ndarray | None:
     """Indices of ``key_frames`` evenly spaced frames of ``num_frames`` (first and last included), or None
     when the window is not longer than that (or ``key_frames`` is None / 0)."""
-    if not key_frames or num_frames <= key_frames:
+    key_frames = check_key_frames(key_frames)
+    if key_frames is None or num_frames <= key_frames:
         return None
-    if key_frames < 2:
-        raise ValueError(f"key_frames must be >= 2, got {key_frames}")
     return np.unique(np.round(np.linspace(0, num_frames - 1, key_frames)).astype(np.int64))
 
 

@@ -33,10 +33,10 @@ def camera_kind(ep) -> str:
     return "fixed" if mode == "fixed" else "moving"
 
 
-def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str, key_frames=8):
-    """Every backend (``methods`` by name, each checkpoint as the network) on the same episodes: ``score(ep,
-    backend)`` per episode -> (episode count, {name: {"all" | "fixed" | "moving": [scores]}},
-    {name: seconds per episode})."""
+def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str, key_frames: int | None = None):
+    """Every backend (``methods`` by name, each checkpoint as the network, on ``key_frames`` key frames when
+    given, else the backend's) on the same episodes: ``score(ep, backend)`` per episode -> (episode count,
+    {name: {"all" | "fixed" | "moving": [scores]}}, {name: seconds per episode})."""
     from tqdm import tqdm
 
     from traceany_ros.backends import make_backend
@@ -45,7 +45,8 @@ def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str,
     files = list_episodes(data)[:limit]
     backends = {m: make_backend(m) for m in methods}
     for ck in checkpoints:
-        backends[str(ck)] = make_backend("model", checkpoint=str(ck), device=device, key_frames=key_frames or None)
+        opts = {} if key_frames is None else {"key_frames": key_frames}
+        backends[str(ck)] = make_backend("model", checkpoint=str(ck), device=device, **opts)
     per = {k: {"all": [], "fixed": [], "moving": []} for k in backends}
     seconds = {k: 0.0 for k in backends}
     for f in tqdm(files, desc=desc, unit="ep"):
@@ -72,7 +73,7 @@ def _result(data: str, n: int, per: dict, seconds: dict, summary, **head) -> dic
 
 
 def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, window: int | None = None,
-            overlap: int | None = None, device: str = "cpu", key_frames: int = 8) -> dict:
+            overlap: int | None = None, device: str = "cpu", key_frames: int | None = None) -> dict:
     from traceany_ros.metrics import aggregate, evaluate_predictions
     from traceany_ros.predict import predict_episode
 
@@ -194,8 +195,9 @@ def main(argv=None) -> int:
     p.add_argument("--window", type=int, default=None, help="frames per window (default: each backend's)")
     p.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default: each backend's)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--key-frames", type=int, default=8,
-                   help="the network's key frames of a longer window (0: every frame through the network)")
+    p.add_argument("--key-frames", type=int, default=None,
+                   help="the network's key frames of a longer window (default: the backend's, 8; 0: every frame "
+                        "through the network)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", help="write the JSON result here")
     p.add_argument("--mode", default="tracks", choices=("tracks", "goal", "forecast"),

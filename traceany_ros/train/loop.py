@@ -118,7 +118,8 @@ def validate(net: TraceModel, cfg: TrainConfig, device) -> dict:
 class StopSignals:
     """SIGTERM and SIGINT (also a background job's, whose SIGINT the shell ignores) ask the loop to stop
     after the step in progress, validate and save. ``install()`` takes them (only the main thread can;
-    elsewhere it does nothing), ``restore()`` puts the previous handlers back; true once one came."""
+    elsewhere it does nothing), ``restore()`` puts the previous handlers back (the loop does so however it
+    ends); true once one came."""
 
     SIGNALS = ("SIGTERM", "SIGINT")
 
@@ -213,41 +214,44 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                                                  indent=1))
         _plot(log, out / "curves.png")
 
-    for n, sample in loader:
-        if step >= cfg.steps:
-            break
-        lr = cfg.lr * min(1.0, (step - warm_from + 1) / cfg.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        w, gt = to_tensors(sample, device)
-        terms = losses(model, w, gt, cfg.loss)  # calls the DDP wrapper's forward under torchrun
-        opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        gn = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-        opt.step()
-        step += 1
-        bar.update(1)
-        for k, v in terms.items():
-            acc.setdefault(k, []).append(float(v.detach()))
-        acc.setdefault("grad_norm", []).append(float(gn))
-        if step % cfg.log_every == 0 and rank == 0:
-            row = {"kind": "train", "step": step, "lr": lr, "time_h": round(hours + (time.time() - t_start) / 3600, 4)}
-            row.update({k: float(np.nanmean(v)) for k, v in acc.items()})
-            log.append(row)
-            acc = {}
-            bar.set_postfix(loss=f"{row['total']:.4f}", dyn=f"{100 * row['epe_dynamic_m']:.1f}cm",
-                            sta=f"{100 * row['epe_static_m']:.2f}cm")
-        stop = (cfg.max_minutes > 0 and (time.time() - t_start) / 60 > cfg.max_minutes) or bool(stop_signal)
-        if (step % cfg.val_every == 0 or stop or step >= cfg.steps) and rank == 0:
-            v = validate(net, cfg, device)
-            log.append({"kind": "val", "step": step, **v})
-            is_best = v["total"] < best
-            best = min(best, v["total"])
-            save(is_best)
-        if stop:
-            break
+    try:
+        for n, sample in loader:
+            if step >= cfg.steps:
+                break
+            lr = cfg.lr * min(1.0, (step - warm_from + 1) / cfg.warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            w, gt = to_tensors(sample, device)
+            terms = losses(model, w, gt, cfg.loss)  # calls the DDP wrapper's forward under torchrun
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            gn = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            bar.update(1)
+            for k, v in terms.items():
+                acc.setdefault(k, []).append(float(v.detach()))
+            acc.setdefault("grad_norm", []).append(float(gn))
+            if step % cfg.log_every == 0 and rank == 0:
+                row = {"kind": "train", "step": step, "lr": lr,
+                       "time_h": round(hours + (time.time() - t_start) / 3600, 4)}
+                row.update({k: float(np.nanmean(v)) for k, v in acc.items()})
+                log.append(row)
+                acc = {}
+                bar.set_postfix(loss=f"{row['total']:.4f}", dyn=f"{100 * row['epe_dynamic_m']:.1f}cm",
+                                sta=f"{100 * row['epe_static_m']:.2f}cm")
+            stop = (cfg.max_minutes > 0 and (time.time() - t_start) / 60 > cfg.max_minutes) or bool(stop_signal)
+            if (step % cfg.val_every == 0 or stop or step >= cfg.steps) and rank == 0:
+                v = validate(net, cfg, device)
+                log.append({"kind": "val", "step": step, **v})
+                is_best = v["total"] < best
+                best = min(best, v["total"])
+                save(is_best)
+            if stop:
+                break
+    finally:
+        stop_signal.restore()
     bar.close()
-    stop_signal.restore()
     if stop_signal:
         print(f"[train] stopped by signal {stop_signal.received[0]} at step {step}; the state is saved, the same "
               "command goes on")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from traceany_ros.episode import window_frames
 from traceany_ros.field import TrajectoryField, bspline_basis
@@ -67,27 +68,31 @@ def fill_frames(field: TrajectoryField, window, keys: np.ndarray, reach: float =
     valid = torch.from_numpy(valid[:, :h, :w].reshape(len(rest), n))
     cp_k = torch.from_numpy(field.control_points).reshape(Tk, n, K, 3)
     basis = bspline_basis(torch.from_numpy(field.normalized_time(times[rest])), K).float()  # [R,K]
-    after = np.searchsorted(keys, rest)  # the key frames around each filled frame: after - 1, after
-    best_d = torch.full((len(rest), n), float("inf"))
-    best_k = torch.zeros(len(rest), n, dtype=torch.long)
-    best_c = torch.zeros(len(rest), n, dtype=torch.long)
-    for side in (after - 1, after):
-        kk = torch.from_numpy(side)
-        at = torch.einsum("rk,rnkd->rnd", basis, cp_k[kk])  # the key cells' points at the filled frame's time
-        seen = torch.from_numpy(field.confidence.reshape(Tk, n) > 0)[kk]
-        d, c = torch.cdist(own, at).masked_fill(~seen[:, None], float("inf")).min(-1)
-        better = d < best_d
-        best_d, best_c = torch.where(better, d, best_d), torch.where(better, c, best_c)
-        best_k = torch.where(better, kk[:, None], best_k)
-    src = cp_k[best_k, best_c]  # [R,n,K,3]
     # a cell's own point is up to half a cell from the nearest key-frame point on the same surface
     z = np.asarray(window.depth, np.float32)[rest][:, field.pixel_offset::field.stride,
                                                   field.pixel_offset::field.stride][:, :h, :w]
-    cell = torch.from_numpy(z.reshape(len(rest), n) * (field.stride / float(window.intrinsics[0][0])))
-    near = (best_d <= reach + cell) & valid
+    cell = z.reshape(len(rest), n) * (field.stride / float(window.intrinsics[0][0]))
+    bound = reach + float(cell.max(initial=0.0)) + 1e-6  # no nearer key cell -> not near either way
+    after = np.searchsorted(keys, rest)  # the key frames around each filled frame: after - 1, after
+    best_d = np.full((len(rest), n), np.inf)
+    best_k = np.zeros((len(rest), n), np.int64)
+    best_c = np.zeros((len(rest), n), np.int64)
+    seen = field.confidence.reshape(Tk, n) > 0
+    own_np = own.numpy()
+    for side in (after - 1, after):
+        at = torch.einsum("rk,rnkd->rnd", basis, cp_k[torch.from_numpy(side)]).numpy()  # at the frame's time
+        for r, k in enumerate(side):
+            idx = np.flatnonzero(seen[k])
+            if not idx.size:
+                continue
+            d, c = cKDTree(at[r, idx]).query(own_np[r], distance_upper_bound=bound)
+            better = d < best_d[r]
+            best_d[r][better], best_c[r][better], best_k[r][better] = d[better], idx[c[better]], k
+    src = cp_k[torch.from_numpy(best_k), torch.from_numpy(best_c)]  # [R,n,K,3]
+    near = torch.from_numpy(best_d <= reach + cell) & valid
     shift = own - torch.einsum("rk,rnkd->rnd", basis, src)
     curve = torch.where(near[..., None, None], src + shift[:, :, None], own[:, :, None].expand(-1, -1, K, 3))
-    near, bk, bc = near.numpy(), best_k.numpy(), best_c.numpy()
+    near, bk, bc = near.numpy(), best_k, best_c
 
     def gather(a, empty):  # per-cell values [Tk,h,w,...] of the chosen key cells, ``empty`` where none
         a = a.reshape(Tk, n, *a.shape[3:])[bk, bc]

@@ -78,24 +78,23 @@ def fill_frames(field: TrajectoryField, window, keys: np.ndarray, reach: float =
     best_k = np.zeros((len(rest), n), np.int64)
     best_c = np.zeros((len(rest), n), np.int64)
     seen = field.confidence.reshape(Tk, n) > 0
-    own_np = own.numpy()
     for side in (after - 1, after):
         at = torch.einsum("rk,rnkd->rnd", basis, cp_k[torch.from_numpy(side)]).numpy()  # at the frame's time
         for r, k in enumerate(side):
             idx = np.flatnonzero(seen[k])
             if not idx.size:
                 continue
-            d, c = cKDTree(at[r, idx]).query(own_np[r], distance_upper_bound=bound)
+            d, c = cKDTree(at[r, idx]).query(own[r].numpy(), distance_upper_bound=bound)
             better = d < best_d[r]
             best_d[r][better], best_c[r][better], best_k[r][better] = d[better], idx[c[better]], k
     src = cp_k[torch.from_numpy(best_k), torch.from_numpy(best_c)]  # [R,n,K,3]
     near = torch.from_numpy(best_d <= reach + cell) & valid
     shift = own - torch.einsum("rk,rnkd->rnd", basis, src)
     curve = torch.where(near[..., None, None], src + shift[:, :, None], own[:, :, None].expand(-1, -1, K, 3))
-    near, bk, bc = near.numpy(), best_k, best_c
+    near = near.numpy()
 
     def gather(a, empty):  # per-cell values [Tk,h,w,...] of the chosen key cells, ``empty`` where none
-        a = a.reshape(Tk, n, *a.shape[3:])[bk, bc]
+        a = a.reshape(Tk, n, *a.shape[3:])[best_k, best_c]
         return np.where(near.reshape(near.shape + (1,) * (a.ndim - 2)), a, empty)
 
     full = np.zeros(T, np.int64)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from traceany_ros.geometry import unproject
-from traceany_ros.policies.kabsch import RobustFitConfig, robust_rigid_fit
+from traceany_ros.policies.kabsch import RobustFitConfig, verified_upright_fit
 from traceany_ros.policies.plan import Plan, Waypoint, top_down_quaternion
 from traceany_ros.policies.segment import SegmentConfig, free_space, largest_cluster
 
@@ -48,8 +48,10 @@ class GraspConfig:
     table_z: height of the table plane (world z).
     goal_dt: seconds between the last current frame and the goal frame in the clip.
     icp_refine / icp_max_distance: refine the field's motion by ICP against the goal frame's points
-        (:func:`refine_motion`), inside a trust region of ``refine_max_shift`` (m) and ``refine_max_yaw``
-        (deg) around it, started from the field's motion turned by each of ``refine_yaw_steps_deg``.
+        (:func:`refine_motion`), inside a trust region around it: the object's centre within
+        ``refine_max_shift`` (m), its yaw within the field's own yaw uncertainty (:func:`yaw_uncertainty_deg`)
+        times ``refine_yaw_sigmas``, at least ``refine_max_yaw`` and at most ``refine_yaw_cap`` (deg); ICP
+        starts from the field's motion turned by every ``refine_yaw_step_deg`` inside it.
     motion_source: "field" (Kabsch on the field's tracks, refined by registration at most) or
         "registration" (goal registration alone, a baseline that ignores the tracks); see
         :func:`motion_from_field`.
@@ -69,7 +71,9 @@ class GraspConfig:
     icp_max_distance: float = 0.02
     refine_max_shift: float = 0.03
     refine_max_yaw: float = 20.0
-    refine_yaw_steps_deg: tuple = (0.0, -10.0, 10.0)
+    refine_yaw_sigmas: float = 3.0
+    refine_yaw_cap: float = 90.0
+    refine_yaw_step_deg: float = 10.0
     motion_source: str = "field"
     min_object_evidence: float = 0.15
     fast_speed: float = 0.6
@@ -239,12 +243,15 @@ def _yaw_search(src: np.ndarray, dst: np.ndarray, max_dist: float, steps: int = 
     return best[0]
 
 
-def _upright(T: np.ndarray) -> np.ndarray:
-    """The yaw-and-translation part of a (near-)upright motion [4,4]: objects on the table stay upright."""
+def _upright(T: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
+    """The yaw-and-translation part of a (near-)upright motion [4,4]: objects on the table stay upright.
+
+    With ``centre`` [3] (the object's centre) the upright motion takes it where T does: a small tilt
+    about the world origin, far from the object, would otherwise leave its centre out of place."""
     out = np.eye(4)
     c, s = np.cos(yaw_of(T[:3, :3])), np.sin(yaw_of(T[:3, :3]))
     out[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
-    out[:3, 3] = T[:3, 3]
+    out[:3, 3] = T[:3, 3] if centre is None else T[:3, :3] @ centre + T[:3, 3] - out[:3, :3] @ centre
     return out
 
 
@@ -258,28 +265,45 @@ def _turn_about(T: np.ndarray, angle: float, centre: np.ndarray) -> np.ndarray:
 
 
 def _motion_gap(A: np.ndarray, B: np.ndarray, points: np.ndarray) -> tuple[float, float]:
-    """(largest xy displacement between A(points) and B(points) m, yaw difference deg) of two motions."""
-    a = points @ A[:3, :3].T + A[:3, 3]
-    b = points @ B[:3, :3].T + B[:3, 3]
-    d = float(np.max(np.linalg.norm((a - b)[:, :2], axis=1)))
+    """(xy displacement between where A and B put the centre of ``points`` m, yaw difference deg) of two
+    motions."""
+    c = np.asarray(points, np.float64).mean(0)
+    d = float(np.linalg.norm((A[:3, :3] @ c + A[:3, 3] - B[:3, :3] @ c - B[:3, 3])[:2]))
     dyaw = abs((np.rad2deg(yaw_of(A[:3, :3]) - yaw_of(B[:3, :3])) + 180) % 360 - 180)
     return d, float(dyaw)
 
 
+def yaw_uncertainty_deg(start: np.ndarray, rmse: float, floor: float) -> float:
+    """Standard deviation (deg) of the yaw a rigid fit of tracks starting at ``start`` [N,3] gives.
+
+    Each track's end is off by about ``max(rmse, floor)`` (m; the fit's inlier residual, at least the
+    noise ``floor`` a handful of tracks cannot measure); N tracks at RMS distance r from their centre
+    (in xy) fix the turn to about that / r / sqrt(N - 2) rad. A small object seen by a few tracks of a
+    coarse field (a uniformly coloured box, whose cells all look alike) gets a wide one.
+    """
+    xy = np.asarray(start, np.float64)[:, :2]
+    r = float(np.sqrt(((xy - xy.mean(0)) ** 2).sum(1).mean())) if len(xy) else 0.0
+    noise = max(float(rmse) if np.isfinite(rmse) else floor, floor)
+    return float(np.rad2deg(noise / max(r, 1e-3) / np.sqrt(max(len(xy) - 2, 1))))
+
+
 def refine_motion(T_field: np.ndarray, src_top: np.ndarray, goal_points: np.ndarray,
-                  config: "GraspConfig") -> tuple[np.ndarray, dict]:
+                  config: "GraspConfig", yaw_sigma_deg: float = 0.0) -> tuple[np.ndarray, dict]:
     """Registration refinement of the field's motion ``T_field`` [4,4], inside a trust region around it.
 
     ICP (open3d) of the object's top face now ``src_top`` [N,3] onto the goal view's
     changed points ``goal_points`` [M,3] near where the field puts it, started from the
-    field's motion and from it turned by +-``refine_yaw_steps_deg`` about the object's centre.
+    field's motion and from it turned about the object's centre by every ``refine_yaw_step_deg``
+    inside the yaw trust region: ``refine_yaw_sigmas`` x ``yaw_sigma_deg`` (the field's own yaw
+    uncertainty, :func:`yaw_uncertainty_deg`), at least ``refine_max_yaw``, at most ``refine_yaw_cap``.
     A refined motion is taken only when it matches the goal view better (symmetric chamfer)
-    and stays within ``refine_max_shift`` (m, any object point) and ``refine_max_yaw`` (deg)
-    of the field's motion: registration refines the field, it never replaces it.
-    Returns (motion [4,4], info with "refined" bool and the chamfer distances).
+    and keeps the object's centre within ``refine_max_shift`` (m) and its yaw within the trust
+    region of the field's motion: registration refines the field, it never replaces it.
+    Returns (motion [4,4], info with "refined" bool, "yaw_trust_deg" and the chamfer distances).
     """
     T_field = _upright(T_field)
-    info = {"refined": False}
+    trust = float(np.clip(config.refine_yaw_sigmas * yaw_sigma_deg, config.refine_max_yaw, config.refine_yaw_cap))
+    info = {"refined": False, "yaw_trust_deg": round(trust, 1)}
     if goal_points is None or len(goal_points) < 10 or len(src_top) < 10:
         return T_field, info
     moved = src_top @ T_field[:3, :3].T + T_field[:3, 3]
@@ -291,12 +315,13 @@ def refine_motion(T_field: np.ndarray, src_top: np.ndarray, goal_points: np.ndar
     base = _chamfer(T_field, src_top, dst)
     best, best_score = T_field, base
     centre = moved.mean(0)
-    for a in config.refine_yaw_steps_deg:
+    n = int(np.floor(trust / config.refine_yaw_step_deg))
+    for a in config.refine_yaw_step_deg * np.arange(-n, n + 1):
         init = _turn_about(T_field, np.deg2rad(a), centre)
         T, _, _ = _icp_refine(src_top, dst, init, config.icp_max_distance)
-        T = _upright(T)
+        T = _upright(T, src_top.mean(0))
         shift, dyaw = _motion_gap(T, T_field, src_top)
-        if shift > config.refine_max_shift or dyaw > config.refine_max_yaw:
+        if shift > config.refine_max_shift or dyaw > trust:
             continue
         score = _chamfer(T, src_top, dst)
         if score < best_score:
@@ -317,6 +342,8 @@ class _Views:
     score: np.ndarray          # [h,w] how much each candidate says "the object"
     full_now: np.ndarray       # [P,3] current view's full-resolution points where the goal view changed
     full_goal: np.ndarray      # [Q,3] goal view's full-resolution points where the current view changed
+    cell_size: float = 0.0     # m: the median width on the object of one field cell among the candidates
+    goal_view: tuple = ()      # (depth [H,W], K [3,3], cam_to_world [4,4]) of the goal frame
 
 
 def _views(fld, clip, frame: int, config: "GraspConfig") -> _Views:
@@ -339,20 +366,26 @@ def _views(fld, clip, frame: int, config: "GraspConfig") -> _Views:
     full_goal = unproject(depth_goal, K, c2w[-1])
     changed_now = free_space(full_now, depth_goal, K, c2w[-1]) & (depth_now > 0)
     changed_goal = free_space(full_goal, depth_now, K, c2w[frame]) & (depth_goal > 0)
+    # one field cell spans stride pixels: depth * stride / f metres on the object
+    cam = (start[cand] - c2w[frame][:3, 3]) @ c2w[frame][:3, :3]
+    cell = float(np.median(cam[:, 2]) * fld.stride / K[0, 0]) if cand.any() else 0.0
     return _Views(start=start, end=end, conf=conf_now, consistent=consistent, cand=cand,
                   score=conf_now * (vanished + 0.1 * consistent), full_now=full_now[changed_now],
-                  full_goal=full_goal[changed_goal])
+                  full_goal=full_goal[changed_goal], cell_size=cell, goal_view=(depth_goal, K, c2w[-1]))
 
 
 def _object_masks(v: _Views, config: "GraspConfig", max_objects: int) -> list[np.ndarray]:
-    """[h,w] masks of the moved objects (eps-connected groups of candidates), most evidence first."""
+    """[h,w] masks of the moved objects (eps-connected groups of candidates), most evidence first.
+
+    The neighbourhood is ``segment.eps``, widened to 1.5 field cells where the field's cells are coarser
+    (diagonal neighbours on one object lie sqrt(2) cells apart)."""
     from traceany_ros.policies.segment import _components
 
     cfg = config.segment
     ij = np.argwhere(v.cand)
     if len(ij) < cfg.min_points:
         return []
-    labels = _components(v.start[v.cand].astype(np.float64), cfg.eps)
+    labels = _components(v.start[v.cand].astype(np.float64), max(cfg.eps, 1.5 * v.cell_size))
     sc = v.score[v.cand]
     groups = []
     for lab in np.unique(labels):
@@ -389,12 +422,18 @@ def _object_motion(v: _Views, obj_mask: np.ndarray, config: "GraspConfig") -> tu
         raise ValueError(f"the field gives {int(tracks.sum())} consistent tracks of the moved object (3 needed): "
                          "its curves do not reach the object's place in the goal image; a backend that "
                          "tracks the object to the goal frame (the network) is needed")
-    fit = robust_rigid_fit(v.start[tracks], v.end[tracks], v.conf[tracks], config.fit)
-    T = _upright(fit.T)
-    info.update(rmse=fit.rmse, num_inliers=int(fit.inliers.sum()), kabsch_motion=fit.T.copy())
+    def contradicted(T):  # share of the object's points the goal view sees past, where T puts them
+        return float(free_space(src @ T[:3, :3].T + T[:3, 3], *v.goal_view).mean()) if len(src) else 0.0
+
+    T, inl, rmse = verified_upright_fit(v.start[tracks], v.end[tracks], v.conf[tracks],
+                                        max(config.fit.inlier_threshold, v.cell_size), contradicted,
+                                        seed=config.fit.seed)
+    info.update(rmse=rmse, num_inliers=int(inl.sum()), kabsch_motion=T.copy(),
+                goal_view_contradicts=round(contradicted(T), 3))
     method = "field-kabsch"
     if config.icp_refine:
-        T, rinfo = refine_motion(T, src_top, v.full_goal, config)
+        sigma = yaw_uncertainty_deg(v.start[tracks][inl], rmse, config.fit.inlier_threshold)
+        T, rinfo = refine_motion(T, src_top, v.full_goal, config, yaw_sigma_deg=sigma)
         info.update(rinfo)
         if rinfo["refined"]:
             method = "field-kabsch+registration"

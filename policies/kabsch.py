@@ -165,3 +165,62 @@ def rotation_angle_deg(R_a: np.ndarray, R_b: np.ndarray) -> float:
     from scipy.spatial.transform import Rotation
 
     return float(np.rad2deg((Rotation.from_matrix(R_a).inv() * Rotation.from_matrix(R_b)).magnitude()))
+
+
+def upright_kabsch(src, dst, weights=None) -> np.ndarray:
+    """Weighted least-squares motion [4,4] src -> dst [N,3] that only turns about the vertical (N >= 2):
+    a 2D Kabsch in xy and the weighted mean height change."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = w / max(w.sum(), 1e-12)
+    cs, cd = w @ src, w @ dst
+    a, b = (src - cs)[:, :2], (dst - cd)[:, :2]
+    cross = float(w @ (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]))
+    dot = float(w @ (a * b).sum(1))
+    yaw = np.arctan2(cross, dot)
+    c, s = np.cos(yaw), np.sin(yaw)
+    T = np.eye(4)
+    T[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    T[:3, 3] = cd - T[:3, :3] @ cs
+    return T
+
+
+def verified_upright_fit(src, dst, weights=None, threshold: float = 0.015, penalty=None,
+                         max_pairs: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """Upright rigid motion of tracks src -> dst [N,3] that many of them agree on and a second view does
+    not contradict.
+
+    Every pair of tracks (at most ``max_pairs``, sampled with ``seed``) proposes an upright motion; its
+    inliers are the tracks it moves to within ``threshold`` m of their ends, and it scores their summed
+    ``weights`` times ``1 - penalty(T)`` (``penalty``: a fraction in [0, 1] of how much the motion is
+    contradicted, e.g. by a depth view that sees past where it puts the object; None: no check). The best
+    hypothesis is refitted on its inliers (weighted).
+    Returns (T [4,4], inliers [N] bool, rmse of the inliers m). Raises ValueError below 2 tracks.
+    """
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    n = len(src)
+    if n < 2 or src.shape != dst.shape:
+        raise ValueError(f"an upright fit needs at least 2 tracks [N,3] in both, got {src.shape} and {dst.shape}")
+    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    if len(pairs) > max_pairs:
+        pairs = pairs[np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False)]
+    best, best_score = None, -1.0
+    for i, j in pairs:
+        if np.linalg.norm((src[i] - src[j])[:2]) < 1e-3:
+            continue
+        T = upright_kabsch(src[[i, j]], dst[[i, j]])
+        inl = np.linalg.norm(src @ T[:3, :3].T + T[:3, 3] - dst, axis=1) < threshold
+        score = float(w[inl].sum())
+        if score <= best_score:
+            continue
+        T = upright_kabsch(src[inl], dst[inl], w[inl])
+        score *= 1.0 - (float(penalty(T)) if penalty is not None else 0.0)
+        if score > best_score:
+            best, best_score = (T, inl), score
+    if best is None:
+        T, inl = upright_kabsch(src, dst, w), np.ones(n, bool)
+    else:
+        T, inl = best
+    res = np.linalg.norm(src @ T[:3, :3].T + T[:3, 3] - dst, axis=1)
+    return T, inl, float(np.sqrt((res[inl] ** 2).mean()))

@@ -116,14 +116,15 @@ class OraclePlanner:
 
 
 def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", grasp_motion: str = "field",
-                 zoom: int = 1):
+                 zoom: int = 1, selection: str = "blend"):
     """``trajfield`` = the model backend (needs a checkpoint), ``flow`` = the optical-flow backend,
     ``flow-rigid`` = flow tracks moved with their rigid parts (:mod:`traceany_ros.tracker.rigid`),
     ``static`` = the no-motion backend (a baseline: what depth alone gives), ``oracle`` = ground truth.
 
     ``grasp_motion``: where the goal-image planner's object motion comes from ("field" = the field's own
     tracks, refined by registration at most; "registration" = goal registration alone, a baseline);
-    see :class:`traceany_ros.policies.grasp.GraspConfig`. ``zoom``: the network's input zoom (trajfield).
+    see :class:`traceany_ros.policies.grasp.GraspConfig`. ``zoom`` and ``selection``: the network's input zoom
+    and refinement (trajfield; :class:`traceany_ros.backends.ModelBackend`).
     """
     from traceany_ros.backends import make_backend
     from traceany_ros.policies.grasp import GraspConfig
@@ -137,11 +138,11 @@ def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", 
         return FieldPlanner(make_backend(name, **PLANNER_BACKEND_OPTIONS.get(name, {})), name, grasp_config=gcfg)
     if name == "trajfield":
         try:
-            backend = make_backend("model", checkpoint=checkpoint, device=device, zoom=zoom)
+            backend = make_backend("model", checkpoint=checkpoint, device=device, zoom=zoom, selection=selection)
         except (FileNotFoundError, ImportError, AttributeError) as e:
             raise SystemExit(f"trajfield planner needs a trained model checkpoint ({e}); "
                              "train one with `traceany train` or pass --checkpoint PATH") from e
-        except ValueError as e:  # a bad option (zoom)
+        except ValueError as e:  # a bad option (zoom, selection)
             raise SystemExit(f"trajfield planner: {e}") from e
         return FieldPlanner(backend, "trajfield", grasp_config=gcfg)
     raise ValueError(f"unknown planner {name!r}; choose one of {PLANNERS}")

@@ -109,7 +109,9 @@ class ModelBackend:
     evenly spaced key frames and the other frames take their curves from them,
     :mod:`traceany_ros.model.keyframes`; None: every frame goes through the network), ``zoom`` (the network
     sees the images this many times larger: cells of stride / zoom pixels, for small objects, at more than
-    zoom^2 the time; :mod:`traceany_ros.model.zoom`).
+    zoom^2 the time; :mod:`traceany_ros.model.zoom`), ``selection`` ("blend": each refinement pass moves an
+    estimate by the convex blend of its candidate moves, as trained; "top": by its top-weighted move, the
+    better choice for goal pairs, whose frames lie far apart; :meth:`traceany_ros.model.TraceModel.forward`).
     ``predict(window, future_s=0.3)`` also returns the network's forecast: the curves then cover 0.3 s
     past the last frame (``time_span`` ends there).
     """
@@ -120,13 +122,16 @@ class ModelBackend:
     default_key_frames = 8  # key frames of a longer window (training windows: 6-10 frames)
 
     def __init__(self, checkpoint: str | None = None, device: str = "cpu", preset: str | None = None,
-                 key_frames: int | None = default_key_frames, zoom: int = 1):
+                 key_frames: int | None = default_key_frames, zoom: int = 1, selection: str = "blend"):
         from traceany_ros.checkpoint_file import resolve_device
         from traceany_ros.model import ModelConfig, TraceModel, default_checkpoint, load_checkpoint
         from traceany_ros.model.keyframes import check_key_frames
         from traceany_ros.model.zoom import check_zoom
 
         key_frames = check_key_frames(key_frames)
+        if selection not in TraceModel.SELECTIONS:
+            raise ValueError(f"selection must be one of {TraceModel.SELECTIONS}, got {selection!r}")
+        self.selection = selection
 
         self.device = resolve_device(device)
         if preset is not None and checkpoint is None:
@@ -146,7 +151,7 @@ class ModelBackend:
 
         check_window(window)
         field = predict_field(self.model, zoom_window(window, self.zoom), device=self.device, future_s=float(future_s),
-                              meta={"checkpoint": self.label}, key_frames=self.key_frames)
+                              meta={"checkpoint": self.label}, key_frames=self.key_frames, selection=self.selection)
         return unzoom_field(field, self.zoom, np.asarray(window.depth).shape[1:])
 
 

@@ -154,3 +154,30 @@ def test_forecast_past_the_span_follows_the_curve_of_the_field():
     _, _, straight, _ = object_forecast(fld, replace(InterceptConfig(), extrapolation="tangent"))
     tangent = np.linalg.norm(straight(1.2)[:2] - true[:2])
     assert arc < 0.015 and tangent > 0.05, (arc, tangent)   # a constant velocity is off by more than a box
+
+
+def test_yaw_uncertainty_shrinks_with_more_and_wider_spread_tracks():
+    from traceany_ros.policies.grasp import yaw_uncertainty_deg
+
+    rng = np.random.default_rng(0)
+    few = rng.uniform(-0.01, 0.01, (4, 3))
+    many_wide = rng.uniform(-0.04, 0.04, (20, 3))
+    assert yaw_uncertainty_deg(few, 0.0, 0.01) > 30 > 3 * yaw_uncertainty_deg(many_wide, 0.0, 0.01)
+    assert yaw_uncertainty_deg(few, 0.02, 0.01) > yaw_uncertainty_deg(few, 0.0, 0.01)  # the residual counts
+
+
+def test_upright_part_of_a_tilted_motion_keeps_the_object_centre_in_place():
+    """ICP's small tilt about the world origin, half a metre from the object, must not move the object."""
+    from scipy.spatial.transform import Rotation
+
+    from traceany_ros.policies.grasp import _upright
+
+    T = _turn(30, [0.0, 0.0, 0.0])
+    T[:3, :3] = Rotation.from_euler("x", 3, degrees=True).as_matrix() @ T[:3, :3]
+    T[:3, 3] = [0.1, 0.2, 0.0]
+    centre = np.array([0.55, 0.1, 0.03])
+    U = _upright(T, centre)
+    assert np.allclose(U[:3, :3] @ centre + U[:3, 3], T[:3, :3] @ centre + T[:3, 3], atol=1e-9)
+    assert np.allclose(U[2, :3], [0, 0, 1]) and abs(np.rad2deg(np.arctan2(U[1, 0], U[0, 0])) - 30) < 0.5
+    plain = _upright(T)
+    assert np.linalg.norm(plain[:3, :3] @ centre + plain[:3, 3] - (T[:3, :3] @ centre + T[:3, 3])) > 0.01

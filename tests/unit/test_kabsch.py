@@ -70,3 +70,34 @@ def test_deterministic_and_clear_errors():
         weighted_kabsch(src, dst[:, :2])
     with pytest.raises(ValueError, match="non-negative"):
         weighted_kabsch(src, dst, -np.ones(len(src)))
+
+
+def _upright_motion(yaw_deg, t):
+    a = np.deg2rad(yaw_deg)
+    T = np.eye(4)
+    T[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    T[:3, 3] = t
+    return T
+
+
+def test_verified_upright_fit_finds_the_agreeing_tracks_and_heeds_the_check():
+    """Half the tracks wrong (a second consistent group among them): the pairs' vote finds the true
+    motion; a check that contradicts it makes the fit take the other group instead."""
+    from traceany_ros.policies.kabsch import upright_kabsch, verified_upright_fit
+
+    rng = np.random.default_rng(0)
+    src = rng.uniform(-0.025, 0.025, (12, 3)) + [0.5, 0.1, 0.04]
+    true = _upright_motion(35, [0.05, 0.2, 0.0])
+    other = _upright_motion(-10, [0.2, -0.1, 0.0])
+    dst = src @ true[:3, :3].T + true[:3, 3] + rng.normal(0, 0.001, src.shape)
+    dst[7:] = src[7:] @ other[:3, :3].T + other[:3, 3]               # 5 tracks agree on another motion
+    off = lambda M, ref: float(np.abs(src @ M[:3, :3].T + M[:3, 3] - (src @ ref[:3, :3].T + ref[:3, 3])).max())  # noqa: E731
+    assert off(upright_kabsch(src[:7], dst[:7]), true) < 0.004
+    T, inl, rmse = verified_upright_fit(src, dst, threshold=0.01)
+    assert inl[:7].all() and not inl[7:].any() and rmse < 0.003
+    assert off(T, true) < 0.004 and np.allclose(T[2, :3], [0, 0, 1])
+    near_true = lambda M: float(np.linalg.norm(M[:3, 3] - true[:3, 3]) < 0.05)   # noqa: E731
+    T, inl, _ = verified_upright_fit(src, dst, threshold=0.01, penalty=near_true)
+    assert inl[7:].all() and off(T, other) < 1e-6
+    with pytest.raises(ValueError, match="at least 2 tracks"):
+        verified_upright_fit(src[:1], dst[:1])

@@ -194,3 +194,26 @@ def test_a_network_grown_by_cell_attention_computes_what_it_did(window):
     wider = TraceModel(ModelConfig(**{**SMALL, "dim": 24, "heads": 2}))
     with pytest.raises(RuntimeError, match="do not match|size mismatch"):
         new.grow_from(wider.state_dict())
+
+
+def test_top_selection_moves_each_estimate_by_one_candidate_alone(window):
+    """selection="top": a pass moves every estimate to exactly one candidate (the top-weighted), not a blend."""
+    torch.manual_seed(0)
+    model = _randomise(TraceModel(ModelConfig(**SMALL)))
+    L = model.config.levels
+    with torch.no_grad():  # no residual: the move is the chosen candidate's alone
+        model.pair_head.weight[L + 2: L + 5] = 0
+        model.pair_head.bias[L + 2: L + 5] = 0
+        top = model(window_tensors(window), return_all=True, selection="top")
+        blend = model(window_tensors(window), return_all=True)
+    own = top["coarse_points"][..., None, :]                                   # [B,I,h,w,1,3]
+    options = torch.cat([own.expand_as(top["iterates"][0])[..., None, :], top["proposals"][0]], -2)
+    k = top["weights"][0].argmax(-1)                                           # [B,I,h,w,T]
+    chosen = torch.gather(options, -2, k[..., None, None].expand(*k.shape, 1, 3))[..., 0, :]
+    T = k.shape[-1]
+    not_own = ~torch.eye(T, dtype=torch.bool)[None, :, None, None, :].expand_as(k)
+    assert torch.allclose(top["iterates"][0][not_own], chosen[not_own], atol=1e-5)
+    assert (k[not_own] > 0).any()  # some estimates did move
+    assert not torch.allclose(blend["iterates"][0][not_own], chosen[not_own], atol=1e-3)
+    with pytest.raises(ValueError, match="selection must be one of"):
+        model(window_tensors(window), selection="argmax")

@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--zoom", type=int, default=1,
                    help="--planner trajfield: the network sees the images this many times larger (finer cells for "
                         "small objects, more than zoom^2 the time)")
+    p.add_argument("--selection", default="blend", choices=["blend", "top"],
+                   help="--planner trajfield: each refinement pass moves by the blend of the network's candidate "
+                        "moves, or by the top-weighted one")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", help="also write the JSON result here")
     p.add_argument("--video-dir", default=None, help="write GIFs of the first episodes here")
@@ -83,7 +86,7 @@ def run(args) -> int:
         print("--episodes must be >= 1", file=sys.stderr)
         return 2
     planner = make_planner(args.planner, checkpoint=args.checkpoint, device=args.device, zoom=args.zoom,
-                           grasp_motion=args.grasp_motion)
+                           selection=args.selection, grasp_motion=args.grasp_motion)
     if args.video_dir:
         os.makedirs(args.video_dir, exist_ok=True)
     rows = []

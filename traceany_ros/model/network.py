@@ -214,7 +214,10 @@ class TraceModel(nn.Module):
         feat, ctx = self.encoder(x)
         return feat.reshape(B, T, *feat.shape[1:]), ctx.reshape(B, T, *ctx.shape[1:])
 
-    def forward(self, w: WindowTensors, query_frames: torch.Tensor | None = None, return_all: bool = False):
+    SELECTIONS = ("blend", "top")
+
+    def forward(self, w: WindowTensors, query_frames: torch.Tensor | None = None, return_all: bool = False,
+                selection: str = "blend"):
         """w: WindowTensors (B, T); query_frames [I] long (default: every observed frame of sample 0; in a
         batch they must be observed in every sample) -> dict of (h, w: the output grid, ``cell_grid``)
 
@@ -227,7 +230,13 @@ class TraceModel(nn.Module):
             soft-argmax, the global match) [B,I,h/2,w/2,T,levels+1,3], weights, the update's weights of {stay,
             the candidates} in each pass [B,I,h/2,w/2,T,levels+2], coarse_points [B,I,h/2,w/2,3] and
             correlation, [(level-0 and level-1 correlations [B,N,T,h_l,w_l], softmax temperature)]
+
+        ``selection``: how each pass moves an estimate by its weights over the candidate moves: "blend" (their
+        convex combination, as trained) or "top" (the top-weighted move alone: the mode of the choice, for
+        far-apart frames such as a goal image, where a blend of staying and a far match is right for neither).
         """
+        if selection not in self.SELECTIONS:
+            raise ValueError(f"selection must be one of {self.SELECTIONS}, got {selection!r}")
         c = self.config
         B, T, _, H, W = w.rgb.shape
         norm = normalise(w)
@@ -323,7 +332,8 @@ class TraceModel(nn.Module):
             moves = torch.cat(moves, -2)
             n_opt = moves.shape[-2]
             wts = logit.softmax(-1) * obs_pair + F.one_hot(torch.zeros((), dtype=torch.long), n_opt) * (1 - obs_pair)
-            step = (wts[..., None] * moves).sum(-2) + 0.1 * out[..., L + 2: L + 5]
+            pick = wts if selection == "blend" else F.one_hot(wts.argmax(-1), n_opt).to(wts.dtype)
+            step = (pick[..., None] * moves).sum(-2) + 0.1 * out[..., L + 2: L + 5]
             if return_all:
                 proposals.append(x[..., None, :] + moves[..., 1:, :])
                 weights.append(wts)
@@ -490,12 +500,13 @@ def convex_upsample(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_field(net: TraceModel, window, device="cpu", future_s: float = 0.0, meta: dict | None = None,
-                  key_frames: int | None = None):
+                  key_frames: int | None = None, selection: str = "blend"):
     """The trajectory field of a FrameWindow in the world frame, in one forward pass.
 
     With ``future_s`` > 0 the curves also cover ``future_s`` seconds past the last frame (the network's
     forecast: ``time_span`` ends there). A window longer than ``key_frames`` is predicted on that many key
     frames and the other frames take their curves from them (:mod:`traceany_ros.model.keyframes`).
+    ``selection``: "blend" or "top" (:meth:`TraceModel.forward`).
     Returns a TrajectoryField: control_points [T,h,w,K,3] (metres, world; stride ``config.stride``),
     confidence [T,h,w] in [0, 1] (the probability that the curve is within 2 cm of the truth on average;
     0 where the cell has no depth), motion [T,h,w], visibility [T,h,w,T].
@@ -505,14 +516,14 @@ def predict_field(net: TraceModel, window, device="cpu", future_s: float = 0.0, 
 
     keys = pick_key_frames(len(window.times), key_frames)
     if keys is not None:
-        field = predict_field(net, window_frames(window, keys), device, future_s, meta)
+        field = predict_field(net, window_frames(window, keys), device, future_s, meta, selection=selection)
         return fill_frames(field, window, keys)
     c = net.config
     T = len(window.times)
     win, observed = hidden_frames(window, future_s)
     was = net.training
     net.eval()
-    out = net(window_tensors(win, observed).to(device))
+    out = net(window_tensors(win, observed).to(device), selection=selection)
     net.train(was)
     norm = out["norm"]
     cp = norm.to_world(out["points"][..., None, :] + out["offsets"])[0].double().cpu().numpy()

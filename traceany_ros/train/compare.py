@@ -33,9 +33,10 @@ def camera_kind(ep) -> str:
     return "fixed" if mode == "fixed" else "moving"
 
 
-def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str, key_frames: int | None = None):
+def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str, key_frames: int | None = None,
+               model_options: dict | None = None):
     """Every backend (``methods`` by name, each checkpoint as the network, on ``key_frames`` key frames when
-    given, else the backend's) on the same episodes: ``score(ep, backend)`` per episode -> (episode count,
+    given, else the backend's; ``model_options``: more ModelBackend options) on the same episodes: ``score(ep, backend)`` per episode -> (episode count,
     {name: {"all" | "fixed" | "moving": [scores]}}, {name: seconds per episode})."""
     from tqdm import tqdm
 
@@ -45,7 +46,7 @@ def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str,
     files = list_episodes(data)[:limit]
     backends = {m: make_backend(m) for m in methods}
     for ck in checkpoints:
-        opts = {} if key_frames is None else {"key_frames": key_frames}
+        opts = dict(model_options or {}) if key_frames is None else {**(model_options or {}), "key_frames": key_frames}
         backends[str(ck)] = make_backend("model", checkpoint=str(ck), device=device, **opts)
     per = {k: {"all": [], "fixed": [], "moving": []} for k in backends}
     seconds = {k: 0.0 for k in backends}
@@ -73,7 +74,8 @@ def _result(data: str, n: int, per: dict, seconds: dict, summary, **head) -> dic
 
 
 def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, window: int | None = None,
-            overlap: int | None = None, device: str = "cpu", key_frames: int | None = None) -> dict:
+            overlap: int | None = None, device: str = "cpu", key_frames: int | None = None,
+            model_options: dict | None = None) -> dict:
     from traceany_ros.metrics import aggregate, evaluate_predictions
     from traceany_ros.predict import predict_episode
 
@@ -87,18 +89,19 @@ def compare(data: str, methods=(), checkpoints=(), limit: int | None = None, win
         agg = aggregate(rows)
         return {k: agg[k] for k in KEYS if k in agg}
 
-    n, per, seconds = _score_all(data, methods, checkpoints, limit, device, score, "compare", key_frames)
+    n, per, seconds = _score_all(data, methods, checkpoints, limit, device, score, "compare", key_frames, model_options)
     return _result(data, n, per, seconds, summary)
 
 
 def compare_mode(data: str, mode: str, methods=(), checkpoints=(), limit: int | None = None,
-                 device: str = "cpu") -> dict:
+                 device: str = "cpu", model_options: dict | None = None) -> dict:
     """Every backend on the same episodes in a prediction mode (``modes.MODES``), pooled over all episodes
     and split by camera."""
     from traceany_ros.train.modes import score_episode, summarise
 
     n, per, seconds = _score_all(data, methods, checkpoints, limit, device,
-                                 lambda ep, b: score_episode(ep, b, mode), f"compare {mode}")
+                                 lambda ep, b: score_episode(ep, b, mode), f"compare {mode}",
+                                 model_options=model_options)
     return _result(data, n, per, seconds, summarise, mode=mode)
 
 
@@ -198,6 +201,9 @@ def main(argv=None) -> int:
     p.add_argument("--key-frames", type=int, default=None,
                    help="the network's key frames of a longer window (default: the backend's, 8; 0: every frame "
                         "through the network)")
+    p.add_argument("--selection", default="blend", choices=("blend", "top"),
+                   help="the network's refinement: the blend of its candidate moves (default) or the top-weighted one")
+    p.add_argument("--zoom", type=int, default=1, help="the network sees the images this many times larger")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", help="write the JSON result here")
     p.add_argument("--mode", default="tracks", choices=("tracks", "goal", "forecast"),
@@ -214,11 +220,12 @@ def main(argv=None) -> int:
         print(tracks_picture(args.picture, args.methods, args.checkpoints, args.picture_out, window=args.window,
                              overlap=args.overlap, device=args.device))
         return 0
+    opts = {"selection": args.selection, "zoom": args.zoom}
     if args.mode == "tracks":
         res = compare(args.data, args.methods, args.checkpoints, args.limit, args.window, args.overlap, args.device,
-                      args.key_frames)
+                      args.key_frames, opts)
     else:
-        res = compare_mode(args.data, args.mode, args.methods, args.checkpoints, args.limit, args.device)
+        res = compare_mode(args.data, args.mode, args.methods, args.checkpoints, args.limit, args.device, opts)
     if args.output:
         Path(args.output).write_text(json.dumps(res, indent=2) + "\n")
     print(format_markdown(res) if args.mode == "tracks" else format_mode_markdown(res))

@@ -40,9 +40,15 @@ class InterceptConfig:
     top_band / pool_radius / min_track_confidence: which curves vote in the forecast (see object_forecast).
     forecast_s: seconds of forecast asked of a backend that has its own (``supports_forecast``; the
         network's learned forecast covers 0.3 s).
+    turn_gain: with ``extrapolation="fit"``, an arc is taken over a straight line where its residual is at
+        most this fraction of the line's.
+    region_zoom: a backend that can (``predict_moving``: the network) predicts the clip's moving region
+        again this many times larger (finer cells on the mover); 1 = one pass over the whole clip.
     extrapolation: past the field's span, "arc" (the centre goes on at the turn rate and speed its
-        curve has over the last ``turn_window_s`` of the span, at most ``max_turn_rate`` rad/s) or
-        "tangent" (straight on along the end tangents, ``TrajectoryField.positions`` past the span).
+        curve has over the last ``turn_window_s`` of the span, at most ``max_turn_rate`` rad/s), "fit"
+        (at the constant speed, on the line or arc of constant turn rate, that best fits the centre over the
+        field's whole span: steadier on a noisy field than the last stretch's tangent) or "tangent"
+        (straight on along the end tangents, ``TrajectoryField.positions`` past the span).
     """
 
     speed: float = 0.6
@@ -65,6 +71,8 @@ class InterceptConfig:
     extrapolation: str = "arc"
     turn_window_s: float = 0.5
     max_turn_rate: float = 1.5
+    region_zoom: int = 2
+    turn_gain: float = 0.7
 
 
 def travel_time(a: np.ndarray, b: np.ndarray, config: InterceptConfig) -> float:
@@ -167,6 +175,7 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
 
     many, seg_turn = on_field, {}
     span_end = max(float(fld.time_span[1]), t_end)
+    motion = None  # (centre at the span's end [3], heading, speed, turn rate) to go on with past the span
     if config.extrapolation == "arc":
         # past the field's span the centre goes on at the turn rate and speed of its curve's last stretch
         ts = np.linspace(max(t0, t_end - config.turn_window_s), span_end, 12)
@@ -177,26 +186,23 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
             tm = 0.5 * (ts[1:] + ts[:-1])
             th = np.unwrap(np.arctan2(v[:, 1], v[:, 0]))
             omega = float(np.clip(np.polyfit(tm, th, 1)[0], -config.max_turn_rate, config.max_turn_rate))
-            h_end = float(th[-1] + omega * (span_end - tm[-1]))
-            p_end = on_field([span_end - t_end])[0]
+            motion = (on_field([span_end - t_end])[0], float(th[-1] + omega * (span_end - tm[-1])), speed, omega)
+    elif config.extrapolation == "fit":
+        motion = _fit_motion(on_field, t0, t_end, span_end, config)
+    if motion is not None:
+        p_end, h_end, speed, omega = motion
 
-            def many(taus) -> np.ndarray:
-                taus = np.asarray(taus, np.float64)
-                out = on_field(taus)
-                dt = t_end + taus - span_end
-                past = dt > 0
-                if past.any():
-                    d = dt[past]
-                    if abs(omega) < 1e-3:
-                        step = speed * d[:, None] * [np.cos(h_end), np.sin(h_end)]
-                    else:
-                        h = h_end + omega * d
-                        step = (speed / omega) * np.stack([np.sin(h) - np.sin(h_end), np.cos(h_end) - np.cos(h)], 1)
-                    out[past, :2] = p_end[:2] + step
-                    out[past, 2] = p_end[2]
-                return out
+        def many(taus) -> np.ndarray:
+            taus = np.asarray(taus, np.float64)
+            out = on_field(taus)
+            dt = t_end + taus - span_end
+            past = dt > 0
+            if past.any():
+                out[past, :2] = p_end[:2] + _arc_step(dt[past], h_end, speed, omega)
+                out[past, 2] = p_end[2]
+            return out
 
-            seg_turn = {"turn_rate": omega, "speed": speed}
+        seg_turn = {"turn_rate": omega, "speed": speed}
 
     def track(tau: float) -> np.ndarray:
         return many([tau])[0]
@@ -210,14 +216,57 @@ def object_forecast(fld, config: InterceptConfig = InterceptConfig(), table_z: f
     return centre, vel, track, seg
 
 
-def predict_with_forecast(backend, window, future_s: float):
+def _arc_step(d: np.ndarray, heading: float, speed: float, omega: float) -> np.ndarray:
+    """[M,2] displacement after d [M] s at ``speed`` from ``heading``, turning at ``omega`` rad/s."""
+    if abs(omega) < 1e-3:  # the arc to second order in omega (smooth through 0, for the fit's derivatives)
+        c, s = np.cos(heading), np.sin(heading)
+        return speed * np.stack([d * c - 0.5 * omega * d ** 2 * s, d * s + 0.5 * omega * d ** 2 * c], 1)
+    h = heading + omega * d
+    return (speed / omega) * np.stack([np.sin(h) - np.sin(heading), np.cos(heading) - np.cos(h)], 1)
+
+
+def _fit_motion(on_field, t0: float, t_end: float, span_end: float, config: InterceptConfig):
+    """The centre's constant-speed motion over the field's whole span, by least squares: a straight line,
+    or an arc of constant turn rate where that fits the span's centres clearly better (its residual at
+    most ``turn_gain`` of the line's). Returns (centre at the span's end [3], heading, speed, turn rate),
+    or None when the centre moves slower than 2 cm/s."""
+    from scipy.optimize import least_squares
+
+    ts = np.linspace(t0, span_end, 16)
+    c = on_field(ts - t_end)
+    tt = ts - span_end                                         # <= 0: seconds before the span's end
+    A = np.stack([np.ones_like(tt), tt], 1)
+    coef, *_ = np.linalg.lstsq(A, c[:, :2], rcond=None)        # [2,2]: centre at the end, velocity
+    res_line = float(np.sqrt(((A @ coef - c[:, :2]) ** 2).sum(1).mean()))
+    speed, heading = float(np.linalg.norm(coef[1])), float(np.arctan2(coef[1, 1], coef[1, 0]))
+    if speed < 0.02:
+        return None
+    p_end = np.array([coef[0, 0], coef[0, 1], c[-1, 2]])
+
+    def arc(x):  # x = (px, py, heading, speed, omega): the centre at times tt, minus the field's
+        return (x[:2] + _arc_step(tt, x[2], x[3], x[4]) - c[:, :2]).ravel()
+
+    fit = least_squares(arc, [p_end[0], p_end[1], heading, speed, 0.0],
+                        bounds=([-np.inf, -np.inf, -np.inf, 0.0, -config.max_turn_rate],
+                                [np.inf, np.inf, np.inf, np.inf, config.max_turn_rate]))
+    res_arc = float(np.sqrt((fit.fun.reshape(-1, 2) ** 2).sum(1).mean()))
+    if res_arc <= config.turn_gain * res_line:
+        x = fit.x
+        return np.array([x[0], x[1], c[-1, 2]]), float(x[2]), float(x[3]), float(x[4])
+    return p_end, heading, speed, 0.0
+
+
+def predict_with_forecast(backend, window, future_s: float, region_zoom: int = 1):
     """The backend's field of ``window``, with its own forecast ``future_s`` s past the last frame
     when it has one (``backend.supports_forecast``: the field's time span then ends ``future_s``
     after the last frame); otherwise the plain field, whose positions past the span are the
-    end-tangent extrapolation. Read future positions with ``field.positions(t)`` either way."""
-    if future_s > 0 and getattr(backend, "supports_forecast", False):
-        return backend.predict(window, future_s=future_s)
-    return backend.predict(window)
+    end-tangent extrapolation. Read future positions with ``field.positions(t)`` either way.
+    With ``region_zoom`` > 1 a backend with ``predict_moving`` returns its field of the moving region
+    seen that many times larger (the crop's field: its points are in the world as any field's)."""
+    opts = {"future_s": future_s} if future_s > 0 and getattr(backend, "supports_forecast", False) else {}
+    if region_zoom > 1 and hasattr(backend, "predict_moving"):
+        return backend.predict_moving(window, zoom=region_zoom, **opts)[0]
+    return backend.predict(window, **opts)
 
 
 def plan_intercept(window, backend, ee_start, config: InterceptConfig = InterceptConfig()) -> Plan:
@@ -232,7 +281,7 @@ def plan_intercept(window, backend, ee_start, config: InterceptConfig = Intercep
         :class:`Plan` (pre-block, block) with ``info["forecast"]`` the object's centre path.
     """
     t0 = time.perf_counter()
-    fld = predict_with_forecast(backend, window, config.forecast_s)
+    fld = predict_with_forecast(backend, window, config.forecast_s, config.region_zoom)
     try:
         centre, vel, track, seg = object_forecast(fld, config)
     except ValueError as e:
@@ -246,7 +295,7 @@ def plan_intercept(window, backend, ee_start, config: InterceptConfig = Intercep
     forecast_s = float(fld.time_span[1] - fld.times[-1])
     plan.info.update(field=fld, backend=getattr(backend, "name", ""), forecast_s=forecast_s,
                      method=("field-forecast" if forecast_s > 0 else "field")
-                     + ("+arc" if "turn_rate" in seg.info else "+tangent"),
+                     + (f"+{seg.info['extrapolation']}" if "turn_rate" in seg.info else "+tangent"),
                      forecast=track.many(np.arange(0, 2.0, 0.1)))
     plan.planning_time_s = time.perf_counter() - t0
     return plan

@@ -16,7 +16,18 @@ import numpy as np
 PLANNERS = ("trajfield", "flow", "flow-rigid", "static", "oracle", "oracle-field")
 # planning is timed (the intercept's box moves on meanwhile): the planners' flow-rigid (tracker preset
 # "planners") leaves out the segment ICP and the carried track ends, and runs DIS at half resolution
-PLANNER_BACKEND_OPTIONS = {"flow-rigid": {"preset": "planners"}}
+# the backends as the planners use them (for the network: on goal images): the network sees the images twice as large (its 16-pixel query cells
+# are as large as a box at the table; :mod:`traceany_ros.model.zoom`) and each refinement pass takes its
+# top-weighted move (a goal image lies far from the clip: a blend of staying and the far match is right for
+# neither); on pick-place-goal seeds 1000-1029 (design seeds, not the evaluated 0-99) the network's plans
+# came right 0 of 30 times at zoom 1 with the blend and 22 of 30 with these
+PLANNER_BACKEND_OPTIONS = {"flow-rigid": {"preset": "planners"}, "model": {"zoom": 2, "selection": "top"}}
+# the shipped network's learned forecast (its curves 0.3 s past the last frame) puts the intercept's mover
+# further off than its observed curves continued on their arc (intercept seeds 0-7: 0.5 s ahead 5-10 cm
+# against 0.3-7 cm), so the intercepts continue the observed curves, on the line or arc that fits the
+# object's centre over the whole clip (``extrapolation="fit"``: 2 s ahead 5.1 cm median against the last
+# stretch's arc's 12.8 cm on those seeds)
+INTERCEPT_FORECAST_S = 0.0
 
 
 def _warm_imports() -> None:
@@ -30,10 +41,13 @@ def _warm_imports() -> None:
 class FieldPlanner:
     """Planner on trajectory fields predicted by ``backend`` (goal-image tasks and intercept)."""
 
-    def __init__(self, backend, name: str, warm_up: bool = True, grasp_config=None):
+    def __init__(self, backend, name: str, warm_up: bool = True, grasp_config=None, intercept_config=None,
+                 goal_backend=None):
         self.backend = backend
+        self.goal_backend = goal_backend   # the backend of the goal-image tasks (default: ``backend``)
         self.name = name
         self.grasp_config = grasp_config
+        self.intercept_config = intercept_config
         if warm_up:
             self.warm_up()
 
@@ -63,13 +77,15 @@ class FieldPlanner:
 
             obs, goal = task.render(), task.goal_observation
             gcfg = self.grasp_config
-            return plan_goal(kind, frame_window([obs]), goal.rgb, goal.depth, self.backend,
+            return plan_goal(kind, frame_window([obs]), goal.rgb, goal.depth, self.goal_backend or self.backend,
                              motion_source=gcfg.motion_source if gcfg is not None else "field", grasp_config=gcfg)
         if hasattr(task, "observe"):
             from traceany_ros.policies.intercept import plan_intercept
 
             frames = task.observations or task.observe()
-            return plan_intercept(frame_window(frames), self.backend, task.ee_pose[0])
+            if self.intercept_config is None:
+                return plan_intercept(frame_window(frames), self.backend, task.ee_pose[0])
+            return plan_intercept(frame_window(frames), self.backend, task.ee_pose[0], self.intercept_config)
         raise ValueError(f"task {getattr(task, 'name', task)!r} has neither a goal image nor observe()")
 
 
@@ -116,7 +132,7 @@ class OraclePlanner:
 
 
 def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", grasp_motion: str = "field",
-                 zoom: int = 1, selection: str = "blend"):
+                 zoom: int | None = None, selection: str | None = None):
     """``trajfield`` = the model backend (needs a checkpoint), ``flow`` = the optical-flow backend,
     ``flow-rigid`` = flow tracks moved with their rigid parts (:mod:`traceany_ros.tracker.rigid`),
     ``static`` = the no-motion backend (a baseline: what depth alone gives), ``oracle`` = ground truth.
@@ -124,7 +140,10 @@ def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", 
     ``grasp_motion``: where the goal-image planner's object motion comes from ("field" = the field's own
     tracks, refined by registration at most; "registration" = goal registration alone, a baseline);
     see :class:`traceany_ros.policies.grasp.GraspConfig`. ``zoom`` and ``selection``: the network's input zoom
-    and refinement (trajfield; :class:`traceany_ros.backends.ModelBackend`).
+    and refinement on goal images (trajfield; :class:`traceany_ros.backends.ModelBackend`; None:
+    ``PLANNER_BACKEND_OPTIONS``). The intercepts see the clip at the network's own cells and then its moving
+    region twice as large (``InterceptConfig.region_zoom``), without the learned forecast
+    (``INTERCEPT_FORECAST_S``).
     """
     from traceany_ros.backends import make_backend
     from traceany_ros.policies.grasp import GraspConfig
@@ -138,13 +157,19 @@ def make_planner(name: str, checkpoint: str | None = None, device: str = "cpu", 
         return FieldPlanner(make_backend(name, **PLANNER_BACKEND_OPTIONS.get(name, {})), name, grasp_config=gcfg)
     if name == "trajfield":
         try:
-            backend = make_backend("model", checkpoint=checkpoint, device=device, zoom=zoom, selection=selection)
+            backend = make_backend("model", checkpoint=checkpoint, device=device)
+            goal = PLANNER_BACKEND_OPTIONS["model"]
+            goal_backend = backend.with_options(zoom=goal["zoom"] if zoom is None else zoom,
+                                                selection=goal["selection"] if selection is None else selection)
         except (FileNotFoundError, ImportError, AttributeError) as e:
             raise SystemExit(f"trajfield planner needs a trained model checkpoint ({e}); "
                              "train one with `traceany train` or pass --checkpoint PATH") from e
         except ValueError as e:  # a bad option (zoom, selection)
             raise SystemExit(f"trajfield planner: {e}") from e
-        return FieldPlanner(backend, "trajfield", grasp_config=gcfg)
+        from traceany_ros.policies.intercept import InterceptConfig
+
+        return FieldPlanner(backend, "trajfield", grasp_config=gcfg, goal_backend=goal_backend,
+                            intercept_config=InterceptConfig(forecast_s=INTERCEPT_FORECAST_S, extrapolation="fit"))
     raise ValueError(f"unknown planner {name!r}; choose one of {PLANNERS}")
 
 

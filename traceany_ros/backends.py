@@ -154,6 +154,42 @@ class ModelBackend:
                               meta={"checkpoint": self.label}, key_frames=self.key_frames, selection=self.selection)
         return unzoom_field(field, self.zoom, np.asarray(window.depth).shape[1:])
 
+    def with_options(self, zoom: int | None = None, selection: str | None = None) -> "ModelBackend":
+        """The same network (its weights shared, not copied) with another input zoom or selection."""
+        import copy
+
+        from traceany_ros.model import TraceModel
+        from traceany_ros.model.zoom import check_zoom
+
+        other = copy.copy(self)
+        if zoom is not None:
+            other.zoom = check_zoom(zoom, self.model.config.stride)
+        if selection is not None:
+            if selection not in TraceModel.SELECTIONS:
+                raise ValueError(f"selection must be one of {TraceModel.SELECTIONS}, got {selection!r}")
+            other.selection = selection
+        return other
+
+    def predict_moving(self, window: FrameWindow, future_s: float = 0.0, zoom: int = 2, pad: int = 24):
+        """The field of the window's moving region, seen ``zoom`` times larger (finer cells on a small
+        mover at about the cost of one more pass; :func:`traceany_ros.model.zoom.moving_box`).
+
+        A first pass over the whole window at the network's own cells (zoom 1) finds the cells that move;
+        the second predicts a crop around them (grown by ``pad`` pixels) at ``zoom``. Returns (field, box): the crop's field (its pixels are
+        the crop's, its points and curves in the world as always) and the crop box (r0, r1, c0, c1) in
+        the window; (the whole window's field, None) when nothing moves.
+        """
+        from traceany_ros.model.zoom import check_zoom, crop_window, moving_box
+
+        check_zoom(zoom, self.model.config.stride)
+        first = self.with_options(zoom=1).predict(window, future_s=future_s)
+        box = moving_box(first, pad=pad)
+        if box is None:
+            return first, None
+        field = self.with_options(zoom=zoom).predict(crop_window(window, box), future_s=future_s)
+        field.meta["crop"] = box
+        return field, box
+
 
 BACKENDS = {"static": StaticBackend, "flow": FlowBackend, "flow-rigid": FlowRigidBackend, "model": ModelBackend}
 

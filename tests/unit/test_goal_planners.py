@@ -181,3 +181,19 @@ def test_upright_part_of_a_tilted_motion_keeps_the_object_centre_in_place():
     assert np.allclose(U[2, :3], [0, 0, 1]) and abs(np.rad2deg(np.arctan2(U[1, 0], U[0, 0])) - 30) < 0.5
     plain = _upright(T)
     assert np.linalg.norm(plain[:3, :3] @ centre + plain[:3, 3] - (T[:3, :3] @ centre + T[:3, 3])) > 0.01
+
+
+def test_a_forecast_fitted_over_the_whole_clip_follows_the_arc_and_keeps_a_line_straight():
+    from dataclasses import replace
+
+    from traceany_ros.policies.intercept import InterceptConfig, object_forecast
+
+    cfg = replace(InterceptConfig(), extrapolation="fit")
+    fld, centre = _arc_field()
+    t_end = fld.times[-1]
+    _, _, track, seg = object_forecast(fld, cfg)
+    assert abs(seg.info["turn_rate"] - 0.6) < 0.1, seg.info
+    assert np.linalg.norm(track(1.2)[:2] - centre(t_end + 1.2)[:2]) < 0.015
+    fld, centre = _arc_field(omega=1e-4)                                   # a straight path: no turn
+    _, _, track, seg = object_forecast(fld, cfg)
+    assert abs(seg.info["turn_rate"]) < 0.05 and np.linalg.norm(track(1.2)[:2] - centre(t_end + 1.2)[:2]) < 0.015

@@ -126,3 +126,44 @@ def test_a_zoomed_window_gives_a_finer_field_of_the_same_pixels():
     assert ok.mean() > 0.5 and np.abs(field.frame_points()[ok] - own[ok]).max() < 1e-4
     with pytest.raises(ValueError, match="zoom"):
         check_zoom(3, 8)
+
+
+def test_a_crop_of_the_moving_region_shows_the_same_world_and_the_box_covers_the_movers():
+    from traceany_ros.backends import make_backend
+    from traceany_ros.field import TrajectoryField
+    from traceany_ros.model.zoom import crop_window, moving_box
+
+    ep = make_synthetic_episode(num_frames=3, height=48, width=64, seed=4, num_queries=8)
+    w = ep.inputs()
+    win = FrameWindow(w.rgb, w.depth, w.intrinsics, w.cam_to_world, w.times)
+    box = (16, 48, 16, 48)
+    crop = crop_window(win, box)
+    assert crop.rgb.shape == (3, 32, 32, 3)
+    full, _ = grid_points_world(win, 1, 0)
+    part, _ = grid_points_world(crop, 1, 0)
+    assert np.abs(part - full[:, 16:48, 16:48]).max() < 1e-5           # the same world points
+    with pytest.raises(ValueError, match="not inside"):
+        crop_window(win, (0, 60, 0, 10))
+    # the box around the cells that move, grown and aligned, inside the image; None when nothing moves
+    motion = np.zeros((3, 6, 8), np.float32)
+    motion[1, 2, 3] = 0.9                                                 # cell (2, 3): pixel (20, 28)
+    cp = np.zeros((3, 6, 8, 4, 3), np.float32)
+    fld = TrajectoryField(cp, np.ones((3, 6, 8), np.float32), w.times, stride=8, pixel_offset=4,
+                          image_size=(48, 64), motion=motion)
+    assert moving_box(fld, pad=4, align=8) == (16, 32, 24, 40)
+    assert moving_box(fld, pad=24, align=16) == (0, 48, 0, 64)
+    fld.motion[:] = 0.1
+    assert moving_box(fld) is None
+    # the backend: an untrained network moves nothing, so its field is the whole window's
+    be = make_backend("model", preset="tiny")
+    field, box = be.predict_moving(win)
+    assert box is None and field.image_size == (48, 64)
+    zoomed = be.with_options(zoom=2, selection="top")
+    assert (zoomed.zoom, zoomed.selection, be.zoom, be.selection) == (2, "top", 1, "blend")
+    assert zoomed.model is be.model                                        # the weights are shared
+    with pytest.raises(ValueError, match="selection"):
+        be.with_options(selection="best")
+    with torch.no_grad():
+        be.model.cell_head.bias[0] = 3.0                                   # every cell "moves"
+    field, box = be.predict_moving(win, zoom=2)
+    assert box == (0, 48, 0, 64) and field.meta["crop"] == box and field.stride == 4 and be.zoom == 1

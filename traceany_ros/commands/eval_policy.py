@@ -38,12 +38,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--checkpoint", default=None, help="model checkpoint for --planner trajfield")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--zoom", type=int, default=1,
-                   help="--planner trajfield: the network sees the images this many times larger (finer cells for "
-                        "small objects, more than zoom^2 the time)")
-    p.add_argument("--selection", default="blend", choices=["blend", "top"],
-                   help="--planner trajfield: each refinement pass moves by the blend of the network's candidate "
-                        "moves, or by the top-weighted one")
+    p.add_argument("--zoom", type=int, default=None,
+                   help="--planner trajfield, goal-image tasks: the network sees the images this many times larger "
+                        "(finer cells for small objects, more than zoom^2 the time; default 2)")
+    p.add_argument("--selection", default=None, choices=["blend", "top"],
+                   help="--planner trajfield, goal-image tasks: each refinement pass moves by the blend of the "
+                        "network's candidate moves, or by the top-weighted one (default top)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", help="also write the JSON result here")
     p.add_argument("--video-dir", default=None, help="write GIFs of the first episodes here")

@@ -6,6 +6,10 @@ linearly, depth from the nearest pixel: no depth between two surfaces) and the i
 (f' = factor f, c' = factor c), the window shows the same world in ``factor``^2 as many cells, and the
 field's cell centres land on the original image's pixels: zoomed cell i at factor x (offset + stride i)
 -> original pixel offset / factor + (stride / factor) i. Cost grows with the pixels (factor^2) and more.
+
+Zooming into the moving region only (:func:`moving_box`, :func:`crop_window`) gives the fine cells where
+something moves at about the cost of one pass over the whole window: the first pass finds the cells the
+network thinks move, the second sees a crop around them zoomed in.
 """
 from __future__ import annotations
 
@@ -53,3 +57,34 @@ def unzoom_field(field: TrajectoryField, factor: int, image_size: tuple[int, int
         return field
     return field._replace(stride=field.stride // factor, pixel_offset=field.pixel_offset // factor,
                           image_size=tuple(image_size), meta={**field.meta, "zoom": int(factor)})
+
+
+def crop_window(window, box: tuple[int, int, int, int]) -> FrameWindow:
+    """The window's pixels rows r0:r1, cols c0:c1 (``box`` = (r0, r1, c0, c1)) as a window of their own:
+    the same world, the principal point moved to the crop's corner."""
+    r0, r1, c0, c1 = (int(v) for v in box)
+    H, W = np.asarray(window.depth).shape[1:]
+    if not (0 <= r0 < r1 <= H and 0 <= c0 < c1 <= W):
+        raise ValueError(f"crop box {box} is not inside the {H}x{W} image")
+    K = np.asarray(window.intrinsics, np.float32).copy()
+    K[0, 2] -= c0
+    K[1, 2] -= r0
+    return FrameWindow(rgb=np.ascontiguousarray(np.asarray(window.rgb)[:, r0:r1, c0:c1]),
+                       depth=np.ascontiguousarray(np.asarray(window.depth)[:, r0:r1, c0:c1]), intrinsics=K,
+                       cam_to_world=window.cam_to_world, times=window.times)
+
+
+def moving_box(field: TrajectoryField, pad: int = 24, align: int = 16, threshold: float = 0.5):
+    """Pixel box (r0, r1, c0, c1) around every cell whose motion probability exceeds ``threshold`` in any
+    frame, grown by ``pad`` pixels and out to multiples of ``align``, inside the image; None when no cell
+    moves (or the field has no motion estimate)."""
+    if field.motion is None or field.image_size is None:
+        return None
+    moving = (field.motion > threshold).any(0)
+    if not moving.any():
+        return None
+    ij = np.argwhere(moving) * field.stride + field.pixel_offset
+    H, W = field.image_size
+    r0, c0 = ((ij.min(0) - pad).clip(0) // align) * align
+    r1, c1 = -(-(ij.max(0) + 1 + pad) // align) * align
+    return int(r0), int(min(r1, H)), int(c0), int(min(c1, W))

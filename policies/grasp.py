@@ -30,7 +30,7 @@ import numpy as np
 from traceany_ros.geometry import unproject
 from traceany_ros.policies.kabsch import RobustFitConfig, verified_upright_fit
 from traceany_ros.policies.plan import Plan, Waypoint, top_down_quaternion
-from traceany_ros.policies.segment import SegmentConfig, free_space, largest_cluster
+from traceany_ros.policies.segment import SegmentConfig, cell_spacing, free_space, largest_cluster
 
 MAX_GRIPPER_WIDTH = 0.08
 
@@ -342,7 +342,7 @@ class _Views:
     score: np.ndarray          # [h,w] how much each candidate says "the object"
     full_now: np.ndarray       # [P,3] current view's full-resolution points where the goal view changed
     full_goal: np.ndarray      # [Q,3] goal view's full-resolution points where the current view changed
-    cell_size: float = 0.0     # m: the median width on the object of one field cell among the candidates
+    cell_size: float = 0.0     # m: how far apart the field's side-by-side cells lie (segment.cell_spacing)
     goal_view: tuple = ()      # (depth [H,W], K [3,3], cam_to_world [4,4]) of the goal frame
 
 
@@ -366,12 +366,9 @@ def _views(fld, clip, frame: int, config: "GraspConfig") -> _Views:
     full_goal = unproject(depth_goal, K, c2w[-1])
     changed_now = free_space(full_now, depth_goal, K, c2w[-1]) & (depth_now > 0)
     changed_goal = free_space(full_goal, depth_now, K, c2w[frame]) & (depth_goal > 0)
-    # one field cell spans stride pixels: depth * stride / f metres on the object
-    cam = (start[cand] - c2w[frame][:3, 3]) @ c2w[frame][:3, :3]
-    cell = float(np.median(cam[:, 2]) * fld.stride / K[0, 0]) if cand.any() else 0.0
     return _Views(start=start, end=end, conf=conf_now, consistent=consistent, cand=cand,
                   score=conf_now * (vanished + 0.1 * consistent), full_now=full_now[changed_now],
-                  full_goal=full_goal[changed_goal], cell_size=cell, goal_view=(depth_goal, K, c2w[-1]))
+                  full_goal=full_goal[changed_goal], cell_size=cell_spacing(start), goal_view=(depth_goal, K, c2w[-1]))
 
 
 def _object_masks(v: _Views, config: "GraspConfig", max_objects: int) -> list[np.ndarray]:

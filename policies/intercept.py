@@ -72,7 +72,7 @@ class InterceptConfig:
     turn_window_s: float = 0.5
     max_turn_rate: float = 1.5
     region_zoom: int = 2
-    turn_gain: float = 0.7
+    turn_gain: float = 0.9
 
 
 def travel_time(a: np.ndarray, b: np.ndarray, config: InterceptConfig) -> float:

@@ -83,6 +83,18 @@ def _components(features: np.ndarray, eps: float) -> np.ndarray:
     return connected_components(g, directed=False)[1]
 
 
+def cell_spacing(points: np.ndarray) -> float:
+    """Median distance (m) between side-by-side cells of a field's points [h,w,3] (finite ones): how far apart
+    one field cell's neighbours lie on the surfaces it sees. 0 when it cannot be told."""
+    p = np.asarray(points, np.float64)
+    if p.ndim != 3 or min(p.shape[:2]) < 2:
+        return 0.0
+    d = np.concatenate([np.linalg.norm(p[:, 1:] - p[:, :-1], axis=-1).ravel(),
+                        np.linalg.norm(p[1:] - p[:-1], axis=-1).ravel()])
+    d = d[np.isfinite(d)]
+    return float(np.median(d)) if len(d) else 0.0
+
+
 def moving_segments(field: TrajectoryField, t_start: float | None = None, t_end: float | None = None,
                     frame: int = 0, config: SegmentConfig = SegmentConfig(), table_z: float = 0.0) -> list[Segment]:
     """Groups of moving pixels of source frame ``frame``, largest (summed confidence) first.
@@ -93,6 +105,9 @@ def moving_segments(field: TrajectoryField, t_start: float | None = None, t_end:
         frame: which source frame's pixels to segment.
     Returns:
         list of :class:`Segment` (possibly empty).
+
+    The neighbourhood is ``config.eps``, widened to 1.5 cells where the field's cells lie further apart
+    (:func:`cell_spacing`; diagonal neighbours on one object lie sqrt(2) cells apart).
     """
     t0 = field.time_span[0] if t_start is None else t_start
     t1 = field.time_span[1] if t_end is None else t_end
@@ -114,7 +129,7 @@ def moving_segments(field: TrajectoryField, t_start: float | None = None, t_end:
         return []
     s, e, c = start[moving], end[moving], conf[moving]
     feats = np.concatenate([s, config.displacement_weight * (e - s)], axis=1)
-    labels = _components(feats, config.eps)
+    labels = _components(feats, max(config.eps, 1.5 * cell_spacing(start)))
     out = []
     for lab in np.unique(labels):
         m = labels == lab

@@ -170,22 +170,28 @@ class ModelBackend:
             other.selection = selection
         return other
 
-    def predict_moving(self, window: FrameWindow, future_s: float = 0.0, zoom: int = 2, pad: int = 24):
+    def predict_moving(self, window: FrameWindow, future_s: float = 0.0, zoom: int = 2, pad: int = 24,
+                       find_frames: int = 3):
         """The field of the window's moving region, seen ``zoom`` times larger (finer cells on a small
         mover at about the cost of one more pass; :func:`traceany_ros.model.zoom.moving_box`).
 
-        A first pass over the whole window at the network's own cells (zoom 1) finds the cells that move;
-        the second predicts a crop around them (grown by ``pad`` pixels) at ``zoom``. Returns (field, box): the crop's field (its pixels are
+        A first pass over ``find_frames`` evenly spaced frames of the whole window at the network's own
+        cells (zoom 1) finds the cells that move; the second predicts every frame of a crop around them
+        (grown by ``pad`` pixels) at ``zoom``. Returns (field, box): the crop's field (its pixels are
         the crop's, its points and curves in the world as always) and the crop box (r0, r1, c0, c1) in
         the window; (the whole window's field, None) when nothing moves.
         """
         from traceany_ros.model.zoom import check_zoom, crop_window, moving_box
 
+        from traceany_ros.episode import window_frames
+        from traceany_ros.model.keyframes import pick_key_frames
+
         check_zoom(zoom, self.model.config.stride)
-        first = self.with_options(zoom=1).predict(window, future_s=future_s)
+        keys = pick_key_frames(len(window.times), max(2, int(find_frames)))
+        first = self.with_options(zoom=1).predict(window if keys is None else window_frames(window, keys))
         box = moving_box(first, pad=pad)
         if box is None:
-            return first, None
+            return self.with_options(zoom=1).predict(window, future_s=future_s), None
         field = self.with_options(zoom=zoom).predict(crop_window(window, box), future_s=future_s)
         field.meta["crop"] = box
         return field, box

@@ -158,8 +158,9 @@ class PlannerNode(Node):
         from traceany_ros.nodes.sync import ApproxTimeSync
         from traceany_ros.policies.run import PLANNER_BACKEND_OPTIONS
 
-        opts = {"checkpoint": cfg.checkpoint or None, "device": cfg.device} if cfg.backend == "model" else \
-            dict(PLANNER_BACKEND_OPTIONS.get(cfg.backend, {}))
+        opts = dict(PLANNER_BACKEND_OPTIONS.get(cfg.backend, {}))
+        if cfg.backend == "model":  # goal images: the network at zoom 2 with top selection, as eval-policy plans
+            opts.update(checkpoint=cfg.checkpoint or None, device=cfg.device)
         self.backend = make_backend(cfg.backend, **opts)
         self._lock = threading.Lock()
         self._plan_lock = threading.Lock()   # one plan at a time: the backend is not re-entrant

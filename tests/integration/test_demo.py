@@ -1,5 +1,6 @@
 """End to end: `traceany demo` streams the simulated camera to the tracer and planner processes and grasps
-(flow-rigid, the default: seed 1 is a move its tracks follow to the goal image, where the plan comes from)."""
+(the defaults: the tracer on flow-rigid, the planner on the shipped network, whose field of the live clip and
+the goal image gives the object's motion)."""
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ def test_demo_runs_end_to_end_and_writes_pictures(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["success"] and summary["grasp_success"]
+    assert summary["planner_backend"] == "model" and summary["plan_method"].startswith("field-kabsch")
     assert summary["pos_error_cm"] < 3.0
     # the tracer ran as its own process and its fields reached this graph
     assert summary["fields_received"] >= 3

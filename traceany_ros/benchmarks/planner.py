@@ -13,26 +13,23 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> dict:
-    from traceany_ros.backends import make_backend
-    from traceany_ros.policies.grasp import plan_pick_place
-    from traceany_ros.policies.intercept import plan_intercept
+    """Each planner as ``traceany eval-policy`` runs it (``policies.run.make_planner``: backend ``model`` is the
+    ``trajfield`` planner, with its goal-image and intercept settings), timed on seeded scenes."""
+    from traceany_ros.policies.run import make_planner
     from traceany_ros.sim.tasks import make_task
-    from traceany_ros.sim.tasks.env import frame_window
 
-    opts = {"checkpoint": args.checkpoint} if args.backend == "model" else {}
-    backend = make_backend(args.backend, **opts)
+    planner = make_planner("trajfield" if args.backend == "model" else args.backend, checkpoint=args.checkpoint)
     grasp_s, intercept_s = [], []
     for seed in range(args.episodes):
         task = make_task("pick-place-goal", seed=seed)
-        obs, goal = task.render(), task.goal_observation
         t0 = time.perf_counter()
-        plan_pick_place(frame_window([obs]), goal.rgb, goal.depth, backend)
+        planner(task)
         grasp_s.append(time.perf_counter() - t0)
         task.close()
         task = make_task("intercept", seed=seed)
-        window = frame_window(task.observe())
+        window = task.observe()
         t0 = time.perf_counter()
-        plan_intercept(window, backend, task.ee_pose[0])
+        planner(task)
         intercept_s.append(time.perf_counter() - t0)
         task.close()
     return {"backend": args.backend, "episodes": args.episodes,
@@ -40,4 +37,4 @@ def run(args) -> dict:
             "pick_place_plan_s_max": round(float(np.max(grasp_s)), 3),
             "intercept_plan_s_median": round(float(np.median(intercept_s)), 3),
             "intercept_plan_s_max": round(float(np.max(intercept_s)), 3),
-            "intercept_clip_frames": int(window.rgb.shape[0]), "image": list(window.rgb.shape[1:3])}
+            "intercept_clip_frames": len(window), "image": list(window[0].rgb.shape[:2])}

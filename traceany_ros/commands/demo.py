@@ -35,8 +35,11 @@ def register(sub) -> None:
     p.add_argument("--task", default="pick-place-goal", help="task of the simulator (see traceany eval-policy)")
     p.add_argument("--seed", type=int, default=1, help="task seed")
     p.add_argument("--backend", default="flow-rigid", choices=("auto", "model", "flow", "flow-rigid"),
-                   help="predictor of tracer and planner (default flow-rigid: the classical tracker; model: the "
-                        "shipped network, see MODEL.md); auto = the shipped model when present")
+                   help="predictor of the tracer (default flow-rigid: the classical tracker, steadier in the stream; "
+                        "model: the shipped network, see MODEL.md); auto = the shipped model when present")
+    p.add_argument("--planner-backend", default="model", choices=("auto", "model", "flow", "flow-rigid"),
+                   help="predictor of the planner's goal plan (default model: the shipped network plans from its own "
+                        "field of the live clip and the goal image)")
     p.add_argument("--rate", type=float, default=15.0, help="camera rate in Hz of simulated time")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of the still scene streamed before planning")
     p.add_argument("--realtime", type=float, default=1.0,
@@ -97,6 +100,7 @@ def run(args) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     backend = _pick_backend(args.backend)
+    args.planner_backend = _pick_backend(args.planner_backend)
     graph = _Graph(out)
     t_start = time.monotonic()
     try:
@@ -106,7 +110,7 @@ def run(args) -> int:
     summary["wall_s"] = round(time.monotonic() - t_start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _log(f"{'SUCCESS' if summary['success'] else 'FAILED'}: {summary['task']} seed {summary['seed']}, "
-         f"backend {backend}, position error {summary['pos_error_cm']:.1f} cm, "
+         f"tracer {backend}, planner {summary['planner_backend']}, position error {summary['pos_error_cm']:.1f} cm, "
          f"{summary['fields_received']} trajectory fields received; pictures in {out}/")
     return 0 if summary["success"] else 1
 
@@ -125,7 +129,7 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
 
     from traceany_ros.action import PlanGoal
 
-    _log(f"task {args.task} seed {args.seed}, backend {backend}")
+    _log(f"task {args.task} seed {args.seed}, tracer backend {backend}, planner backend {args.planner_backend}")
     task = make_task(args.task, seed=args.seed)
     env = task.env
     obs0 = task.render()
@@ -133,7 +137,8 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
     T = obs0.cam_to_world
 
     q = matrix_to_pose(T).orientation
-    graph.start({"backend": backend, "camera_position": [float(v) for v in T[:3, 3]],
+    graph.start({"backend": backend, "planner_backend": args.planner_backend,
+                 "camera_position": [float(v) for v in T[:3, 3]],
                  "camera_orientation": [q.x, q.y, q.z, q.w]})
 
     rclpy.init(args=[])
@@ -200,7 +205,8 @@ def _run(args, out: Path, backend: str, graph: _Graph) -> dict:
 
     _log(f"{sent['n']} frames published, {len(fields)} fields received")
     pictures = _pictures(out, plan, view, goal, final, fields, frames, bool(metrics["success"]))
-    return {"task": args.task, "seed": args.seed, "backend": backend, "success": bool(metrics["success"]),
+    return {"task": args.task, "seed": args.seed, "backend": backend, "planner_backend": args.planner_backend,
+            "success": bool(metrics["success"]),
             "grasp_success": bool(metrics["grasp_success"]), "pos_error_cm": float(metrics["pos_error_cm"]),
             "rot_error_deg": float(metrics["rot_error_deg"]), "plan_found": bool(plan.success),
             "plan_message": plan.message, "plan_method": plan.info.get("method", ""),

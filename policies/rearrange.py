@@ -79,7 +79,13 @@ def plan_rearrange(window, goal_rgb: np.ndarray, goal_depth: np.ndarray | None, 
     order = order_moves(starts, places)
     plan = combine_plans([plans[i] for i in order])
     methods = [objs[i][1]["method"] for i in order]
-    plan.info.update(methods=methods, method=methods[0] if len(set(methods)) == 1 else "mixed",
+    if len(set(methods)) == 1:
+        method = methods[0]
+    elif all(m.startswith("field-kabsch") for m in methods):  # every motion from the field, some refined
+        method = "field-kabsch+registration"
+    else:
+        method = "mixed"
+    plan.info.update(methods=methods, method=method,
                      predict_s=pred_s, backend=getattr(backend, "name", type(backend).__name__), field=fld)
     plan.planning_time_s = time.perf_counter() - t0
     return plan

@@ -12,10 +12,11 @@ Steps (docs/method.md, section 3, "goal-conditioned manipulation"):
 2. the backend predicts the trajectory field of that clip;
 3. the object = the largest group of pixels of the last current frame whose
    curves move between now and the goal (:mod:`segment`);
-4. its rigid motion start -> goal = a confidence-weighted robust Kabsch fit of
-   the curves' start and end points (:mod:`kabsch`), optionally refined by ICP
-   (open3d) of the moved object points against the goal frame's own points
-   inside a trust region around the field's motion (it refines, never replaces);
+4. its rigid motion start -> goal = the upright motion most of its curves'
+   start and end points agree on and the goal view does not contradict
+   (:func:`kabsch.verified_upright_fit`), optionally refined by ICP (open3d) of
+   the moved object points against the goal frame's own points inside a trust
+   region around the field's motion (it refines, never replaces);
    ``plan.info["method"]`` says where the motion came from;
 5. a top-down grasp across the object's narrow side on its top face, and the
    same grasp carried through the motion (yaw only: objects stay upright).
@@ -52,7 +53,7 @@ class GraspConfig:
         ``refine_max_shift`` (m), its yaw within the field's own yaw uncertainty (:func:`yaw_uncertainty_deg`)
         times ``refine_yaw_sigmas``, at least ``refine_max_yaw`` and at most ``refine_yaw_cap`` (deg); ICP
         starts from the field's motion turned by every ``refine_yaw_step_deg`` inside it.
-    motion_source: "field" (Kabsch on the field's tracks, refined by registration at most) or
+    motion_source: "field" (the upright motion the field's tracks vote for, refined by registration at most) or
         "registration" (goal registration alone, a baseline that ignores the tracks); see
         :func:`motion_from_field`.
     min_object_evidence: a moved group counts as an object when its evidence is at least this
@@ -419,6 +420,7 @@ def _object_motion(v: _Views, obj_mask: np.ndarray, config: "GraspConfig") -> tu
         raise ValueError(f"the field gives {int(tracks.sum())} consistent tracks of the moved object (3 needed): "
                          "its curves do not reach the object's place in the goal image; a backend that "
                          "tracks the object to the goal frame (the network) is needed")
+
     def contradicted(T):  # share of the object's points the goal view sees past, where T puts them
         return float(free_space(src @ T[:3, :3].T + T[:3, 3], *v.goal_view).mean()) if len(src) else 0.0
 
@@ -454,9 +456,10 @@ def motion_from_field(fld, clip, frame: int, config: GraspConfig = GraspConfig()
     Object pixels come from the field: pixels of ``frame`` whose curves move by
     more than ``segment.min_displacement`` between now and the goal, or whose
     place the goal view sees past (it left); the eps-connected group with the
-    most evidence is the object (:mod:`segment`). Its motion is a robust
-    confidence-weighted Kabsch fit of its consistent curves' start and goal
-    points (the field's own correspondences), kept upright; with ``icp_refine``
+    most evidence is the object (:mod:`segment`). Its motion is the upright motion
+    that most of its consistent curves' start and goal points (the field's own
+    correspondences, confidence-weighted) agree on, scored down where the goal
+    view sees past the object it moves (:func:`kabsch.verified_upright_fit`); with ``icp_refine``
     registration onto the goal view may refine it inside a trust region
     (:func:`refine_motion`), never replace it. ``motion_source="registration"``
     instead registers the object onto the goal view alone (a comparison

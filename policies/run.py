@@ -16,10 +16,10 @@ import numpy as np
 PLANNERS = ("trajfield", "flow", "flow-rigid", "static", "oracle", "oracle-field")
 # planning is timed (the intercept's box moves on meanwhile): the planners' flow-rigid (tracker preset
 # "planners") leaves out the segment ICP and the carried track ends, and runs DIS at half resolution
-# the backends as the planners use them (for the network: on goal images): the network sees the images twice as large (its 16-pixel query cells
-# are as large as a box at the table; :mod:`traceany_ros.model.zoom`) and each refinement pass takes its
-# top-weighted move (a goal image lies far from the clip: a blend of staying and the far match is right for
-# neither); on pick-place-goal seeds 1000-1029 (design seeds, not the evaluated 0-99) the network's plans
+# the backends as the planners use them; the network, on goal images, sees the images twice as large (its
+# 16-pixel query cells are as large as a box at the table; :mod:`traceany_ros.model.zoom`) and each
+# refinement pass takes its top-weighted move (a goal image lies far from the clip: a blend of staying and
+# the far match is right for neither); on pick-place-goal seeds 1000-1029 (design seeds, not the evaluated 0-99) the network's plans
 # came right 0 of 30 times at zoom 1 with the blend and 22 of 30 with these
 PLANNER_BACKEND_OPTIONS = {"flow-rigid": {"preset": "planners"}, "model": {"zoom": 2, "selection": "top"}}
 # the shipped network's learned forecast (its curves 0.3 s past the last frame) puts the intercept's mover

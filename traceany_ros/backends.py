@@ -181,10 +181,9 @@ class ModelBackend:
         the crop's, its points and curves in the world as always) and the crop box (r0, r1, c0, c1) in
         the window; (the whole window's field, None) when nothing moves.
         """
-        from traceany_ros.model.zoom import check_zoom, crop_window, moving_box
-
         from traceany_ros.episode import window_frames
         from traceany_ros.model.keyframes import pick_key_frames
+        from traceany_ros.model.zoom import check_zoom, crop_window, moving_box
 
         check_zoom(zoom, self.model.config.stride)
         keys = pick_key_frames(len(window.times), max(2, int(find_frames)))

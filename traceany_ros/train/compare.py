@@ -36,7 +36,8 @@ def camera_kind(ep) -> str:
 def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str, key_frames: int | None = None,
                model_options: dict | None = None):
     """Every backend (``methods`` by name, each checkpoint as the network, on ``key_frames`` key frames when
-    given, else the backend's; ``model_options``: more ModelBackend options) on the same episodes: ``score(ep, backend)`` per episode -> (episode count,
+    given, else the backend's; ``model_options``: more ModelBackend options such as ``zoom`` and
+    ``selection``) on the same episodes: ``score(ep, backend)`` per episode -> (episode count,
     {name: {"all" | "fixed" | "moving": [scores]}}, {name: seconds per episode})."""
     from tqdm import tqdm
 

@@ -31,7 +31,7 @@ import numpy as np
 from traceany_ros.geometry import unproject
 from traceany_ros.policies.kabsch import RobustFitConfig, verified_upright_fit
 from traceany_ros.policies.plan import Plan, Waypoint, top_down_quaternion
-from traceany_ros.policies.segment import SegmentConfig, cell_spacing, free_space, largest_cluster
+from traceany_ros.policies.segment import SegmentConfig, cell_spacing, free_space, join_radius, largest_cluster
 
 MAX_GRIPPER_WIDTH = 0.08
 
@@ -58,6 +58,9 @@ class GraspConfig:
         :func:`motion_from_field`.
     min_object_evidence: a moved group counts as an object when its evidence is at least this
         fraction of the strongest group's (several objects: :func:`motions_from_field`).
+    fit: of it the field's pair vote (:func:`kabsch.verified_upright_fit`) reads ``inlier_threshold`` (m; at
+        least one field cell is used) and ``seed``; its RANSAC and IRLS settings serve
+        :func:`kabsch.robust_rigid_fit`, which the goal planner no longer calls.
     """
 
     approach_height: float = 0.10
@@ -375,15 +378,14 @@ def _views(fld, clip, frame: int, config: "GraspConfig") -> _Views:
 def _object_masks(v: _Views, config: "GraspConfig", max_objects: int) -> list[np.ndarray]:
     """[h,w] masks of the moved objects (eps-connected groups of candidates), most evidence first.
 
-    The neighbourhood is ``segment.eps``, widened to 1.5 field cells where the field's cells are coarser
-    (diagonal neighbours on one object lie sqrt(2) cells apart)."""
+    The neighbourhood is ``segment.eps``, widened where the field's cells are coarser (:func:`segment.join_radius`)."""
     from traceany_ros.policies.segment import _components
 
     cfg = config.segment
     ij = np.argwhere(v.cand)
     if len(ij) < cfg.min_points:
         return []
-    labels = _components(v.start[v.cand].astype(np.float64), max(cfg.eps, 1.5 * v.cell_size))
+    labels = _components(v.start[v.cand].astype(np.float64), join_radius(cfg.eps, v.cell_size))
     sc = v.score[v.cand]
     groups = []
     for lab in np.unique(labels):

@@ -82,12 +82,11 @@ class FieldPlanner:
             return plan_goal(kind, frame_window([obs]), goal.rgb, goal.depth, self.goal_backend or self.backend,
                              motion_source=gcfg.motion_source if gcfg is not None else "field", grasp_config=gcfg)
         if hasattr(task, "observe"):
-            from traceany_ros.policies.intercept import plan_intercept
+            from traceany_ros.policies.intercept import InterceptConfig, plan_intercept
 
             frames = task.observations or task.observe()
-            if self.intercept_config is None:
-                return plan_intercept(frame_window(frames), self.backend, task.ee_pose[0])
-            return plan_intercept(frame_window(frames), self.backend, task.ee_pose[0], self.intercept_config)
+            return plan_intercept(frame_window(frames), self.backend, task.ee_pose[0],
+                                  self.intercept_config or InterceptConfig())
         raise ValueError(f"task {getattr(task, 'name', task)!r} has neither a goal image nor observe()")
 
 

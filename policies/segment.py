@@ -95,6 +95,13 @@ def cell_spacing(points: np.ndarray) -> float:
     return float(np.median(d)) if len(d) else 0.0
 
 
+def join_radius(eps: float, spacing: float) -> float:
+    """Neighbourhood (m) in which a field's moving cells join one group: ``eps``, widened to 1.5 cells where
+    the field's cells lie ``spacing`` apart (:func:`cell_spacing`; diagonal neighbours on one object lie
+    sqrt(2) cells apart)."""
+    return max(float(eps), 1.5 * float(spacing))
+
+
 def moving_segments(field: TrajectoryField, t_start: float | None = None, t_end: float | None = None,
                     frame: int = 0, config: SegmentConfig = SegmentConfig(), table_z: float = 0.0) -> list[Segment]:
     """Groups of moving pixels of source frame ``frame``, largest (summed confidence) first.
@@ -106,8 +113,7 @@ def moving_segments(field: TrajectoryField, t_start: float | None = None, t_end:
     Returns:
         list of :class:`Segment` (possibly empty).
 
-    The neighbourhood is ``config.eps``, widened to 1.5 cells where the field's cells lie further apart
-    (:func:`cell_spacing`; diagonal neighbours on one object lie sqrt(2) cells apart).
+    The neighbourhood is ``config.eps``, widened where the field's cells lie further apart (:func:`join_radius`).
     """
     t0 = field.time_span[0] if t_start is None else t_start
     t1 = field.time_span[1] if t_end is None else t_end
@@ -129,7 +135,7 @@ def moving_segments(field: TrajectoryField, t_start: float | None = None, t_end:
         return []
     s, e, c = start[moving], end[moving], conf[moving]
     feats = np.concatenate([s, config.displacement_weight * (e - s)], axis=1)
-    labels = _components(feats, max(config.eps, 1.5 * cell_spacing(start)))
+    labels = _components(feats, join_radius(config.eps, cell_spacing(start)))
     out = []
     for lab in np.unique(labels):
         m = labels == lab

@@ -126,12 +126,11 @@ class ModelBackend:
         from traceany_ros.checkpoint_file import resolve_device
         from traceany_ros.model import ModelConfig, TraceModel, default_checkpoint, load_checkpoint
         from traceany_ros.model.keyframes import check_key_frames
+        from traceany_ros.model.network import check_selection
         from traceany_ros.model.zoom import check_zoom
 
         key_frames = check_key_frames(key_frames)
-        if selection not in TraceModel.SELECTIONS:
-            raise ValueError(f"selection must be one of {TraceModel.SELECTIONS}, got {selection!r}")
-        self.selection = selection
+        self.selection = check_selection(selection)
 
         self.device = resolve_device(device)
         if preset is not None and checkpoint is None:
@@ -158,16 +157,14 @@ class ModelBackend:
         """The same network (its weights shared, not copied) with another input zoom or selection."""
         import copy
 
-        from traceany_ros.model import TraceModel
+        from traceany_ros.model.network import check_selection
         from traceany_ros.model.zoom import check_zoom
 
         other = copy.copy(self)
         if zoom is not None:
             other.zoom = check_zoom(zoom, self.model.config.stride)
         if selection is not None:
-            if selection not in TraceModel.SELECTIONS:
-                raise ValueError(f"selection must be one of {TraceModel.SELECTIONS}, got {selection!r}")
-            other.selection = selection
+            other.selection = check_selection(selection)
         return other
 
     def predict_moving(self, window: FrameWindow, future_s: float = 0.0, zoom: int = 2, pad: int = 24,
@@ -186,11 +183,13 @@ class ModelBackend:
         from traceany_ros.model.zoom import check_zoom, crop_window, moving_box
 
         check_zoom(zoom, self.model.config.stride)
+        own = self.with_options(zoom=1)
         keys = pick_key_frames(len(window.times), max(2, int(find_frames)))
-        first = self.with_options(zoom=1).predict(window if keys is None else window_frames(window, keys))
+        first = own.predict(window if keys is None else window_frames(window, keys))
         box = moving_box(first, pad=pad)
         if box is None:
-            return self.with_options(zoom=1).predict(window, future_s=future_s), None
+            whole = keys is None and future_s <= 0  # the first pass was already the whole window's field
+            return (first if whole else own.predict(window, future_s=future_s)), None
         field = self.with_options(zoom=zoom).predict(crop_window(window, box), future_s=future_s)
         field.meta["crop"] = box
         return field, box

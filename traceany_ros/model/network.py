@@ -159,6 +159,15 @@ def sincos(x: torch.Tensor, n: int, base: float = 1.0) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- the network
 
+SELECTIONS = ("blend", "top")  # how a refinement pass moves by its candidate moves (TraceModel.forward)
+
+
+def check_selection(selection: str) -> str:
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    return selection
+
+
 class TraceModel(nn.Module):
     """Trajectory fields of every observed frame's cells (see the module docstring).
 
@@ -214,8 +223,6 @@ class TraceModel(nn.Module):
         feat, ctx = self.encoder(x)
         return feat.reshape(B, T, *feat.shape[1:]), ctx.reshape(B, T, *ctx.shape[1:])
 
-    SELECTIONS = ("blend", "top")
-
     def forward(self, w: WindowTensors, query_frames: torch.Tensor | None = None, return_all: bool = False,
                 selection: str = "blend"):
         """w: WindowTensors (B, T); query_frames [I] long (default: every observed frame of sample 0; in a
@@ -235,8 +242,7 @@ class TraceModel(nn.Module):
         convex combination, as trained) or "top" (the top-weighted move alone: the mode of the choice, for
         far-apart frames such as a goal image, where a blend of staying and a far match is right for neither).
         """
-        if selection not in self.SELECTIONS:
-            raise ValueError(f"selection must be one of {self.SELECTIONS}, got {selection!r}")
+        check_selection(selection)
         c = self.config
         B, T, _, H, W = w.rgb.shape
         norm = normalise(w)

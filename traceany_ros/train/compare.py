@@ -47,7 +47,9 @@ def _score_all(data: str, methods, checkpoints, limit, device, score, desc: str,
     files = list_episodes(data)[:limit]
     backends = {m: make_backend(m) for m in methods}
     for ck in checkpoints:
-        opts = dict(model_options or {}) if key_frames is None else {**(model_options or {}), "key_frames": key_frames}
+        opts = dict(model_options or {})
+        if key_frames is not None:
+            opts["key_frames"] = key_frames
         backends[str(ck)] = make_backend("model", checkpoint=str(ck), device=device, **opts)
     per = {k: {"all": [], "fixed": [], "moving": []} for k in backends}
     seconds = {k: 0.0 for k in backends}
